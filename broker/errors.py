@@ -1,0 +1,76 @@
+"""The broker's one exception hierarchy.
+
+Third-party exceptions (aiohttp, redis, pyjwt, yaml) are translated into these exactly where they enter,
+so handlers only ever deal with our types and every error a user can see maps to a clear page or JSON body::
+
+    BrokerError
+    ├── ConfigError                 bad YAML / schema; carries every problem found, each with file:line
+    ├── SessionStoreUnavailable     Redis (or another store) cannot be reached -> 503
+    ├── IdentityProviderError       the IdP failed or answered with an OAuth/AADSTS error
+    │   ├── IdentityProviderUnavailable   network failure, timeout, 5xx -> 503
+    │   └── IdentityProviderRejected      an OAuth error answer (``error``, AADSTS code) -> explained page
+    └── InvalidToken                an ID token failed validation (which rule, never the token itself)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BrokerError(Exception):
+    """Base class of every error the broker raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One problem in a config file, located so an operator can jump to it."""
+
+    file: str
+    line: int | None
+    key_path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
+
+
+class ConfigError(BrokerError):
+    """The configuration is unusable; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class SessionStoreUnavailable(BrokerError):
+    """The session store cannot be reached; requests that need a session get a 503."""
+
+
+class IdentityProviderError(BrokerError):
+    """Something went wrong talking to the identity provider."""
+
+
+class IdentityProviderUnavailable(IdentityProviderError):
+    """The identity provider could not be reached, timed out or answered 5xx."""
+
+
+class IdentityProviderRejected(IdentityProviderError):
+    """The identity provider answered with an OAuth error (``error``, ``error_description``, AADSTS code)."""
+
+    def __init__(
+        self,
+        error: str,
+        description: str = "",
+        error_codes: tuple[int, ...] = (),
+        correlation_id: str = "",
+    ) -> None:
+        self.error = error
+        self.description = description
+        self.error_codes = error_codes
+        self.correlation_id = correlation_id
+        super().__init__(f"{error}: {description}" if description else error)
+
+
+class InvalidToken(BrokerError):
+    """An ID token failed validation; the message names the rule it broke, never the token."""

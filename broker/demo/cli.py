@@ -1,0 +1,56 @@
+"""``demo-backend`` command line: serve the whoami app on a host:port."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from broker.demo.app import DEFAULT_ASSERTION_HEADER, create_demo_app
+
+DEFAULT_LISTEN = "127.0.0.1:9001"
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    """Add the demo backend's options to ``parser`` (a new one when None), e.g. for a CLI subcommand."""
+    parser = parser or argparse.ArgumentParser(prog="demo-backend", description=__doc__)
+    parser.add_argument("--listen", default=DEFAULT_LISTEN, help="host:port (default %(default)s)")
+    parser.add_argument("--jwks-url", required=True, help="the gateway's {public_url}/.auth/jwks.json")
+    parser.add_argument("--issuer", required=True, help="the gateway's public URL (the assertion's iss)")
+    parser.add_argument(
+        "--audience",
+        action="append",
+        dest="audiences",
+        help="accepted aud; repeat for several; omitted: audience not checked (but shown)",
+    )
+    parser.add_argument("--assertion-header", default=DEFAULT_ASSERTION_HEADER)
+    return parser
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:9001`` for IPv6) into host and port."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen must be host:port, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until interrupted, with options parsed by ``build_parser``."""
+    host, port = split_listen(args.listen)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_demo_app(args.jwks_url, args.issuer, args.audiences, args.assertion_header)
+    web.run_app(app, host=host, port=port, print=None)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``demo-backend`` / ``python -m broker.demo``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except ValueError as exc:
+        parser.error(str(exc))

@@ -1,0 +1,122 @@
+"""Wiring only: build the gateway's dependencies from a config and register handlers and middleware.
+
+Middleware order: request id first (so every error carries one), then error translation.
+Handler order: the broker's own ``/.auth/*`` paths, operator login aliases, then the proxy catch-all.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from broker.config.schema import BrokerConfig
+from broker.errors import ConfigError, ConfigProblem
+from broker.handlers import callback, login, logout, protected, service
+from broker.identity import AssertionSigner, SigningKey, load_signing_keys
+from broker.middleware import error_middleware, request_id_middleware
+from broker.oidc.discovery import DiscoveryCache
+from broker.routing import RouteTable
+from broker.runtime import GATEWAY, Gateway
+from broker.sessions.cookie import CookiePolicy
+from broker.sessions.manager import SessionManager
+from broker.sessions.memory import MemoryStore
+from broker.sessions.redis_store import RedisStore
+from broker.sessions.store import SessionStore
+
+UPSTREAM_POOL_SIZE = 256
+IDP_USER_AGENT = "entra-broker"
+
+
+def load_keys(config: BrokerConfig, base_dir: Path) -> list[SigningKey]:
+    """Load the assertion signing keys, reporting unusable files as config problems."""
+    try:
+        return load_signing_keys([base_dir / k for k in config.signing.keys])
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError([ConfigProblem("signing.keys", None, "signing.keys", f"cannot load key: {exc}")]) from None
+
+
+def make_store(config: BrokerConfig) -> SessionStore:
+    """The configured session store."""
+    if config.sessions.store == "memory":
+        return MemoryStore()
+    return RedisStore(config.sessions.store)
+
+
+def protected_header_names(config: BrokerConfig) -> frozenset[str]:
+    """Every header the broker sets from identity: clients may never supply any of them."""
+    names = {config.signing.assertion_header}
+    for route in config.routes:
+        names |= set(route.headers)
+    return frozenset(names)
+
+
+def create_app(
+    config: BrokerConfig,
+    base_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    store: SessionStore | None = None,
+) -> web.Application:
+    """The gateway as an aiohttp application (started by ``web.AppRunner`` or ``web.run_app``)."""
+    keys = load_keys(config, base_dir)
+    app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024**2)
+
+    async def dependencies(app: web.Application) -> AsyncIterator[None]:
+        session_store = store or make_store(config)
+        # No cookie jar on either client: the broker must never carry one user's cookies to another.
+        idp_http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": IDP_USER_AGENT}
+        )
+        upstream_http = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            connector=aiohttp.TCPConnector(limit=UPSTREAM_POOL_SIZE),
+        )
+        app[GATEWAY] = Gateway(
+            config=config,
+            routes=RouteTable(config.routes),
+            sessions=SessionManager(session_store, config.sessions.idle_timeout, config.sessions.lifetime),
+            signer=AssertionSigner(keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl),
+            cookie=CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url),
+            discovery=DiscoveryCache(idp_http),
+            idp_http=idp_http,
+            upstream_http=upstream_http,
+            protected_headers=protected_header_names(config),
+            scheme=urlsplit(config.server.public_url).scheme,
+            clock=clock,
+        )
+        yield
+        await upstream_http.close()
+        await idp_http.close()
+        await session_store.close()
+
+    app.cleanup_ctx.append(dependencies)
+    add_routes(app, config)
+    return app
+
+
+def add_routes(app: web.Application, config: BrokerConfig) -> None:
+    """Register the broker's own paths, login aliases and the proxy catch-all, in that order."""
+    r = app.router
+    r.add_get("/.auth/login", login.chooser_page)
+    r.add_post("/.auth/login", login.choose)
+    r.add_get("/.auth/login/{code}", login.company_page)
+    r.add_get("/.auth/login/{code}/start", login.start)
+    r.add_route("GET", "/.auth/callback", callback.callback)
+    r.add_route("POST", "/.auth/callback", callback.callback)
+    r.add_get("/.auth/logout", logout.confirm)
+    r.add_post("/.auth/logout", logout.logout)
+    r.add_get("/.auth/logout/done", logout.done)
+    r.add_get("/.auth/jwks.json", service.jwks)
+    r.add_get("/.auth/me", service.me)
+    r.add_get("/.auth/healthz", service.healthz)
+    r.add_get("/.auth/readyz", service.readyz)
+    r.add_route("*", "/.auth/{tail:.*}", service.reserved_not_found)
+    for alias in config.server.login_aliases:
+        r.add_get(alias, login.company_page)
+    r.add_route("*", "/{tail:.*}", protected.handle)

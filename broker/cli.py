@@ -1,0 +1,168 @@
+"""``broker run | check-config | demo | devidp | demo-backend | keygen``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from broker.app import create_app
+from broker.config.load import load_config
+from broker.errors import ConfigError
+from broker.identity import generate_es256_pem
+from broker.observability import configure_logging
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address must be host:port, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(f"configuration has {len(exc.problems)} problem(s):", file=sys.stderr)
+    for problem in exc.problems:
+        print(f"  {problem}", file=sys.stderr)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file; print every problem; exit 0 when usable."""
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    print(f"{args.file}: OK ({len(config.tenants)} companies, {len(config.routes)} routes)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the gateway until interrupted."""
+    configure_logging(args.log_format)
+    try:
+        config = load_config(args.config)
+        app = create_app(config, Path(args.config).parent)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    host, port = split_listen(args.listen or config.server.listen)
+    web.run_app(app, host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    """Write a new ES256 (P-256) private key for the identity assertion."""
+    pem = generate_es256_pem()
+    if args.out == "-":
+        sys.stdout.write(pem.decode())
+        return 0
+    out = Path(args.out)
+    if out.exists():
+        print(f"{out} exists; refusing to overwrite a key", file=sys.stderr)
+        return 1
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    print(f"wrote {out} (mode 600); list it under signing.keys")
+    return 0
+
+
+def cmd_devidp(args: argparse.Namespace) -> int:
+    """Run the development identity provider alone."""
+    from broker.devidp import create_devidp_app, load_devidp_config
+
+    configure_logging("text")
+    host, port = split_listen(args.listen)
+    try:
+        config = load_devidp_config(args.config)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    public_url = args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+    web.run_app(create_devidp_app(config, public_url), host=host, port=port, print=None, access_log=None)
+    return 0
+
+
+def cmd_demo_backend(args: argparse.Namespace) -> int:
+    """Run the whoami demo backend alone."""
+    from broker.demo.cli import run
+
+    return run(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Dev IdP + demo backend + gateway in one process, with throw-away secrets and keys."""
+    from broker.demo_launcher import run_demo
+
+    configure_logging("text")
+    # Demo secrets are random per run and shared with the dev IdP through the environment,
+    # exactly as production secrets reach the gateway (never written in YAML).
+    for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
+        os.environ.setdefault(name, secrets.token_urlsafe(24))
+    with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
+        key_file = Path(tmp) / "assertion.pem"
+        key_file.write_bytes(generate_es256_pem())
+        key_file.chmod(0o600)
+        os.environ.setdefault("BROKER_DEMO_SIGNING_KEY", str(key_file))
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="broker", description="Entra Broker: Entra ID sign-in for legacy apps.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway")
+    run.add_argument("--config", required=True, help="YAML config file")
+    run.add_argument("--listen", help="host:port (default: server.listen from the config)")
+    run.add_argument("--log-format", choices=("json", "text"), default="json")
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file and list every problem")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    demo = sub.add_parser("demo", help="dev IdP + demo backend + gateway, all local")
+    demo.add_argument("--config", default="config/demo.yaml")
+    demo.add_argument("--idp-config", default="config/devidp.yaml")
+    demo.set_defaults(func=cmd_demo)
+
+    devidp = sub.add_parser("devidp", help="run the Entra-shaped development identity provider")
+    devidp.add_argument("--config", required=True)
+    devidp.add_argument("--listen", default="127.0.0.1:9000")
+    devidp.add_argument("--public-url", help="the URL browsers and the gateway use (default from --listen)")
+    devidp.set_defaults(func=cmd_devidp)
+
+    from broker.demo.cli import build_parser as demo_backend_parser
+
+    backend = sub.add_parser("demo-backend", help="run the whoami demo backend")
+    demo_backend_parser(backend)
+    backend.set_defaults(func=cmd_demo_backend)
+
+    keygen = sub.add_parser("keygen", help="create an ES256 key for the identity assertion")
+    keygen.add_argument("--out", default="-", help="file to create (mode 600), or - for stdout")
+    keygen.set_defaults(func=cmd_keygen)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``broker`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return result

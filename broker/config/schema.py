@@ -1,0 +1,130 @@
+"""The typed shape of the broker's YAML: every key, its type and its default as a named constant.
+
+The loader (``load.py``) builds these dataclasses generically from the type hints, so adding an option
+means adding a field here, with a default constant and a docstring line in ``config/broker.example.yaml``.
+Fields marked ``secret`` may instead be given as ``<name>_file`` (a path whose content is the value).
+Fields annotated ``Duration`` accept ``90``, ``"90s"``, ``"15m"``, ``"8h"`` or ``"1d"`` and hold seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Literal
+
+DURATION = "duration"
+Duration = Annotated[float, DURATION]
+SECRET = {"secret": True}
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
+DEFAULT_COOKIE_NAME = "__Host-broker"
+DEFAULT_IDLE_TIMEOUT = 8 * 3600.0
+DEFAULT_LIFETIME = 24 * 3600.0
+DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"
+DEFAULT_ASSERTION_TTL = 60.0
+MAX_ASSERTION_TTL = 300.0
+DEFAULT_CLOCK_SKEW = 120.0
+DEFAULT_IDP_TIMEOUT = 10.0
+DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 5.0
+DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
+
+AuthMode = Literal["enforce", "optional", "public"]
+ResponseMode = Literal["form_post", "query"]
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Where the gateway listens and the URL users reach it by."""
+
+    public_url: str
+    listen: str = DEFAULT_LISTEN
+    login_aliases: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionsConfig:
+    """Server-side sessions: where they live and how long they last."""
+
+    store: str = "memory"
+    cookie_name: str = DEFAULT_COOKIE_NAME
+    idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
+    lifetime: Duration = DEFAULT_LIFETIME
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """Keys that sign the identity assertion; the first signs, all are published."""
+
+    keys: list[str]
+    assertion_header: str = DEFAULT_ASSERTION_HEADER
+    assertion_ttl: Duration = DEFAULT_ASSERTION_TTL
+
+
+@dataclass(frozen=True)
+class RolesConfig:
+    """Map Entra app roles and groups to the company's ordered broker roles (most privileged last)."""
+
+    order: list[str] = field(default_factory=list)
+    default: str | None = None
+    app_roles: dict[str, str] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """One customer company, keyed in YAML by its login code."""
+
+    display_name: str
+    tenant_id: str
+    client_id: str
+    client_secret: str | None = field(default=None, metadata=SECRET)
+    authority: str = DEFAULT_AUTHORITY
+    note: str = ""
+    logo_url: str | None = None
+    domain_hint: str | None = None
+    email_domains: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
+    response_mode: ResponseMode = "form_post"
+    auto_redirect: bool = False
+    listed: bool = False
+    clock_skew: Duration = DEFAULT_CLOCK_SKEW
+    roles: RolesConfig = field(default_factory=RolesConfig)
+
+
+@dataclass(frozen=True)
+class AllowConfig:
+    """Who may use a route; an empty list means "no restriction on this dimension"."""
+
+    login_codes: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """One protected (or public) upstream, matched by host and path prefix."""
+
+    host: str
+    upstream: str
+    path: str = "/"
+    auth: AuthMode = "enforce"
+    login: str | None = None
+    allow: AllowConfig = field(default_factory=AllowConfig)
+    public_paths: list[str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+    audience: str | None = None
+    connect_timeout: Duration = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
+    read_timeout: Duration = DEFAULT_UPSTREAM_READ_TIMEOUT
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """The whole configuration file."""
+
+    server: ServerConfig
+    signing: SigningConfig
+    tenants: dict[str, TenantConfig]
+    routes: list[RouteConfig]
+    sessions: SessionsConfig = field(default_factory=SessionsConfig)

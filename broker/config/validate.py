@@ -1,0 +1,131 @@
+"""Checks that need more than types: formats, cross-references, and safety rules (fail closed).
+
+Each check yields ``(key_path, message)``; the loader attaches file and line numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from broker.config import schema
+
+KeyPath = tuple[str | int, ...]
+
+LOGIN_CODE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
+HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+ALIAS = re.compile(r"^/[A-Za-z0-9._~/-]*\{code\}$")
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+SESSION_STORE_SCHEMES = frozenset({"redis", "rediss"})
+UPSTREAM_SCHEMES = frozenset({"http", "https"})
+HEADER_CLAIMS = frozenset(
+    {"sub", "tid", "oid", "name", "email", "preferred_username", "role", "roles", "groups", "login_code"}
+)
+
+
+def is_loopback_http(url: str) -> bool:
+    """Plain http is acceptable only on the local machine (development and the demo)."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS
+
+
+def _check_url(url: str, path: KeyPath, what: str) -> Iterator[tuple[KeyPath, str]]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        yield path, f"{what} must be an absolute http(s) URL (got {url!r})"
+    elif parts.scheme == "http" and not is_loopback_http(url):
+        yield path, f"{what} must use https (plain http is allowed only for localhost)"
+
+
+def _check_tenant(code: str, t: schema.TenantConfig) -> Iterator[tuple[KeyPath, str]]:
+    base: KeyPath = ("tenants", code)
+    if not LOGIN_CODE.match(code):
+        yield base, "login code must be lowercase letters, digits and '-' (at most 64)"
+    if not (GUID.match(t.tenant_id) or DOMAIN.match(t.tenant_id)):
+        yield (*base, "tenant_id"), f"must be a GUID or a verified domain (got {t.tenant_id!r})"
+    if t.tenant_id.lower() in ("common", "organizations", "consumers"):
+        yield (*base, "tenant_id"), "multi-tenant authorities are not supported; use the tenant's GUID"
+    if not GUID.match(t.client_id):
+        yield (*base, "client_id"), f"must be the application (client) ID GUID (got {t.client_id!r})"
+    if not t.client_secret:
+        yield base, "missing required key 'client_secret' (or client_secret_file)"
+    yield from _check_url(t.authority, (*base, "authority"), "authority")
+    if "openid" not in t.scopes:
+        yield (*base, "scopes"), "must include 'openid'"
+    order = t.roles.order
+    if t.roles.default is not None and t.roles.default not in order:
+        yield (*base, "roles", "default"), f"'{t.roles.default}' is not in roles.order"
+    for section in ("app_roles", "groups"):
+        for source, role in getattr(t.roles, section).items():
+            if role not in order:
+                yield (*base, "roles", section, source), f"'{role}' is not in roles.order"
+
+
+def _check_route(
+    i: int, r: schema.RouteConfig, codes: set[str], tenants: dict[str, schema.TenantConfig]
+) -> Iterator[tuple[KeyPath, str]]:
+    base: KeyPath = ("routes", i)
+    if not r.path.startswith("/"):
+        yield (*base, "path"), "must start with '/'"
+    parts = urlsplit(r.upstream)
+    if parts.scheme not in UPSTREAM_SCHEMES or not parts.hostname:
+        yield (*base, "upstream"), f"must be an http:// or https:// URL (got {r.upstream!r})"
+    for j, code in enumerate(r.allow.login_codes):
+        if code not in codes:
+            yield (*base, "allow", "login_codes", j), f"unknown login code '{code}'"
+    if r.login is not None and r.login not in codes:
+        yield (*base, "login"), f"unknown login code '{r.login}'"
+    for role in r.allow.roles:
+        if not any(role in t.roles.order for t in tenants.values()):
+            yield (*base, "allow", "roles"), f"role '{role}' is not in any company's roles.order"
+    for name, claim in r.headers.items():
+        if not HEADER_NAME.match(name):
+            yield (*base, "headers", name), "is not a valid HTTP header name"
+        if claim not in HEADER_CLAIMS:
+            yield (*base, "headers", name), f"unknown claim '{claim}' (one of {', '.join(sorted(HEADER_CLAIMS))})"
+    for j, p in enumerate(r.public_paths):
+        if not p.startswith("/"):
+            yield (*base, "public_paths", j), "must start with '/'"
+    if r.read_timeout <= 0 or r.connect_timeout <= 0:
+        yield base, "timeouts must be positive (they are never disabled)"
+
+
+def check_semantics(
+    config: schema.BrokerConfig, base_dir: Path, file_exists: Callable[[Path], bool] | None = None
+) -> Iterator[tuple[KeyPath, str]]:
+    """Yield every semantic problem in an otherwise well-typed config."""
+    exists = file_exists or Path.is_file
+    yield from _check_url(config.server.public_url, ("server", "public_url"), "public_url")
+    for i, alias in enumerate(config.server.login_aliases):
+        if not ALIAS.match(alias) or alias.startswith("/.auth/"):
+            yield ("server", "login_aliases", i), "must be a path ending in '{code}', e.g. /login/{code}"
+    store = config.sessions.store
+    if store != "memory" and urlsplit(store).scheme not in SESSION_STORE_SCHEMES:
+        yield ("sessions", "store"), "must be 'memory' or a redis:// or rediss:// URL"
+    if config.sessions.idle_timeout <= 0 or config.sessions.lifetime <= 0:
+        yield ("sessions",), "idle_timeout and lifetime must be positive"
+    if not config.signing.keys:
+        yield ("signing", "keys"), "at least one signing key file is required (see `broker keygen`)"
+    for i, key in enumerate(config.signing.keys):
+        if not exists(base_dir / key):
+            yield ("signing", "keys", i), f"key file {base_dir / key} does not exist"
+    if not 0 < config.signing.assertion_ttl <= schema.MAX_ASSERTION_TTL:
+        yield ("signing", "assertion_ttl"), f"must be between 1s and {int(schema.MAX_ASSERTION_TTL)}s"
+    if not HEADER_NAME.match(config.signing.assertion_header):
+        yield ("signing", "assertion_header"), "is not a valid HTTP header name"
+    if not config.tenants:
+        yield ("tenants",), "at least one company is required"
+    for code, tenant in config.tenants.items():
+        yield from _check_tenant(code, tenant)
+    codes = set(config.tenants)
+    seen: dict[tuple[str, str], int] = {}
+    for i, route in enumerate(config.routes):
+        yield from _check_route(i, route, codes, config.tenants)
+        host_path = (route.host.lower(), route.path)
+        if host_path in seen:
+            yield ("routes", i), f"same host and path as routes[{seen[host_path]}]"
+        seen.setdefault(host_path, i)

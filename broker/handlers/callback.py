@@ -1,0 +1,150 @@
+"""``/.auth/callback``: consume the state, redeem the code, validate the ID token, create the session.
+
+With ``response_mode=form_post`` Entra POSTs here cross-site, so SameSite=Lax cookies are not sent: all
+login context lives server-side under the ``state`` value (ENTRA.md). The session gets a fresh id,
+never one the browser chose (no session fixation).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from broker.config.schema import TenantConfig
+from broker.errors import IdentityProviderRejected, InvalidToken
+from broker.handlers.login import login_path
+from broker.oidc import errors as aadsts
+from broker.oidc.client import redeem_code
+from broker.oidc.verifier import verify_id_token
+from broker.pages import views
+from broker.policy import map_roles
+from broker.runtime import Gateway, gateway_of, request_id_of
+from broker.sessions.model import LoginState, Session
+
+log = logging.getLogger(__name__)
+
+
+async def callback(request: web.Request) -> web.StreamResponse:
+    """GET or POST /.auth/callback."""
+    gw = gateway_of(request)
+    params: Mapping[str, Any] = await request.post() if request.method == "POST" else request.query
+    state_value = str(params.get("state", ""))
+    login = await gw.sessions.take_login_state(state_value, gw.clock()) if state_value else None
+    if login is None:
+        log.warning("callback with unknown, replayed or expired state", extra={"event": "login_state_rejected"})
+        return views.simple(
+            "Please sign in again",
+            "Your sign-in took too long or this sign-in link was already used. Start again.",
+            400,
+            request_id_of(request),
+            link=("/.auth/login", "Start again"),
+        )
+    tenant = gw.tenant(login.login_code)
+    retry = login_path(login.login_code, login.return_to)
+    if tenant is None:
+        return views.simple("Company not found", "This company can no longer sign in here.", 400, request_id_of(request))
+    if "error" in params:
+        return _entra_error(request, login, retry, str(params["error"]), str(params.get("error_description", "")))
+    code = str(params.get("code", ""))
+    if not code:
+        return views.simple(
+            "Please sign in again", "The sign-in answer was incomplete.", 400, request_id_of(request), link=(retry, "Try again")
+        )
+    return await _complete(request, gw, tenant, login, code, retry)
+
+
+async def _complete(
+    request: web.Request, gw: Gateway, tenant: TenantConfig, login: LoginState, code: str, retry: str
+) -> web.StreamResponse:
+    metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
+    try:
+        tokens = await redeem_code(
+            gw.idp_http, metadata, tenant, code=code, redirect_uri=login.redirect_uri, code_verifier=login.code_verifier
+        )
+    except IdentityProviderRejected as exc:
+        return _entra_error(
+            request, login, retry, exc.error, exc.description, exc.error_codes, exc.correlation_id
+        )
+    now = gw.clock()
+    try:
+        claims = await verify_id_token(gw.discovery, tenant, metadata, tokens.id_token, nonce=login.nonce, now=now)
+    except InvalidToken as exc:
+        log.warning(
+            "ID token rejected: %s", exc, extra={"event": "login_failure", "company": login.login_code}
+        )
+        return views.simple(
+            "Sign-in could not be verified",
+            "Microsoft's answer did not pass the gateway's checks, so you were not signed in. "
+            "If you chose an account of another company, sign in with your account at this company.",
+            400,
+            request_id_of(request),
+            link=(retry, "Try again"),
+        )
+    session = _session_from_claims(login.login_code, tenant, claims, tokens.id_token, tokens.refresh_token)
+    ticket = await gw.sessions.create(session, now)
+    log.info(
+        "login succeeded",
+        extra={"event": "login_success", "company": login.login_code, "user": session.user_key},
+    )
+    response = web.HTTPSeeOther(login.return_to, headers={"Cache-Control": "no-store"})
+    gw.cookie.set(response, ticket, int(gw.config.sessions.lifetime))
+    return response
+
+
+def _strings(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _session_from_claims(
+    code: str, tenant: TenantConfig, claims: Mapping[str, Any], id_token: str, refresh_token: str | None
+) -> Session:
+    """The session for a validated token. Identity is ``tid`` + ``oid``; email and UPN are display only."""
+    groups = _strings(claims.get("groups"))
+    role, roles = map_roles(tenant.roles, _strings(claims.get("roles")), groups)
+    return Session(
+        login_code=code,
+        tid=str(claims["tid"]),
+        oid=str(claims["oid"]),
+        name=str(claims.get("name", "")),
+        preferred_username=str(claims.get("preferred_username", "")),
+        email=str(claims.get("email", "")),
+        role=role,
+        roles=roles,
+        groups=groups,
+        sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
+        login_hint=claims.get("login_hint") if isinstance(claims.get("login_hint"), str) else None,
+        id_token=id_token,
+        refresh_token=refresh_token,
+        id_token_expires_at=float(claims["exp"]),
+        csrf=secrets.token_urlsafe(24),
+    )
+
+
+def _entra_error(
+    request: web.Request,
+    login: LoginState,
+    retry: str,
+    error: str,
+    description: str,
+    error_codes: tuple[int, ...] = (),
+    correlation_id: str = "",
+) -> web.StreamResponse:
+    """An error Entra reported (on the callback or from the token endpoint), explained."""
+    code = aadsts.aadsts_code(description, error_codes)
+    log.warning(
+        "sign-in failed at the identity provider",
+        extra={"event": "login_failure", "company": login.login_code, "error": error, "aadsts": code},
+    )
+    return views.login_error(
+        aadsts.explain(error, code),
+        code=code,
+        error=error,
+        description=description,
+        correlation_id=correlation_id or aadsts.correlation_id(description),
+        retry_url=retry,
+        request_id=request_id_of(request),
+    )

@@ -1,0 +1,109 @@
+"""Company login pages, the company chooser, and the start of a sign-in.
+
+``/.auth/login/{code}`` shows the company's page; its button leads to ``/.auth/login/{code}/start``, which
+stores state, nonce and PKCE verifier server-side (single use, 10 minutes) and sends the browser to the
+tenant's authorize endpoint. The chooser never reveals which login codes exist unless marked ``listed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from broker.oidc.client import PkcePair, authorize_url, new_nonce
+from broker.pages import views
+from broker.redirects import safe_return_to
+from broker.runtime import Gateway, gateway_of, request_id_of
+from broker.sessions.model import LoginState
+
+log = logging.getLogger(__name__)
+
+# Query parameters a login link may pass through to Entra, and the values each may take.
+PASSTHROUGH_PROMPTS = frozenset({"login", "select_account", "consent", "none"})
+MAX_LOGIN_HINT = 256
+CALLBACK_PATH = "/.auth/callback"
+
+
+def login_path(code: str, rd: str) -> str:
+    """The company login page URL, keeping the return path."""
+    return f"/.auth/login/{code}" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+
+
+def _return_to(request: web.Request, gw: Gateway) -> str:
+    return safe_return_to(request.query.get("rd"), gw.is_known_host)
+
+
+async def company_page(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/login/{code} (and operator aliases such as /login/{code})."""
+    gw = gateway_of(request)
+    code = request.match_info["code"]
+    tenant = gw.tenant(code)
+    if tenant is None:
+        return views.unknown_company(code, gw.listed_companies(), request_id_of(request))
+    rd = _return_to(request, gw)
+    start = f"/.auth/login/{code}/start" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+    if tenant.auto_redirect or request.query.get("auto") == "1":
+        raise web.HTTPFound(start)
+    return views.company_login(tenant, start, request_id_of(request))
+
+
+async def start(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/login/{code}/start: remember the login server-side, then go to Entra."""
+    gw = gateway_of(request)
+    code = request.match_info["code"]
+    tenant = gw.tenant(code)
+    if tenant is None:
+        return views.unknown_company(code, gw.listed_companies(), request_id_of(request))
+    metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
+    pkce = PkcePair.new()
+    nonce = new_nonce()
+    redirect_uri = gw.origin_for(request) + CALLBACK_PATH
+    state = await gw.sessions.save_login_state(
+        LoginState(code, nonce, pkce.verifier, redirect_uri, _return_to(request, gw), gw.clock())
+    )
+    extra: dict[str, str] = {}
+    prompt = request.query.get("prompt")
+    if prompt in PASSTHROUGH_PROMPTS:
+        extra["prompt"] = prompt
+    hint = request.query.get("login_hint", "")
+    if hint and len(hint) <= MAX_LOGIN_HINT and hint.isprintable():
+        extra["login_hint"] = hint
+    url = authorize_url(
+        metadata, tenant, redirect_uri=redirect_uri, state=state, nonce=nonce, code_challenge=pkce.challenge,
+        extra=extra,
+    )
+    log.info("login started", extra={"event": "login_start", "company": code})
+    raise web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+
+
+async def chooser_page(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/login: type a login code or work email."""
+    gw = gateway_of(request)
+    return views.chooser(_return_to(request, gw), gw.listed_companies(), request_id_of(request))
+
+
+async def choose(request: web.Request) -> web.StreamResponse:
+    """POST /.auth/login: find the company by login code, or by the domain of a work email."""
+    gw = gateway_of(request)
+    form = await request.post()
+    who = str(form.get("who", "")).strip().lower()
+    rd = safe_return_to(str(form.get("rd", "")), gw.is_known_host)
+    code = _find_company(gw, who)
+    if code is None:
+        return views.chooser(
+            rd, gw.listed_companies(), request_id_of(request),
+            message="We could not find your company. Check the login code or email your administrator gave you.",
+        )
+    raise web.HTTPSeeOther(login_path(code, rd))
+
+
+def _find_company(gw: Gateway, who: str) -> str | None:
+    if "@" in who:
+        domain = who.rsplit("@", 1)[1]
+        for code, tenant in gw.config.tenants.items():
+            if domain in (d.lower() for d in tenant.email_domains):
+                return code
+        return None
+    return who if gw.tenant(who) is not None else None

@@ -1,0 +1,96 @@
+"""The catch-all: every request that is not the broker's own goes through these named stages.
+
+match route -> (session) -> login required? -> policy -> identity headers -> forward upstream
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from broker.handlers.login import login_path
+from broker.middleware import error_response
+from broker.pages import views
+from broker.policy import decide_access
+from broker.proxy import forward
+from broker.routing import Route, normalise_path
+from broker.runtime import Gateway, gateway_of, request_id_of, wants_html
+from broker.sessions.model import Session
+
+log = logging.getLogger(__name__)
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    """Route, authenticate, authorise and proxy one request."""
+    gw = gateway_of(request)
+    path = normalise_path(request.path)
+    route = gw.routes.match(request.host, path)
+    if route is None:
+        return error_response(request, 404, "No application here", "This address is not served by the gateway.", "no_route")
+    mode = route.config.auth
+    anonymous_ok = mode == "public" or route.is_public_path(path)
+    session = None
+    if not anonymous_ok or mode == "optional":
+        session = await gw.current_session(request)
+    if session is None and mode == "enforce" and not anonymous_ok:
+        return _login_required(request, route)
+    if session is not None and not anonymous_ok:
+        decision = decide_access(route, session)
+        if not decision.allowed:
+            log.warning(
+                "access denied: %s", decision.reason,
+                extra={"event": "access_denied", "user": session.user_key, "route": route.index},
+            )
+            return _forbidden(request, session, decision.reason)
+    added = _identity_headers(gw, route, session, request.host) if session is not None and not anonymous_ok else {}
+    return await forward(
+        request,
+        route,
+        gw.upstream_http,
+        protected_headers=gw.protected_headers,
+        cookie_name=gw.cookie.name,
+        added_headers=added,
+        scheme=gw.scheme,
+    )
+
+
+def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) -> dict[str, str]:
+    """The signed assertion plus the route's plain headers (lists joined by commas)."""
+    headers = {
+        gw.config.signing.assertion_header: gw.signer.sign(session, route.audience(host.split(":")[0]), gw.clock())
+    }
+    claims = session.public_claims()
+    for header, claim in route.config.headers.items():
+        value = claims.get(claim)
+        if value is None:
+            continue
+        headers[header] = ",".join(value) if isinstance(value, list) else str(value)
+    return headers
+
+
+def _login_required(request: web.Request, route: Route) -> web.StreamResponse:
+    """Browsers go to the route's company login (or the chooser); API clients get 401 JSON."""
+    rd = request.rel_url.raw_path_qs if request.method in ("GET", "HEAD") else "/"
+    code = route.login_code
+    target = login_path(code, rd) if code else "/.auth/login" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+    if wants_html(request) and request.method in ("GET", "HEAD"):
+        raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
+    response = error_response(request, 401, "Sign-in required", "Sign in to use this application.", "login_required")
+    response.headers["WWW-Authenticate"] = f'Broker realm="entra-broker", login="{target}"'
+    return response
+
+
+def _forbidden(request: web.Request, session: Session, reason: str) -> web.StreamResponse:
+    """403 that says which company the user is signed in with and offers to switch."""
+    message = (
+        f"You are signed in as {session.name or session.preferred_username} with the company login "
+        f"'{session.login_code}', which may not use this application ({reason})."
+    )
+    if wants_html(request):
+        return views.simple("You don't have access", message, 403, request_id_of(request), link=("/.auth/logout", "Switch account"))
+    return web.json_response(
+        {"error": "forbidden", "message": message, "login_code": session.login_code, "request_id": request_id_of(request)},
+        status=403,
+    )

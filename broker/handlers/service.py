@@ -1,0 +1,43 @@
+"""Machine-facing endpoints: the assertion JWKS, ``/.auth/me``, health and readiness."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from broker.errors import SessionStoreUnavailable
+from broker.middleware import error_response
+from broker.runtime import gateway_of
+
+JWKS_CACHE = "public, max-age=300"
+
+
+async def jwks(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/jwks.json: every assertion key, so backends can verify during key rotation."""
+    return web.json_response(gateway_of(request).signer.jwks(), headers={"Cache-Control": JWKS_CACHE})
+
+
+async def me(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/me: the signed-in identity for single-page apps (no tokens)."""
+    session = await gateway_of(request).current_session(request)
+    if session is None:
+        return error_response(request, 401, "Not signed in", "You are not signed in.", "not_signed_in")
+    return web.json_response(session.public_claims(), headers={"Cache-Control": "no-store"})
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/healthz: the process is alive."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/readyz: config loaded and the session store reachable."""
+    try:
+        await gateway_of(request).sessions.store.ping()
+    except SessionStoreUnavailable as exc:
+        return web.json_response({"status": "unavailable", "session_store": str(exc)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def reserved_not_found(request: web.Request) -> web.StreamResponse:
+    """Any other ``/.auth/*`` path: the broker's namespace is never proxied."""
+    return error_response(request, 404, "Not found", "There is nothing at this address.", "not_found")

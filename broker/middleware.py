@@ -1,0 +1,75 @@
+"""Request middleware: a request id on every request, and errors turned into clear pages or JSON.
+
+No exception ever reaches the user as a stack trace: known broker errors map to explained 4xx/5xx
+answers, anything else is logged with its traceback server-side and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
+from broker.pages import views
+from broker.runtime import REQUEST_ID_KEY, request_id_of, wants_html
+
+log = logging.getLogger(__name__)
+
+# Accept a caller's request id only when it is short and plain, so it cannot inject into logs or pages.
+_INCOMING_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+
+
+def error_response(request: web.Request, status: int, title: str, message: str, code: str) -> web.Response:
+    """An error as an HTML page for browsers or JSON for API clients, with the request id."""
+    rid = request_id_of(request)
+    if wants_html(request):
+        return views.simple(title, message, status, rid)
+    return web.json_response(
+        {"error": code, "message": message, "request_id": rid}, status=status, headers={"Cache-Control": "no-store"}
+    )
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Assign (or accept) a request id; it is logged, shown on error pages and passed upstream."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request[REQUEST_ID_KEY] = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
+    response = await handler(request)
+    if not response.prepared:
+        response.headers["X-Request-Id"] = request_id_of(request)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Translate failures into answers a person (or a client) can act on."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except SessionStoreUnavailable as exc:
+        log.error("session store unavailable: %s", exc, extra={"request_id": request_id_of(request)})
+        return error_response(
+            request, 503, "Service temporarily unavailable",
+            "The sign-in service cannot reach its session store right now. Please try again in a moment.",
+            "session_store_unavailable",
+        )
+    except IdentityProviderUnavailable as exc:
+        log.error("identity provider unavailable: %s", exc, extra={"request_id": request_id_of(request)})
+        return error_response(
+            request, 503, "Microsoft sign-in is unreachable",
+            "The gateway cannot reach Microsoft's sign-in service right now. Please try again in a moment.",
+            "identity_provider_unavailable",
+        )
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+        return error_response(
+            request, 500, "Something went wrong",
+            "The gateway hit an unexpected error. Please try again; if it persists, give the request ID "
+            "below to your administrator.",
+            "internal_error",
+        )

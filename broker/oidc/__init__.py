@@ -1,0 +1,1 @@
+"""OpenID Connect against Entra ID: discovery and keys, the client side of the code flow, token checks."""

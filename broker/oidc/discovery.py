@@ -1,0 +1,147 @@
+"""Per-tenant OpenID metadata and signing keys, cached as ENTRA.md's key-rollover rules ask.
+
+- metadata and JWKS are kept 24 h, then refetched;
+- a token naming an unknown ``kid`` triggers one refetch, at most once per 5 minutes per tenant
+  (so a flood of forged kids cannot turn us into a load generator against the IdP);
+- when a fetch fails, the last good metadata/keys stay in use; without any, the IdP is "unavailable".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+
+from broker.errors import IdentityProviderUnavailable
+
+log = logging.getLogger(__name__)
+
+CACHE_TTL = 24 * 3600.0
+UNKNOWN_KID_REFETCH_INTERVAL = 300.0
+FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
+
+
+@dataclass(frozen=True)
+class ProviderMetadata:
+    """The parts of the discovery document the broker uses."""
+
+    issuer: str
+    authorization_endpoint: str
+    token_endpoint: str
+    jwks_uri: str
+    end_session_endpoint: str | None
+
+
+@dataclass
+class _TenantCache:
+    metadata: ProviderMetadata | None = None
+    metadata_at: float = 0.0
+    keys: dict[str, jwt.PyJWK] = field(default_factory=dict)
+    keys_at: float = 0.0
+    last_kid_refetch: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def discovery_url(authority: str, tenant_id: str) -> str:
+    """``{authority}/{tenant}/v2.0/.well-known/openid-configuration`` (never a hard-coded host)."""
+    return f"{authority.rstrip('/')}/{tenant_id}/v2.0/.well-known/openid-configuration"
+
+
+def parse_metadata(doc: Any) -> ProviderMetadata:
+    """Pick the endpoints out of a discovery document; reject documents missing the essentials."""
+    if not isinstance(doc, dict):
+        raise ValueError("discovery document is not a JSON object")
+    for name in ("issuer", "authorization_endpoint", "token_endpoint", "jwks_uri"):
+        if not isinstance(doc.get(name), str):
+            raise ValueError(f"discovery document has no {name}")
+    end_session = doc.get("end_session_endpoint")
+    return ProviderMetadata(
+        issuer=doc["issuer"],
+        authorization_endpoint=doc["authorization_endpoint"],
+        token_endpoint=doc["token_endpoint"],
+        jwks_uri=doc["jwks_uri"],
+        end_session_endpoint=end_session if isinstance(end_session, str) else None,
+    )
+
+
+def parse_jwks(doc: Any) -> dict[str, jwt.PyJWK]:
+    """RSA signature keys by ``kid``; keys we cannot use are skipped, not fatal."""
+    keys: dict[str, jwt.PyJWK] = {}
+    for jwk in doc.get("keys", []) if isinstance(doc, dict) else []:
+        if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not isinstance(jwk.get("kid"), str):
+            continue
+        if jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk, algorithm="RS256")
+        except jwt.PyJWTError:
+            log.warning("skipping unusable JWKS key", extra={"kid": jwk["kid"]})
+    return keys
+
+
+class DiscoveryCache:
+    """Fetches and caches discovery documents and JWKS for every (authority, tenant)."""
+
+    def __init__(self, http: aiohttp.ClientSession, clock: Callable[[], float] = time.monotonic) -> None:
+        self._http = http
+        self._clock = clock
+        self._tenants: dict[tuple[str, str], _TenantCache] = {}
+
+    def _cache(self, authority: str, tenant_id: str) -> _TenantCache:
+        return self._tenants.setdefault((authority, tenant_id), _TenantCache())
+
+    async def _get_json(self, url: str) -> Any:
+        try:
+            async with self._http.get(url, timeout=FETCH_TIMEOUT) as resp:
+                if resp.status != 200:
+                    raise IdentityProviderUnavailable(f"{url} answered HTTP {resp.status}")
+                return await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise IdentityProviderUnavailable(f"cannot fetch {url}: {type(exc).__name__}") from exc
+
+    async def metadata(self, authority: str, tenant_id: str) -> ProviderMetadata:
+        """The tenant's discovery document, from cache when fresh."""
+        cache = self._cache(authority, tenant_id)
+        if cache.metadata is not None and self._clock() - cache.metadata_at < CACHE_TTL:
+            return cache.metadata
+        async with cache.lock:
+            if cache.metadata is not None and self._clock() - cache.metadata_at < CACHE_TTL:
+                return cache.metadata
+            try:
+                cache.metadata = parse_metadata(await self._get_json(discovery_url(authority, tenant_id)))
+                cache.metadata_at = self._clock()
+            except (IdentityProviderUnavailable, ValueError) as exc:
+                if cache.metadata is None:
+                    raise IdentityProviderUnavailable(str(exc)) from exc
+                log.warning("discovery refresh failed; keeping last good", extra={"tenant": tenant_id})
+            return cache.metadata
+
+    async def keys(self, authority: str, tenant_id: str, *, unknown_kid: bool = False) -> dict[str, jwt.PyJWK]:
+        """The tenant's signing keys; ``unknown_kid`` asks for a (rate-limited) refetch."""
+        cache = self._cache(authority, tenant_id)
+        async with cache.lock:
+            now = self._clock()
+            stale = not cache.keys or now - cache.keys_at >= CACHE_TTL
+            kid_refetch = unknown_kid and now - cache.last_kid_refetch >= UNKNOWN_KID_REFETCH_INTERVAL
+            if not (stale or kid_refetch):
+                return cache.keys
+            if kid_refetch:
+                cache.last_kid_refetch = now
+        metadata = await self.metadata(authority, tenant_id)
+        async with cache.lock:
+            try:
+                fetched = parse_jwks(await self._get_json(metadata.jwks_uri))
+                if not fetched:
+                    raise IdentityProviderUnavailable("JWKS has no usable RS256 keys")
+                cache.keys, cache.keys_at = fetched, self._clock()
+            except IdentityProviderUnavailable:
+                if not cache.keys:
+                    raise
+                log.warning("JWKS refresh failed; keeping last good keys", extra={"tenant": tenant_id})
+            return cache.keys

@@ -1,0 +1,46 @@
+"""Claims -> broker roles, and whether a session may use a route. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from broker.config.schema import RolesConfig
+from broker.routing import Route
+from broker.sessions.model import Session
+
+
+def map_roles(rules: RolesConfig, app_roles: Iterable[str], groups: Iterable[str]) -> tuple[str | None, list[str]]:
+    """Broker roles from Entra app roles and groups: (most privileged, all in order); default if none.
+
+    ``rules.order`` lists roles from least to most privileged, so "most privileged wins" is the highest
+    index (seeds 000 and 003).
+    """
+    found = {rules.app_roles[r] for r in app_roles if r in rules.app_roles}
+    found |= {rules.groups[g] for g in groups if g in rules.groups}
+    roles = [r for r in rules.order if r in found]
+    if not roles and rules.default is not None:
+        roles = [rules.default]
+    return (roles[-1] if roles else None), roles
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An access decision with the reason, for the 403 page and the audit log."""
+
+    allowed: bool
+    reason: str = ""
+
+
+def decide_access(route: Route, session: Session) -> Decision:
+    """Every non-empty ``allow`` dimension must admit the session (login code AND role AND group AND user)."""
+    allow = route.config.allow
+    if allow.login_codes and session.login_code not in allow.login_codes:
+        return Decision(False, f"company '{session.login_code}' is not allowed on this route")
+    if allow.roles and not set(allow.roles) & set(session.roles):
+        return Decision(False, "none of your roles is allowed on this route")
+    if allow.groups and not set(allow.groups) & set(session.groups):
+        return Decision(False, "none of your groups is allowed on this route")
+    if allow.users and session.user_key not in allow.users:
+        return Decision(False, "your account is not allowed on this route")
+    return Decision(True)

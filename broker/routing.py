@@ -1,0 +1,103 @@
+"""Route matching: host (exact, ``*.suffix`` or ``*``) then the longest path prefix. Pure.
+
+Matching runs on the *normalised* path (dot segments resolved, duplicate slashes collapsed), so
+``/public/../admin`` or ``//admin`` cannot make a protected path look public or match another route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from broker.config.schema import RouteConfig
+
+
+def normalise_path(path: str) -> str:
+    """Resolve ``.``/``..`` segments and collapse repeated slashes; never climbs above ``/``."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    trailing = "/" if path.endswith(("/", "/.", "/..")) and segments else ""
+    return "/" + "/".join(segments) + trailing
+
+
+def prefix_matches(prefix: str, path: str) -> bool:
+    """``/app`` matches ``/app`` and ``/app/x`` but not ``/apple`` (segment boundary)."""
+    if prefix == "/" or path == prefix:
+        return True
+    base = prefix if prefix.endswith("/") else prefix + "/"
+    return path.startswith(base)
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Exact host, ``*.example.com`` (one or more labels), or ``*`` for any host."""
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def split_host(host_header: str) -> str:
+    """Lowercased host without port (IPv6 literals keep their brackets)."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host.split("]")[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@dataclass(frozen=True)
+class Route:
+    """A configured route, with what is derived from it computed once at start-up."""
+
+    index: int
+    config: RouteConfig
+    host: str
+    prefix: str
+
+    @property
+    def login_code(self) -> str | None:
+        """The company whose login anonymous users are sent to, when the route names exactly one."""
+        if self.config.login:
+            return self.config.login
+        codes = self.config.allow.login_codes
+        return codes[0] if len(codes) == 1 else None
+
+    def audience(self, host: str) -> str:
+        """The assertion audience: configured, else ``https://{host}{prefix}`` so routes on one host differ."""
+        return self.config.audience or f"https://{host}{self.prefix.rstrip('/') or ''}"
+
+    def is_public_path(self, path: str) -> bool:
+        """Paths inside an enforced route that need no session (``public_paths``)."""
+        return any(prefix_matches(p, path) for p in self.config.public_paths)
+
+
+class RouteTable:
+    """All routes, ordered so the most specific host and the longest prefix are tried first."""
+
+    def __init__(self, routes: list[RouteConfig]) -> None:
+        compiled = [Route(i, r, r.host.lower(), normalise_path(r.path)) for i, r in enumerate(routes)]
+
+        def specificity(route: Route) -> tuple[int, int]:
+            host_rank = 0 if route.host == "*" else (1 if route.host.startswith("*.") else 2)
+            return (-host_rank, -len(route.prefix))
+
+        self._routes = sorted(compiled, key=specificity)
+
+    def match(self, host: str, path: str) -> Route | None:
+        """The route for a request, or None (unknown host or no prefix matched)."""
+        host = split_host(host)
+        for route in self._routes:
+            if host_matches(route.host, host) and prefix_matches(route.prefix, path):
+                return route
+        return None
+
+    def routes_host(self, host: str) -> bool:
+        """Whether any route serves this host (return URLs may only point at such hosts)."""
+        host = split_host(host)
+        return any(host_matches(r.host, host) for r in self._routes)

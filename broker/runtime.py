@@ -1,0 +1,92 @@
+"""The gateway's runtime dependencies, built once by ``app.py`` and reached through one ``web.AppKey``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+
+from broker.config.schema import BrokerConfig, TenantConfig
+from broker.identity import AssertionSigner
+from broker.oidc.discovery import DiscoveryCache
+from broker.routing import RouteTable, split_host
+from broker.sessions.cookie import CookiePolicy
+from broker.sessions.manager import SessionManager
+from broker.sessions.model import Session
+
+
+@dataclass
+class Gateway:
+    """Everything a handler needs: config, routes, sessions, keys, HTTP clients and the clock."""
+
+    config: BrokerConfig
+    routes: RouteTable
+    sessions: SessionManager
+    signer: AssertionSigner
+    cookie: CookiePolicy
+    discovery: DiscoveryCache
+    idp_http: aiohttp.ClientSession
+    upstream_http: aiohttp.ClientSession
+    protected_headers: frozenset[str]
+    scheme: str
+    clock: Callable[[], float] = time.time
+
+    def tenant(self, code: str) -> TenantConfig | None:
+        """The company for a login code."""
+        return self.config.tenants.get(code)
+
+    def listed_companies(self) -> list[tuple[str, str]]:
+        """(code, display name) of companies that chose to be listed on public pages."""
+        return [(code, t.display_name) for code, t in self.config.tenants.items() if t.listed]
+
+    def public_host(self) -> str:
+        """The host of ``server.public_url``."""
+        return urlsplit(self.config.server.public_url).hostname or ""
+
+    def is_known_host(self, host: str) -> bool:
+        """A host the broker serves: the public URL's or one a route names."""
+        return split_host(host) == self.public_host() or self.routes.routes_host(host)
+
+    def origin_for(self, request: web.Request) -> str:
+        """The origin to build callback/logout URLs on: the request's host when the broker serves it.
+
+        The scheme comes from the configured public URL, never from the request, so it cannot be spoofed.
+        """
+        public = urlsplit(self.config.server.public_url)
+        if request.host and self.is_known_host(request.host):
+            return f"{public.scheme}://{request.host}"
+        return f"{public.scheme}://{public.netloc}"
+
+    async def current_session(self, request: web.Request) -> Session | None:
+        """The live session of this request's cookie (memoised per request)."""
+        if SESSION_KEY in request:
+            return request[SESSION_KEY]
+        ticket = self.cookie.read(request)
+        session = await self.sessions.load(ticket, self.clock()) if ticket else None
+        request[SESSION_KEY] = session
+        return session
+
+
+GATEWAY = web.AppKey("gateway", Gateway)
+SESSION_KEY: web.RequestKey[Session | None] = web.RequestKey("session")
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+
+
+def gateway_of(request: web.Request) -> Gateway:
+    """The gateway serving this request."""
+    return request.app[GATEWAY]
+
+
+def request_id_of(request: web.Request) -> str:
+    """The id assigned to this request by the middleware."""
+    return str(request.get(REQUEST_ID_KEY, ""))
+
+
+def wants_html(request: web.Request) -> bool:
+    """Browsers ask for HTML; API clients (fetch, curl with JSON) get JSON errors and 401 instead of 302."""
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept

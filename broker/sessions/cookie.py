@@ -1,0 +1,43 @@
+"""The session cookie: ``__Host-broker`` with Secure, HttpOnly, SameSite=Lax, Path=/.
+
+``__Host-`` cookies must be Secure, and browsers will not store Secure cookies from plain http except on
+localhost, so when the public URL is plain http (allowed only for localhost) the prefix and the Secure
+flag are dropped; anywhere else the broker refuses plain http at config time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+HOST_PREFIX = "__Host-"
+
+
+@dataclass(frozen=True)
+class CookiePolicy:
+    """Name and flags of the session cookie, fixed at start-up from the config."""
+
+    name: str
+    secure: bool
+
+    @classmethod
+    def for_public_url(cls, configured_name: str, public_url: str) -> CookiePolicy:
+        """Secure with the configured name on https; on plain-http localhost, no Secure and no prefix."""
+        if public_url.startswith("https://"):
+            return cls(configured_name, True)
+        return cls(configured_name.removeprefix(HOST_PREFIX), False)
+
+    def read(self, request: web.Request) -> str | None:
+        """The ticket from the request's cookie, if any."""
+        return request.cookies.get(self.name)
+
+    def set(self, response: web.StreamResponse, ticket: str, max_age: int) -> None:
+        """Store the ticket in the browser."""
+        response.set_cookie(
+            self.name, ticket, max_age=max_age, path="/", secure=self.secure, httponly=True, samesite="Lax"
+        )
+
+    def clear(self, response: web.StreamResponse) -> None:
+        """Remove the cookie from the browser."""
+        response.del_cookie(self.name, path="/", secure=self.secure, httponly=True, samesite="Lax")

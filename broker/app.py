@@ -37,7 +37,9 @@ def load_keys(config: BrokerConfig, base_dir: Path) -> list[SigningKey]:
     try:
         return load_signing_keys([base_dir / k for k in config.signing.keys])
     except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError([ConfigProblem("signing.keys", None, "signing.keys", f"cannot load key: {exc}")]) from None
+        raise ConfigError(
+            [ConfigProblem("signing.keys", None, "signing.keys", f"cannot load key: {exc}")]
+        ) from None
 
 
 def make_store(config: BrokerConfig) -> SessionStore:

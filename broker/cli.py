@@ -88,7 +88,9 @@ def cmd_devidp(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(exc, file=sys.stderr)
         return 1
-    public_url = args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+    public_url = (
+        args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+    )
     web.run_app(create_devidp_app(config, public_url), host=host, port=port, print=None, access_log=None)
     return 0
 
@@ -121,7 +123,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="broker", description="Entra Broker: Entra ID sign-in for legacy apps.")
+    parser = argparse.ArgumentParser(
+        prog="broker", description="Entra Broker: Entra ID sign-in for legacy apps."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the gateway")

@@ -12,8 +12,8 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.load import load_config
-from broker.demo import create_demo_app
 from broker.config.schema import TenantConfig
+from broker.demo import create_demo_app
 from broker.devidp import DevIdpConfig, create_devidp_app, load_devidp_config
 
 DEVIDP_LISTEN = ("127.0.0.1", 9000)
@@ -61,7 +61,9 @@ def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_con
     for code in tenants:
         print(f"  {code:<17} {public_url}/.auth/login/{code}")
     print(f"  company chooser   {public_url}/.auth/login")
-    print(f"  dev identity provider  {DEVIDP_PUBLIC_URL}   demo backend (direct)  http://127.0.0.1:{BACKEND_LISTEN[1]}")
+    print(
+        f"  dev identity provider  {DEVIDP_PUBLIC_URL}   demo backend (direct)  http://127.0.0.1:{BACKEND_LISTEN[1]}"
+    )
     print("\nDemo users (click one on the dev IdP's sign-in page):")
     for tenant in idp_config.tenants:
         for user in tenant.users:

@@ -75,7 +75,9 @@ def load_signing_keys(paths: list[Path]) -> list[SigningKey]:
 def generate_es256_pem() -> bytes:
     """A new P-256 private key in PKCS#8 PEM (``broker keygen``)."""
     key = ec.generate_private_key(ec.SECP256R1())
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 class AssertionSigner:

@@ -29,7 +29,9 @@ def error_response(request: web.Request, status: int, title: str, message: str, 
     if wants_html(request):
         return views.simple(title, message, status, rid)
     return web.json_response(
-        {"error": code, "message": message, "request_id": rid}, status=status, headers={"Cache-Control": "no-store"}
+        {"error": code, "message": message, "request_id": rid},
+        status=status,
+        headers={"Cache-Control": "no-store"},
     )
 
 
@@ -54,21 +56,27 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except SessionStoreUnavailable as exc:
         log.error("session store unavailable: %s", exc, extra={"request_id": request_id_of(request)})
         return error_response(
-            request, 503, "Service temporarily unavailable",
+            request,
+            503,
+            "Service temporarily unavailable",
             "The sign-in service cannot reach its session store right now. Please try again in a moment.",
             "session_store_unavailable",
         )
     except IdentityProviderUnavailable as exc:
         log.error("identity provider unavailable: %s", exc, extra={"request_id": request_id_of(request)})
         return error_response(
-            request, 503, "Microsoft sign-in is unreachable",
+            request,
+            503,
+            "Microsoft sign-in is unreachable",
             "The gateway cannot reach Microsoft's sign-in service right now. Please try again in a moment.",
             "identity_provider_unavailable",
         )
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id_of(request)})
         return error_response(
-            request, 500, "Something went wrong",
+            request,
+            500,
+            "Something went wrong",
             "The gateway hit an unexpected error. Please try again; if it persists, give the request ID "
             "below to your administrator.",
             "internal_error",

@@ -10,7 +10,9 @@ from broker.routing import Route
 from broker.sessions.model import Session
 
 
-def map_roles(rules: RolesConfig, app_roles: Iterable[str], groups: Iterable[str]) -> tuple[str | None, list[str]]:
+def map_roles(
+    rules: RolesConfig, app_roles: Iterable[str], groups: Iterable[str]
+) -> tuple[str | None, list[str]]:
     """Broker roles from Entra app roles and groups: (most privileged, all in order); default if none.
 
     ``rules.order`` lists roles from least to most privileged, so "most privileged wins" is the highest

@@ -40,20 +40,26 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Set by the broker itself from what it knows; a client's copies are never passed on.
-BROKER_SET = frozenset({"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id"})
+BROKER_SET = frozenset(
+    {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id"}
+)
 RESERVED_PREFIX = "x-broker-"
 STREAM_CHUNK = 64 * 1024
 
 
 def header_spelling(name: str) -> str:
-    """The form two header names share when a backend could read them as the same (``X_User`` = ``x-user``)."""
+    """The form two names share when a backend could read them as one (``X_User`` = ``x-user``)."""
     return name.lower().replace("_", "-")
 
 
 def connection_listed(headers: Mapping[str, str]) -> set[str]:
     """Header names the sender marked hop-by-hop through ``Connection``."""
     listed: set[str] = set()
-    values = headers.getall("Connection", []) if isinstance(headers, CIMultiDict) else [headers.get("Connection", "")]
+    values = (
+        headers.getall("Connection", [])
+        if isinstance(headers, CIMultiDict)
+        else [headers.get("Connection", "")]
+    )
     for value in values:
         listed |= {header_spelling(v.strip()) for v in value.split(",") if v.strip()}
     return listed
@@ -159,15 +165,22 @@ async def forward(
     except TimeoutError:
         log.warning("upstream timed out", extra={"route": route.index, "request_id": request_id_of(request)})
         return error_response(
-            request, 504, "The application took too long to answer",
-            "The application behind this address did not answer in time. Please try again.", "upstream_timeout",
+            request,
+            504,
+            "The application took too long to answer",
+            "The application behind this address did not answer in time. Please try again.",
+            "upstream_timeout",
         )
     except aiohttp.ClientError as exc:
         log.warning(
-            "upstream failed: %s", type(exc).__name__, extra={"route": route.index, "request_id": request_id_of(request)}
+            "upstream failed: %s",
+            type(exc).__name__,
+            extra={"route": route.index, "request_id": request_id_of(request)},
         )
         return error_response(
-            request, 502, "The application is not reachable",
+            request,
+            502,
+            "The application is not reachable",
             "The application behind this address is not answering right now. Please try again in a moment.",
             "upstream_unreachable",
         )

@@ -1,7 +1,8 @@
 """Return-URL validation: where the broker may send a browser after login or logout (no open redirect).
 
 Accepted: a relative path (``/x?y``) or an absolute http(s) URL whose host the broker routes. Everything
-else -- ``//evil``, ``/\\evil``, ``https:evil``, encoded and whitespace variants, CR/LF -- falls back to ``/``.
+else -- ``//evil``, ``/\\evil``, ``https:evil``, encoded and whitespace variants, CR/LF -- falls back
+to ``/``.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class Route:
         return codes[0] if len(codes) == 1 else None
 
     def audience(self, host: str) -> str:
-        """The assertion audience: configured, else ``https://{host}{prefix}`` so routes on one host differ."""
+        """The assertion audience: configured, else ``https://{host}{prefix}`` (routes on a host differ)."""
         return self.config.audience or f"https://{host}{self.prefix.rstrip('/') or ''}"
 
     def is_public_path(self, path: str) -> bool:

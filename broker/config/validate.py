@@ -86,7 +86,10 @@ def _check_route(
         if not HEADER_NAME.match(name):
             yield (*base, "headers", name), "is not a valid HTTP header name"
         if claim not in HEADER_CLAIMS:
-            yield (*base, "headers", name), f"unknown claim '{claim}' (one of {', '.join(sorted(HEADER_CLAIMS))})"
+            yield (
+                (*base, "headers", name),
+                f"unknown claim '{claim}' (one of {', '.join(sorted(HEADER_CLAIMS))})",
+            )
     for j, p in enumerate(r.public_paths):
         if not p.startswith("/"):
             yield (*base, "public_paths", j), "must start with '/'"

@@ -35,7 +35,9 @@ async def callback(request: web.Request) -> web.StreamResponse:
     state_value = str(params.get("state", ""))
     login = await gw.sessions.take_login_state(state_value, gw.clock()) if state_value else None
     if login is None:
-        log.warning("callback with unknown, replayed or expired state", extra={"event": "login_state_rejected"})
+        log.warning(
+            "callback with unknown, replayed or expired state", extra={"event": "login_state_rejected"}
+        )
         return views.simple(
             "Please sign in again",
             "Your sign-in took too long or this sign-in link was already used. Start again.",
@@ -46,13 +48,21 @@ async def callback(request: web.Request) -> web.StreamResponse:
     tenant = gw.tenant(login.login_code)
     retry = login_path(login.login_code, login.return_to)
     if tenant is None:
-        return views.simple("Company not found", "This company can no longer sign in here.", 400, request_id_of(request))
+        return views.simple(
+            "Company not found", "This company can no longer sign in here.", 400, request_id_of(request)
+        )
     if "error" in params:
-        return _entra_error(request, login, retry, str(params["error"]), str(params.get("error_description", "")))
+        return _entra_error(
+            request, login, retry, str(params["error"]), str(params.get("error_description", ""))
+        )
     code = str(params.get("code", ""))
     if not code:
         return views.simple(
-            "Please sign in again", "The sign-in answer was incomplete.", 400, request_id_of(request), link=(retry, "Try again")
+            "Please sign in again",
+            "The sign-in answer was incomplete.",
+            400,
+            request_id_of(request),
+            link=(retry, "Try again"),
         )
     return await _complete(request, gw, tenant, login, code, retry)
 
@@ -63,7 +73,12 @@ async def _complete(
     metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
     try:
         tokens = await redeem_code(
-            gw.idp_http, metadata, tenant, code=code, redirect_uri=login.redirect_uri, code_verifier=login.code_verifier
+            gw.idp_http,
+            metadata,
+            tenant,
+            code=code,
+            redirect_uri=login.redirect_uri,
+            code_verifier=login.code_verifier,
         )
     except IdentityProviderRejected as exc:
         return _entra_error(
@@ -71,7 +86,9 @@ async def _complete(
         )
     now = gw.clock()
     try:
-        claims = await verify_id_token(gw.discovery, tenant, metadata, tokens.id_token, nonce=login.nonce, now=now)
+        claims = await verify_id_token(
+            gw.discovery, tenant, metadata, tokens.id_token, nonce=login.nonce, now=now
+        )
     except InvalidToken as exc:
         log.warning(
             "ID token rejected: %s", exc, extra={"event": "login_failure", "company": login.login_code}
@@ -90,7 +107,8 @@ async def _complete(
         "login succeeded",
         extra={"event": "login_success", "company": login.login_code, "user": session.user_key},
     )
-    response = web.HTTPSeeOther(login.return_to, headers={"Cache-Control": "no-store"})
+    # 303 so the browser follows with a GET even after Entra's form_post.
+    response = web.Response(status=303, headers={"Location": login.return_to, "Cache-Control": "no-store"})
     gw.cookie.set(response, ticket, int(gw.config.sessions.lifetime))
     return response
 

@@ -71,7 +71,12 @@ async def start(request: web.Request) -> web.StreamResponse:
     if hint and len(hint) <= MAX_LOGIN_HINT and hint.isprintable():
         extra["login_hint"] = hint
     url = authorize_url(
-        metadata, tenant, redirect_uri=redirect_uri, state=state, nonce=nonce, code_challenge=pkce.challenge,
+        metadata,
+        tenant,
+        redirect_uri=redirect_uri,
+        state=state,
+        nonce=nonce,
+        code_challenge=pkce.challenge,
         extra=extra,
     )
     log.info("login started", extra={"event": "login_start", "company": code})
@@ -93,8 +98,11 @@ async def choose(request: web.Request) -> web.StreamResponse:
     code = _find_company(gw, who)
     if code is None:
         return views.chooser(
-            rd, gw.listed_companies(), request_id_of(request),
-            message="We could not find your company. Check the login code or email your administrator gave you.",
+            rd,
+            gw.listed_companies(),
+            request_id_of(request),
+            message="We could not find your company. Check the login code or email your administrator "
+            "gave you.",
         )
     raise web.HTTPSeeOther(login_path(code, rd))
 

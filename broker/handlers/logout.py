@@ -27,7 +27,9 @@ async def confirm(request: web.Request) -> web.StreamResponse:
     session = await gw.current_session(request)
     if session is None:
         return views.signed_out(None, "/.auth/login", request_id_of(request))
-    return views.logout_confirm(session.csrf, session.name or session.preferred_username, request_id_of(request))
+    return views.logout_confirm(
+        session.csrf, session.name or session.preferred_username, request_id_of(request)
+    )
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -39,7 +41,10 @@ async def logout(request: web.Request) -> web.StreamResponse:
         if not hmac.compare_digest(str(form.get("csrf", "")).encode(), session.csrf.encode()):
             log.warning("logout without a valid CSRF token", extra={"event": "logout_csrf_rejected"})
             return views.simple(
-                "Please confirm again", "This sign-out request could not be verified.", 403, request_id_of(request),
+                "Please confirm again",
+                "This sign-out request could not be verified.",
+                403,
+                request_id_of(request),
                 link=("/.auth/logout", "Sign out"),
             )
         ticket = gw.cookie.read(request)
@@ -73,6 +78,9 @@ async def _entra_logout_url(gw: Gateway, request: web.Request, session: Session)
 async def done(request: web.Request) -> web.StreamResponse:
     """GET /.auth/logout/done: where Entra returns after its own sign-out."""
     return views.simple(
-        "You are signed out", "You are signed out of this application and of Microsoft.", 200, request_id_of(request),
+        "You are signed out",
+        "You are signed out of this application and of Microsoft.",
+        200,
+        request_id_of(request),
         link=("/.auth/login", "Sign in again"),
     )

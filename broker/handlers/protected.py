@@ -28,7 +28,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     path = normalise_path(request.path)
     route = gw.routes.match(request.host, path)
     if route is None:
-        return error_response(request, 404, "No application here", "This address is not served by the gateway.", "no_route")
+        return error_response(
+            request, 404, "No application here", "This address is not served by the gateway.", "no_route"
+        )
     mode = route.config.auth
     anonymous_ok = mode == "public" or route.is_public_path(path)
     session = None
@@ -40,11 +42,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
         decision = decide_access(route, session)
         if not decision.allowed:
             log.warning(
-                "access denied: %s", decision.reason,
+                "access denied: %s",
+                decision.reason,
                 extra={"event": "access_denied", "user": session.user_key, "route": route.index},
             )
             return _forbidden(request, session, decision.reason)
-    added = _identity_headers(gw, route, session, request.host) if session is not None and not anonymous_ok else {}
+    added = (
+        _identity_headers(gw, route, session, request.host)
+        if session is not None and not anonymous_ok
+        else {}
+    )
     return await forward(
         request,
         route,
@@ -59,7 +66,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
 def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) -> dict[str, str]:
     """The signed assertion plus the route's plain headers (lists joined by commas)."""
     headers = {
-        gw.config.signing.assertion_header: gw.signer.sign(session, route.audience(host.split(":")[0]), gw.clock())
+        gw.config.signing.assertion_header: gw.signer.sign(
+            session, route.audience(host.split(":")[0]), gw.clock()
+        )
     }
     claims = session.public_claims()
     for header, claim in route.config.headers.items():
@@ -74,10 +83,14 @@ def _login_required(request: web.Request, route: Route) -> web.StreamResponse:
     """Browsers go to the route's company login (or the chooser); API clients get 401 JSON."""
     rd = request.rel_url.raw_path_qs if request.method in ("GET", "HEAD") else "/"
     code = route.login_code
-    target = login_path(code, rd) if code else "/.auth/login" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+    target = (
+        login_path(code, rd) if code else "/.auth/login" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+    )
     if wants_html(request) and request.method in ("GET", "HEAD"):
         raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
-    response = error_response(request, 401, "Sign-in required", "Sign in to use this application.", "login_required")
+    response = error_response(
+        request, 401, "Sign-in required", "Sign in to use this application.", "login_required"
+    )
     response.headers["WWW-Authenticate"] = f'Broker realm="entra-broker", login="{target}"'
     return response
 
@@ -89,8 +102,19 @@ def _forbidden(request: web.Request, session: Session, reason: str) -> web.Strea
         f"'{session.login_code}', which may not use this application ({reason})."
     )
     if wants_html(request):
-        return views.simple("You don't have access", message, 403, request_id_of(request), link=("/.auth/logout", "Switch account"))
+        return views.simple(
+            "You don't have access",
+            message,
+            403,
+            request_id_of(request),
+            link=("/.auth/logout", "Switch account"),
+        )
     return web.json_response(
-        {"error": "forbidden", "message": message, "login_code": session.login_code, "request_id": request_id_of(request)},
+        {
+            "error": "forbidden",
+            "message": message,
+            "login_code": session.login_code,
+            "request_id": request_id_of(request),
+        },
         status=403,
     )

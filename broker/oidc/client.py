@@ -130,7 +130,9 @@ async def _token_request(
         id_token=body["id_token"],
         refresh_token=refresh if isinstance(refresh, str) else None,
         access_token=access if isinstance(access, str) else None,
-        expires_in=int(expires_in) if isinstance(expires_in, int | str) and str(expires_in).isdigit() else None,
+        expires_in=int(expires_in)
+        if isinstance(expires_in, int | str) and str(expires_in).isdigit()
+        else None,
     )
 
 

@@ -122,7 +122,9 @@ class DiscoveryCache:
                 log.warning("discovery refresh failed; keeping last good", extra={"tenant": tenant_id})
             return cache.metadata
 
-    async def keys(self, authority: str, tenant_id: str, *, unknown_kid: bool = False) -> dict[str, jwt.PyJWK]:
+    async def keys(
+        self, authority: str, tenant_id: str, *, unknown_kid: bool = False
+    ) -> dict[str, jwt.PyJWK]:
         """The tenant's signing keys; ``unknown_kid`` asks for a (rate-limited) refetch."""
         cache = self._cache(authority, tenant_id)
         async with cache.lock:

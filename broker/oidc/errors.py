@@ -22,7 +22,8 @@ _CATALOGUE: dict[int, Explanation] = {
     50011: Explanation(
         "Sign-in is not set up correctly",
         "Your company's Microsoft sign-in does not know this address yet.",
-        "Register this gateway's redirect URI on the app registration (Authentication > Web > Redirect URIs).",
+        "Register this gateway's redirect URI on the app registration "
+        "(Authentication > Web > Redirect URIs).",
     ),
     700016: Explanation(
         "Sign-in is not set up correctly",

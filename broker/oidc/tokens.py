@@ -48,7 +48,9 @@ def read_header(token: str) -> dict[str, Any]:
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"malformed token: {exc}") from None
     if header.get("alg") not in ALLOWED_ALGORITHMS:
-        raise InvalidToken(f"algorithm {header.get('alg')!r} is not allowed (only {', '.join(ALLOWED_ALGORITHMS)})")
+        raise InvalidToken(
+            f"algorithm {header.get('alg')!r} is not allowed (only {', '.join(ALLOWED_ALGORITHMS)})"
+        )
     if not isinstance(header.get("kid"), str):
         raise InvalidToken("token header has no key id (kid)")
     return header
@@ -63,7 +65,12 @@ def check_signature_audience_issuer(token: str, key: jwt.PyJWK, expect: Expectat
             algorithms=list(ALLOWED_ALGORITHMS),
             audience=expect.client_id,
             issuer=expect.issuer,
-            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["iss", "aud"]},
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "require": ["iss", "aud"],
+            },
         )
     except jwt.InvalidSignatureError:
         raise InvalidToken("signature does not verify with the tenant's keys") from None

@@ -13,9 +13,11 @@ _MS_MARK = Markup('<span class="ms" aria-hidden="true"><i></i><i></i><i></i><i><
 
 def company_login(tenant: TenantConfig, start_url: str, request_id: str) -> web.Response:
     """The company's own sign-in page: name, logo, note to users and one button."""
-    logo = fill('<img class="logo" src="$src" alt="$alt">', src=tenant.logo_url, alt=tenant.display_name) if (
-        tenant.logo_url
-    ) else Markup("")
+    logo = (
+        fill('<img class="logo" src="$src" alt="$alt">', src=tenant.logo_url, alt=tenant.display_name)
+        if (tenant.logo_url)
+        else Markup("")
+    )
     note = fill('<p class="note">$note</p>', note=tenant.note) if tenant.note else Markup("")
     body = Markup(
         logo
@@ -36,8 +38,11 @@ def unknown_company(code: str, listed: list[tuple[str, str]], request_id: str) -
         "Check the link your administrator gave you.</p>",
         code=code,
     )
-    body = Markup(body + _listed_companies(listed) + Markup('<a class="button secondary" href="/.auth/login">'
-                                                            "Find your company</a>"))
+    body = Markup(
+        body
+        + _listed_companies(listed)
+        + Markup('<a class="button secondary" href="/.auth/login">Find your company</a>')
+    )
     return page("Company not found", body, status=404, request_id=request_id)
 
 
@@ -89,7 +94,7 @@ def login_error(
     if correlation_id:
         admin_lines = Markup(admin_lines + fill("<p>Correlation ID: <code>$c</code></p>", c=correlation_id))
     if description:
-        admin_lines = Markup(admin_lines + fill("<p class=\"muted\"><code>$d</code></p>", d=description[:600]))
+        admin_lines = Markup(admin_lines + fill('<p class="muted"><code>$d</code></p>', d=description[:600]))
     body = Markup(
         fill("<h1>$title</h1><p>$user</p>", title=explanation.title, user=explanation.user)
         + fill('<a class="button" href="$url">Try again</a>', url=retry_url)
@@ -100,11 +105,15 @@ def login_error(
     return page(explanation.title, body, status=status, request_id=request_id)
 
 
-def simple(title: str, message: str, status: int, request_id: str, link: tuple[str, str] | None = None) -> web.Response:
+def simple(
+    title: str, message: str, status: int, request_id: str, link: tuple[str, str] | None = None
+) -> web.Response:
     """A short message page (errors, 403, 404, 502, 503, 504)."""
     body = fill("<h1>$title</h1><p>$message</p>", title=title, message=message)
     if link is not None:
-        body = Markup(body + fill('<a class="button secondary" href="$href">$label</a>', href=link[0], label=link[1]))
+        body = Markup(
+            body + fill('<a class="button secondary" href="$href">$label</a>', href=link[0], label=link[1])
+        )
     return page(title, body, status=status, request_id=request_id)
 
 

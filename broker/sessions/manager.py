@@ -53,7 +53,9 @@ class SessionManager:
         """Store a new session under a fresh id (never a client-chosen one) and return its ticket."""
         key = SealKey.new()
         session = replace(session, created_at=now, last_seen=now)
-        await self.store.put(SESSION_PREFIX + key.storage_id(), key.seal(session.to_json()), self._ttl(session, now))
+        await self.store.put(
+            SESSION_PREFIX + key.storage_id(), key.seal(session.to_json()), self._ttl(session, now)
+        )
         return format_ticket(key)
 
     async def load(self, ticket: str, now: float) -> Session | None:

@@ -78,7 +78,9 @@ class SealKey:
         if len(blob) <= NONCE_BYTES:
             return None
         try:
-            return AESGCM(self.key).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], self.storage_id().encode())
+            return AESGCM(self.key).decrypt(
+                blob[:NONCE_BYTES], blob[NONCE_BYTES:], self.storage_id().encode()
+            )
         except InvalidTag:
             return None
 

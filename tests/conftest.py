@@ -1,0 +1,41 @@
+"""Shared fixtures: a real redis-server for the whole session, and the whole product per test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import redis_server
+from tests.support.stack import Stack, running_stack
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One throw-away redis-server on a free port for the test session."""
+    with redis_server(tmp_path_factory.mktemp("redis")) as (url, _proc, _port):
+        yield url
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Run a test once with the in-process store and once with Redis."""
+    if request.param == "memory":
+        return "memory"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
+@pytest.fixture
+async def stack(store_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Dev IdP + whoami backend + gateway on loopback ports, with the parametrised session store."""
+    async with running_stack(store_url, tmp_path, {}) as s:
+        yield s
+
+
+@pytest.fixture
+async def redis_stack(redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The whole product with the Redis store only."""
+    async with running_stack(redis_url, tmp_path, {}) as s:
+        yield s

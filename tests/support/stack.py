@@ -1,0 +1,220 @@
+"""The whole product on loopback: dev IdP, whoami backend and gateway, configured like production.
+
+Nothing is mocked: the gateway talks HTTP to the dev IdP and the backend, sessions go to a real store
+(memory or a spawned redis-server), tokens are really signed and verified.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+from aiohttp import web
+
+from broker.app import create_app
+from broker.config.load import load_config_text
+from broker.demo import create_demo_app
+from broker.devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
+from broker.identity import generate_es256_pem
+from tests.support.html import Form, forms
+from tests.support.servers import free_port, serve
+
+CONTOSO_TID = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c"
+FABRIKAM_TID = "8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e"
+CONTOSO_CLIENT = "6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d"
+FABRIKAM_CLIENT = "2e1d0c9b-8a7f-4e6d-5c4b-3a2f1e0d9c8b"
+CONTOSO_SECRET = "contoso-test-secret-value"
+FABRIKAM_SECRET = "fabrikam-test-secret-value"
+
+ADELE = DevUser(
+    oid="0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f",
+    name="Adele Vance",
+    username="adele@contoso.example",
+    email="adele@contoso.example",
+    given_name="Adele",
+    family_name="Vance",
+    roles=["Wiki.Admin"],
+    groups=["a1b2c3d4-0000-4000-8000-000000000001"],
+)
+ALEX = DevUser(
+    oid="1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a", name="Alex Wilber", username="alex@contoso.example"
+)
+MEGAN = DevUser(
+    oid="2e3f4a5b-6c7d-4e8f-9a0b-1c2d3e4f5a6b",
+    name="Megan Bowen",
+    username="megan@fabrikam.example",
+    email="megan@fabrikam.example",
+    roles=["Wiki.Reader"],
+)
+
+
+def devidp_config() -> DevIdpConfig:
+    """Two tenants with one app registration each; loopback redirect URIs (any port, as Entra allows)."""
+    return DevIdpConfig(
+        tenants=[
+            DevTenant(
+                CONTOSO_TID,
+                "Contoso",
+                ["contoso.example"],
+                [
+                    DevClient(
+                        CONTOSO_CLIENT,
+                        CONTOSO_SECRET,
+                        ["http://127.0.0.1/.auth/callback"],
+                        ["http://127.0.0.1/.auth/logout/done"],
+                    )
+                ],
+                [ADELE, ALEX],
+            ),
+            DevTenant(
+                FABRIKAM_TID,
+                "Fabrikam",
+                ["fabrikam.example"],
+                [DevClient(FABRIKAM_CLIENT, FABRIKAM_SECRET, ["http://127.0.0.1/.auth/callback"])],
+                [MEGAN],
+            ),
+        ]
+    )
+
+
+def gateway_yaml(gw_port: int, idp_url: str, backend_url: str, store: str, key_file: Path) -> str:
+    """A gateway config like an operator's, pointing at the loopback servers."""
+    return f"""
+server:
+  public_url: http://127.0.0.1:{gw_port}
+  login_aliases: ["/login/{{code}}"]
+sessions: {{store: "{store}"}}
+signing: {{keys: ["{key_file}"]}}
+tenants:
+  contoso:
+    display_name: Contoso Ltd
+    tenant_id: {CONTOSO_TID}
+    client_id: {CONTOSO_CLIENT}
+    client_secret: ${{TEST_CONTOSO_SECRET}}
+    authority: {idp_url}
+    note: Use your Contoso work account.
+    email_domains: [contoso.example]
+    roles: {{order: [reader, writer, admin], default: reader, app_roles: {{Wiki.Admin: admin}}}}
+  fabrikam:
+    display_name: Fabrikam, Inc.
+    tenant_id: {FABRIKAM_TID}
+    client_id: {FABRIKAM_CLIENT}
+    client_secret: ${{TEST_FABRIKAM_SECRET}}
+    authority: {idp_url}
+    roles: {{order: [reader, admin], default: reader, app_roles: {{Wiki.Reader: reader}}}}
+routes:
+  - host: 127.0.0.1
+    path: /
+    upstream: {backend_url}
+    allow: {{login_codes: [contoso]}}
+    public_paths: [/public/]
+    headers: {{X-Remote-User: preferred_username, X-Remote-Roles: roles}}
+  - host: 127.0.0.1
+    path: /fabrikam/
+    upstream: {backend_url}
+    allow: {{login_codes: [fabrikam]}}
+  - host: 127.0.0.1
+    path: /open/
+    upstream: {backend_url}
+    auth: public
+"""
+
+
+@dataclass
+class Stack:
+    """URLs of the running servers and helpers to act as a browser."""
+
+    gateway_url: str
+    idp_url: str
+    backend_url: str
+    store_url: str
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+    def browser(self) -> aiohttp.ClientSession:
+        """A client that keeps cookies like a browser (unsafe=True: cookies on an IP host) and never follows
+        redirects on its own, so each step of the flow is visible to the test."""
+        return aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True), headers={"Accept": "text/html"}
+        )
+
+    async def start_login(self, browser: aiohttp.ClientSession, code: str, rd: str = "/") -> str:
+        """Company page -> start -> the dev IdP's sign-in page; return that page's HTML."""
+        async with browser.get(f"{self.gateway_url}/.auth/login/{code}", params={"rd": rd}) as page:
+            assert page.status == 200, await page.text()
+            start = re.search(r'href="([^"]*/start[^"]*)"', await page.text())
+            assert start is not None
+        start_url = urljoin(self.gateway_url, start.group(1).replace("&amp;", "&"))
+        async with browser.get(start_url, allow_redirects=False) as resp:
+            assert resp.status == 302, await resp.text()
+            authorize = resp.headers["Location"]
+        assert authorize.startswith(self.idp_url)
+        async with browser.get(authorize) as resp:
+            assert resp.status == 200
+            return await resp.text()
+
+    async def pick_user(self, browser: aiohttp.ClientSession, sign_in_page: str, username: str) -> Form:
+        """Click the user's button on the dev IdP; return the form_post form aimed at the callback."""
+        form = next(f for f in forms(sign_in_page) if f.fields.get("username") == username)
+        async with browser.post(
+            urljoin(self.idp_url, form.action), data=form.fields, allow_redirects=False
+        ) as resp:
+            assert resp.status == 200, await resp.text()
+            posted = forms(await resp.text())
+        assert len(posted) == 1
+        return posted[0]
+
+    async def post_callback(self, browser: aiohttp.ClientSession, form: Form) -> aiohttp.ClientResponse:
+        """Submit Entra's form_post to the gateway's callback (as the browser's auto-submit does)."""
+        resp = await browser.post(form.action, data=form.fields, allow_redirects=False)
+        await resp.read()
+        return resp
+
+    async def login(self, browser: aiohttp.ClientSession, code: str, username: str, rd: str = "/") -> str:
+        """A complete login; returns where the callback redirected to."""
+        page = await self.start_login(browser, code, rd)
+        form = await self.pick_user(browser, page, username)
+        resp = await self.post_callback(browser, form)
+        assert resp.status == 303, await resp.text()
+        return resp.headers["Location"]
+
+    async def whoami(
+        self, browser: aiohttp.ClientSession, path: str = "/", **headers: str
+    ) -> tuple[int, Any]:
+        """GET a proxied page as JSON; (status, body)."""
+        async with browser.get(
+            f"{self.gateway_url}{path}",
+            headers={"Accept": "application/json", **headers},
+            allow_redirects=False,
+        ) as resp:
+            return resp.status, await resp.json(content_type=None)
+
+
+@asynccontextmanager
+async def running_stack(store_url: str, tmp_path: Path, monkey_env: dict[str, str]) -> AsyncIterator[Stack]:
+    """Start dev IdP, backend and gateway on free ports; stop them afterwards."""
+    gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
+    idp_url = f"http://127.0.0.1:{idp_port}"
+    gateway_url = f"http://127.0.0.1:{gw_port}"
+    backend_url = f"http://127.0.0.1:{backend_port}"
+    key_file = tmp_path / "assertion.pem"
+    key_file.write_bytes(generate_es256_pem())
+    monkey_env.update({"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET})
+    config = load_config_text(
+        gateway_yaml(gw_port, idp_url, backend_url, store_url, key_file), "test.yaml", tmp_path, monkey_env
+    )
+    stack = Stack(gateway_url, idp_url, backend_url, store_url)
+    try:
+        stack.runners.append(await serve(create_devidp_app(devidp_config(), idp_url), idp_port))
+        backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
+        stack.runners.append(await serve(backend, backend_port))
+        stack.runners.append(await serve(create_app(config, tmp_path), gw_port))
+        yield stack
+    finally:
+        for runner in reversed(stack.runners):
+            await runner.cleanup()

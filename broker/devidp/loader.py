@@ -1,0 +1,240 @@
+"""Load the development IdP's directory from YAML, reporting every problem at once with file:line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from broker.config.env import MissingEnvironmentVariable, expand_env
+from broker.devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
+from broker.errors import ConfigProblem
+
+T = TypeVar("T")
+
+_TENANT_KEYS = frozenset({"tenant_id", "display_name", "domains", "clients", "users"})
+_CLIENT_KEYS = frozenset(
+    {"client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris", "display_name"}
+)
+_USER_KEYS = frozenset({"oid", "name", "username", "email", "given_name", "family_name", "roles", "groups"})
+
+
+class DevIdpConfigError(ValueError):
+    """The dev IdP's YAML is unusable; ``problems`` lists every problem, each with file, line and key."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class _Reader:
+    """Walks the parsed YAML, converting values and collecting problems instead of stopping at the first."""
+
+    def __init__(self, file: str, lines: dict[str, int]) -> None:
+        self.file = file
+        self.lines = lines
+        self.problems: list[ConfigProblem] = []
+
+    def problem(self, path: str, message: str) -> None:
+        """Record a problem at ``path``, located at the nearest line known for it or an ancestor."""
+        probe = path
+        while probe and probe not in self.lines:
+            probe = probe[: max(probe.rfind("."), probe.rfind("["), 0)]
+        self.problems.append(ConfigProblem(self.file, self.lines.get(probe), path, message))
+
+    def mapping(self, value: object, path: str, allowed: frozenset[str]) -> dict[str, Any] | None:
+        """``value`` as a mapping whose keys are all in ``allowed`` (typos are errors, not ignored)."""
+        if not isinstance(value, dict):
+            self.problem(path, "must be a mapping")
+            return None
+        for key in value:
+            if key not in allowed:
+                self.problem(_join(path, key), f"unknown key (expected one of {', '.join(sorted(allowed))})")
+        return value
+
+    def string(self, data: dict[str, Any], key: str, path: str, *, required: bool = True) -> str | None:
+        """A string value with ``${VAR}`` expanded; ``None`` when optional and absent."""
+        where = _join(path, key)
+        value = data.get(key)
+        if value is None:
+            if required:
+                self.problem(where, "is required")
+            return None
+        expanded = self.expand(value, where)
+        if required and expanded == "":
+            self.problem(where, "must not be empty")
+            return None
+        return expanded
+
+    def expand(self, value: object, where: str) -> str | None:
+        """``value`` as a string with ``${VAR}`` references replaced from the environment."""
+        if not isinstance(value, str):
+            self.problem(where, "must be a string")
+            return None
+        try:
+            return expand_env(value)
+        except MissingEnvironmentVariable as exc:
+            self.problem(where, str(exc))
+            return None
+
+    def guid(self, data: dict[str, Any], key: str, path: str) -> str | None:
+        """A required GUID (tenant, app and object IDs are GUIDs in Entra)."""
+        value = self.string(data, key, path)
+        if value is not None and not is_guid(value):
+            self.problem(_join(path, key), f"must be a lowercase GUID, got {value!r}")
+            return None
+        return value
+
+    def strings(self, data: dict[str, Any], key: str, path: str) -> list[str]:
+        """An optional list of strings, each with ``${VAR}`` expanded."""
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            self.problem(_join(path, key), "must be a list")
+            return []
+        result = []
+        for i, item in enumerate(value):
+            expanded = self.expand(item, f"{_join(path, key)}[{i}]")
+            if expanded is not None:
+                result.append(expanded)
+        return result
+
+    def items(
+        self, data: dict[str, Any], key: str, path: str, read: Callable[[object, str], T | None]
+    ) -> list[T]:
+        """A list of sub-structures, each read by ``read``."""
+        value = data.get(key, [])
+        if not isinstance(value, list):
+            self.problem(_join(path, key), "must be a list")
+            return []
+        read_items = (read(item, f"{_join(path, key)}[{i}]") for i, item in enumerate(value))
+        return [item for item in read_items if item is not None]
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def load_devidp_config(path: str | Path) -> DevIdpConfig:
+    """Read the dev IdP's YAML; secrets come from ``${VAR}`` references; raise ValueError on bad input."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise DevIdpConfigError([ConfigProblem(file, None, "", f"cannot read: {exc.strerror}")]) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise DevIdpConfigError([ConfigProblem(file, line, "", f"invalid YAML: {exc}")]) from exc
+    reader = _Reader(file, _line_numbers(node))
+    config = _read_config(reader, data)
+    _check_unique(reader, config)
+    if reader.problems:
+        raise DevIdpConfigError(reader.problems)
+    return config
+
+
+def _read_config(reader: _Reader, data: object) -> DevIdpConfig:
+    root = reader.mapping(data, "", frozenset({"tenants"}))
+    if root is None:
+        return DevIdpConfig(tenants=[])
+    if not root.get("tenants"):
+        reader.problem("tenants", "at least one tenant is required")
+    return DevIdpConfig(tenants=reader.items(root, "tenants", "", lambda v, p: _read_tenant(reader, v, p)))
+
+
+def _read_tenant(reader: _Reader, value: object, path: str) -> DevTenant | None:
+    data = reader.mapping(value, path, _TENANT_KEYS)
+    if data is None:
+        return None
+    tenant_id = reader.guid(data, "tenant_id", path)
+    display_name = reader.string(data, "display_name", path)
+    domains = reader.strings(data, "domains", path)
+    clients = reader.items(data, "clients", path, lambda v, p: _read_client(reader, v, p))
+    users = reader.items(data, "users", path, lambda v, p: _read_user(reader, v, p))
+    if tenant_id is None or display_name is None:
+        return None
+    return DevTenant(tenant_id, display_name, [d.lower() for d in domains], clients, users)
+
+
+def _read_client(reader: _Reader, value: object, path: str) -> DevClient | None:
+    data = reader.mapping(value, path, _CLIENT_KEYS)
+    if data is None:
+        return None
+    client_id = reader.guid(data, "client_id", path)
+    secret = reader.string(data, "client_secret", path)
+    redirect_uris = reader.strings(data, "redirect_uris", path)
+    logout_uris = reader.strings(data, "post_logout_redirect_uris", path)
+    if not redirect_uris:
+        reader.problem(f"{path}.redirect_uris", "at least one redirect URI is required")
+    for key, uris in (("redirect_uris", redirect_uris), ("post_logout_redirect_uris", logout_uris)):
+        for i, uri in enumerate(uris):
+            parts = urlsplit(uri)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.fragment:
+                reader.problem(
+                    f"{_join(path, key)}[{i}]", f"must be an absolute http(s) URL without #, got {uri!r}"
+                )
+    display_name = reader.string(data, "display_name", path, required=False) or ""
+    if client_id is None or secret is None:
+        return None
+    return DevClient(client_id, secret, redirect_uris, logout_uris, display_name)
+
+
+def _read_user(reader: _Reader, value: object, path: str) -> DevUser | None:
+    data = reader.mapping(value, path, _USER_KEYS)
+    if data is None:
+        return None
+    oid = reader.guid(data, "oid", path)
+    name = reader.string(data, "name", path)
+    username = reader.string(data, "username", path)
+    user = DevUser(
+        oid=oid or "",
+        name=name or "",
+        username=username or "",
+        email=reader.string(data, "email", path, required=False),
+        given_name=reader.string(data, "given_name", path, required=False),
+        family_name=reader.string(data, "family_name", path, required=False),
+        roles=reader.strings(data, "roles", path),
+        groups=reader.strings(data, "groups", path),
+    )
+    return user if oid and name and username else None
+
+
+def _check_unique(reader: _Reader, config: DevIdpConfig) -> None:
+    """IDs, domains and usernames must be unique across tenants: sign-in looks users up by username."""
+    seen: dict[str, str] = {}
+    for t, tenant in enumerate(config.tenants):
+        named = [(f"tenants[{t}].tenant_id", tenant.tenant_id)]
+        named += [(f"tenants[{t}].domains[{i}]", d) for i, d in enumerate(tenant.domains)]
+        named += [(f"tenants[{t}].clients[{i}].client_id", c.client_id) for i, c in enumerate(tenant.clients)]
+        named += [
+            (f"tenants[{t}].users[{i}].username", u.username.lower()) for i, u in enumerate(tenant.users)
+        ]
+        for path, value in named:
+            if value in seen:
+                reader.problem(path, f"{value!r} is already used at {seen[value]}")
+            else:
+                seen[value] = path
+
+
+def _line_numbers(
+    node: yaml.Node | None, path: str = "", lines: dict[str, int] | None = None
+) -> dict[str, int]:
+    """Map each key path (``tenants[0].clients[1].client_id``) to its 1-based line in the file."""
+    lines = {} if lines is None else lines
+    if node is None:
+        return lines
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = _join(path, str(key_node.value))
+            _line_numbers(value_node, child, lines)
+            lines[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_numbers(item, f"{path}[{i}]", lines)
+    return lines

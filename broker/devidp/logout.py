@@ -1,0 +1,40 @@
+"""RP-initiated logout and the ``error_uri`` lookup page."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from broker.devidp.context import DEVIDP, NO_STORE, html_error
+from broker.devidp.errors import AadstsError
+from broker.devidp.pages import error_lookup_page, signed_out_page
+
+logger = logging.getLogger(__name__)
+
+
+async def logout(request: web.Request) -> web.Response:
+    """GET or POST /{tenant}/oauth2/v2.0/logout: sign out, then return only to a registered URI."""
+    idp = request.app[DEVIDP]
+    params = dict(request.query)
+    if request.method == "POST":
+        params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    try:
+        tenant = idp.tenant_of(request)
+    except AadstsError as exc:
+        return html_error(idp, request, exc)
+    target = params.get("post_logout_redirect_uri")
+    # An unregistered target would make the IdP an open redirector; Entra then just shows its page.
+    if target and tenant.accepts_post_logout_redirect_uri(target):
+        logger.info("signed out, returning to the app", extra={"tenant_id": tenant.tenant_id})
+        return web.Response(status=302, headers={"Location": target, **NO_STORE})
+    logger.info("signed out", extra={"tenant_id": tenant.tenant_id, "redirect_rejected": bool(target)})
+    return web.Response(text=signed_out_page(), content_type="text/html", headers=NO_STORE)
+
+
+async def error_lookup(request: web.Request) -> web.Response:
+    """GET /error?code=nnn: where every ``error_uri`` points."""
+    code = request.query.get("code", "")
+    if not code.isdigit():
+        raise web.HTTPNotFound
+    return web.Response(text=error_lookup_page(code), content_type="text/html")

@@ -1,0 +1,121 @@
+"""The development IdP's directory: tenants, their app registrations and their users."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from urllib.parse import SplitResult, urlsplit
+
+# Entra ignores the port of loopback redirect URIs so native and local apps can pick any free port.
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+
+
+@dataclass
+class DevClient:
+    """An app registration (a confidential Web client) in one tenant."""
+
+    client_id: str
+    client_secret: str
+    redirect_uris: list[str]
+    post_logout_redirect_uris: list[str] = field(default_factory=list)
+    display_name: str = ""
+
+    def accepts_redirect_uri(self, uri: str) -> bool:
+        """Whether ``uri`` is registered for this app (exact match; loopback ports ignored)."""
+        return any(redirect_uri_matches(registered, uri) for registered in self.redirect_uris)
+
+    def accepts_post_logout_redirect_uri(self, uri: str) -> bool:
+        """Whether ``uri`` is a registered post-logout redirect URI of this app."""
+        return any(redirect_uri_matches(registered, uri) for registered in self.post_logout_redirect_uris)
+
+
+@dataclass
+class DevUser:
+    """A user account homed in one tenant; ``oid`` is its stable object ID there."""
+
+    oid: str
+    name: str
+    username: str
+    email: str | None = None
+    given_name: str | None = None
+    family_name: str | None = None
+    roles: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DevTenant:
+    """A directory (company): its GUID, verified domains, app registrations and users."""
+
+    tenant_id: str
+    display_name: str
+    domains: list[str]
+    clients: list[DevClient]
+    users: list[DevUser]
+
+    def find_client(self, client_id: str) -> DevClient | None:
+        """The app registered in this tenant under ``client_id`` (app IDs are GUIDs: case-insensitive)."""
+        wanted = client_id.lower()
+        return next((c for c in self.clients if c.client_id.lower() == wanted), None)
+
+    def find_user_by_oid(self, oid: str) -> DevUser | None:
+        """The user with object ID ``oid``, as the directory holds it *now*."""
+        return next((u for u in self.users if u.oid.lower() == oid.lower()), None)
+
+    def accepts_post_logout_redirect_uri(self, uri: str) -> bool:
+        """Whether any app of this tenant registered ``uri`` as a post-logout redirect URI."""
+        return any(c.accepts_post_logout_redirect_uri(uri) for c in self.clients)
+
+
+@dataclass
+class DevIdpConfig:
+    """Every tenant the development IdP serves."""
+
+    tenants: list[DevTenant]
+
+    def find_tenant(self, segment: str) -> DevTenant | None:
+        """The tenant named by a path segment: its GUID or one of its verified domains."""
+        wanted = segment.lower()
+        for tenant in self.tenants:
+            if tenant.tenant_id.lower() == wanted or wanted in (d.lower() for d in tenant.domains):
+                return tenant
+        return None
+
+    def find_user(self, username: str) -> tuple[DevTenant, DevUser] | None:
+        """The user signing in as ``username`` (UPNs are case-insensitive) and their home tenant."""
+        wanted = username.lower()
+        for tenant in self.tenants:
+            for user in tenant.users:
+                if user.username.lower() == wanted:
+                    return tenant, user
+        return None
+
+
+def redirect_uri_matches(registered: str, requested: str) -> bool:
+    """Entra's rule: exact, case-sensitive match, except that loopback ``http`` URIs may use any port."""
+    if registered == requested:
+        return True
+    reg, req = urlsplit(registered), urlsplit(requested)
+    if reg.scheme != "http" or req.scheme != "http" or reg.hostname not in _LOOPBACK_HOSTS:
+        return False
+    if "@" in req.netloc or not _has_valid_port(req):
+        return False
+    # Everything but the port must still match exactly.
+    same_rest = (req.path, req.query, req.fragment) == (reg.path, reg.query, reg.fragment)
+    return req.hostname == reg.hostname and same_rest
+
+
+def _has_valid_port(parts: SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - reading .port is what validates it
+    except ValueError:
+        return False
+    return True
+
+
+def is_guid(value: str) -> bool:
+    """Whether ``value`` is a GUID in the canonical 8-4-4-4-12 form Entra uses for IDs."""
+    try:
+        return str(uuid.UUID(value)) == value.lower()
+    except ValueError:
+        return False

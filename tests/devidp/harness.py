@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import aiohttp
+import jwt
 from aiohttp import web
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
@@ -243,3 +245,38 @@ async def running_devidp(
             yield DevIdpHarness(base, app, clock, config, session)
     finally:
         await runner.cleanup()
+
+
+# Entra's error_description: "AADSTSnnnn: message" then trace, correlation and timestamp lines.
+DESCRIPTION = re.compile(
+    r"^AADSTS(\d+): .+\r\nTrace ID: [0-9a-f-]{36}\r\nCorrelation ID: [0-9a-f-]{36}\r\n"
+    r"Timestamp: \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$",
+    re.DOTALL,
+)
+
+
+async def verify_id_token(idp: DevIdpHarness, token: str, tenant_id: str = CONTOSO_ID) -> dict[str, Any]:
+    """Validate like a relying party: keys from jwks_uri, exact issuer and audience."""
+    async with idp.session.get(idp.url(tenant_id, "v2.0/.well-known/openid-configuration")) as resp:
+        metadata = await resp.json()
+    async with idp.session.get(metadata["jwks_uri"]) as resp:
+        jwks = jwt.PyJWKSet.from_dict(await resp.json())
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "JWT" and header["alg"] == "RS256"
+    key = next(k for k in jwks.keys if k.key_id == header["kid"])
+    claims: dict[str, Any] = jwt.decode(
+        token, key, algorithms=["RS256"], audience=CONTOSO_CLIENT, issuer=metadata["issuer"]
+    )
+    return claims
+
+
+def assert_entra_error(body: dict[str, Any], error: str, code: int) -> None:
+    """Entra's token-endpoint error shape, exactly."""
+    assert body["error"] == error
+    assert body["error_codes"] == [code]
+    match = DESCRIPTION.match(body["error_description"])
+    assert match and match.group(1) == str(code), body["error_description"]
+    assert body["trace_id"] in body["error_description"]
+    assert body["correlation_id"] in body["error_description"]
+    assert body["timestamp"] in body["error_description"]
+    assert body["error_uri"].endswith(f"/error?code={code}")

@@ -1,0 +1,101 @@
+"""Config loading: every problem reported at once, each with file, line and key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from broker.config.load import load_config, load_config_text, parse_duration
+from broker.errors import ConfigError
+
+GOOD = """
+server: {public_url: "https://gw.example.com"}
+signing: {keys: [key.pem]}
+tenants:
+  contoso:
+    display_name: Contoso
+    tenant_id: 3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c
+    client_id: 6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d
+    client_secret: ${SECRET}
+routes:
+  - {host: wiki.example.com, upstream: "http://10.0.0.5:8080", allow: {login_codes: [contoso]}}
+"""
+
+
+def exists(_: Path) -> bool:
+    return True
+
+
+def test_good_config_loads_with_defaults() -> None:
+    config = load_config_text(GOOD, "b.yaml", environ={"SECRET": "s3cret"}, file_exists=exists)
+    tenant = config.tenants["contoso"]
+    assert tenant.client_secret == "s3cret" and tenant.response_mode == "form_post"
+    assert tenant.authority == "https://login.microsoftonline.com"
+    assert config.sessions.store == "memory" and config.sessions.idle_timeout == 8 * 3600
+
+
+def test_every_problem_is_reported_with_line_and_key() -> None:
+    bad = GOOD.replace("display_name: Contoso", "display_name: Contoso\n    colour: blue")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(bad, "b.yaml", environ={}, file_exists=exists)
+    text = str(info.value)
+    assert "b.yaml:7: tenants.contoso.colour: unknown key" in text
+    assert "b.yaml:10: tenants.contoso.client_secret: environment variable SECRET is not set" in text
+    assert len(info.value.problems) == 2
+
+
+def test_semantic_problems_are_located() -> None:
+    bad = GOOD.replace("login_codes: [contoso]", "login_codes: [fabrikam]").replace(
+        "tenant_id: 3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c", "tenant_id: not a guid"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config_text(bad, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+    text = str(info.value)
+    assert "b.yaml:7: tenants.contoso.tenant_id: must be a GUID or a verified domain" in text
+    assert "b.yaml:11: routes[0].allow.login_codes[0]: unknown login code 'fabrikam'" in text
+
+
+def test_duplicate_login_code_is_reported() -> None:
+    doubled = GOOD.replace("routes:", "  contoso: {display_name: X}\nroutes:")
+    with pytest.raises(ConfigError, match=r"b.yaml:10: tenants.contoso: duplicate key"):
+        load_config_text(doubled, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    with pytest.raises(ConfigError, match=r"b.yaml:3: not valid YAML"):
+        load_config_text("server:\n  a: 1\n b: [", "b.yaml")
+
+
+def test_plain_http_only_for_localhost() -> None:
+    bad = GOOD.replace("https://gw.example.com", "http://gw.example.com")
+    with pytest.raises(ConfigError, match="public_url must use https"):
+        load_config_text(bad, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("from-file\n")
+    (tmp_path / "key.pem").write_text("unused")
+    text = GOOD.replace("client_secret: ${SECRET}", "client_secret_file: secret.txt")
+    (tmp_path / "b.yaml").write_text(text)
+    assert load_config(tmp_path / "b.yaml").tenants["contoso"].client_secret == "from-file"
+
+
+def test_unreadable_secret_file_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text("unused")
+    (tmp_path / "b.yaml").write_text(GOOD.replace("client_secret: ${SECRET}", "client_secret_file: nope.txt"))
+    with pytest.raises(ConfigError, match="client_secret_file: cannot read secret file"):
+        load_config(tmp_path / "b.yaml")
+
+
+def test_demo_config_is_valid(tmp_path: Path) -> None:
+    key = tmp_path / "k.pem"
+    key.write_text("unused")
+    env = {"CONTOSO_CLIENT_SECRET": "a", "FABRIKAM_CLIENT_SECRET": "b", "BROKER_DEMO_SIGNING_KEY": str(key)}
+    config = load_config(Path(__file__).parents[2] / "config" / "demo.yaml", environ=env)
+    assert set(config.tenants) == {"contoso", "fabrikam"}
+
+
+@pytest.mark.parametrize(("text", "seconds"), [(90, 90.0), ("90s", 90.0), ("15m", 900.0), ("8h", 28800.0)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds

@@ -1,0 +1,54 @@
+"""Tickets and sealed records: tampering, truncation and swapping all fail closed."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.sessions.manager import format_ticket, parse_ticket
+from broker.sessions.sealing import SealKey
+
+
+def test_round_trip() -> None:
+    key = SealKey.new()
+    assert key.open(key.seal(b"payload")) == b"payload"
+    parsed = parse_ticket(format_ticket(key))
+    assert parsed is not None and parsed.same_as(key)
+
+
+def test_other_key_cannot_open() -> None:
+    a, b = SealKey.new(), SealKey.new()
+    assert b.open(a.seal(b"payload")) is None
+
+
+def test_ciphertext_bound_to_its_id() -> None:
+    a = SealKey.new()
+    swapped = SealKey(SealKey.new().record_id, a.key)  # same key, other id
+    assert swapped.open(a.seal(b"payload")) is None
+
+
+def test_tampered_ciphertext_fails() -> None:
+    key = SealKey.new()
+    blob = bytearray(key.seal(b"payload"))
+    blob[-1] ^= 1
+    assert key.open(bytes(blob)) is None
+    assert key.open(b"") is None
+
+
+@pytest.mark.parametrize(
+    "ticket",
+    ["", "v1", "v1.", "v2.abc.def", "v1.abc", "v1.a.b.c", "v1.!!!.???", "x" * 500],
+)
+def test_malformed_tickets_are_refused(ticket: str) -> None:
+    assert parse_ticket(ticket) is None
+
+
+def test_truncated_and_padded_tickets_are_refused() -> None:
+    ticket = format_ticket(SealKey.new())
+    assert parse_ticket(ticket[:-1]) is None
+    assert parse_ticket(ticket + "=") is None
+    assert parse_ticket(ticket + "A") is None
+
+
+def test_repr_does_not_leak_the_key() -> None:
+    key = SealKey.new()
+    assert str(key).split(".")[1] not in repr(key)

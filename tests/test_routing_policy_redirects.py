@@ -1,0 +1,119 @@
+"""Pure decisions: route matching on normalised paths, return-URL validation, role mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from broker.config.schema import AllowConfig, RolesConfig, RouteConfig
+from broker.policy import decide_access, map_roles
+from broker.redirects import safe_return_to
+from broker.routing import RouteTable, normalise_path
+from broker.sessions.model import Session
+
+TABLE = RouteTable(
+    [
+        RouteConfig(host="app.example.com", upstream="http://a", path="/"),
+        RouteConfig(host="app.example.com", upstream="http://b", path="/admin"),
+        RouteConfig(host="*.example.com", upstream="http://c", path="/"),
+        RouteConfig(host="app.example.com", upstream="http://d", path="/public/", auth="public"),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "path", "upstream"),
+    [
+        ("app.example.com", "/", "http://a"),
+        ("APP.example.com:443", "/admin/users", "http://b"),
+        ("app.example.com", "/administrator", "http://a"),  # segment boundary
+        ("app.example.com", "/public/x", "http://d"),
+        ("other.example.com", "/admin", "http://c"),
+    ],
+)
+def test_match(host: str, path: str, upstream: str) -> None:
+    route = TABLE.match(host, normalise_path(path))
+    assert route is not None and route.config.upstream == upstream
+
+
+def test_unknown_host_matches_nothing() -> None:
+    assert TABLE.match("evil.com", "/") is None
+    assert TABLE.match("example.com", "/") is None  # "*.example.com" needs a label
+
+
+@pytest.mark.parametrize(
+    "path", ["/public/../admin", "/public/./../admin/", "//admin", "/public/../../admin", "/./admin"]
+)
+def test_traversal_cannot_escape_to_a_public_route(path: str) -> None:
+    route = TABLE.match("app.example.com", normalise_path(path))
+    assert route is not None and route.config.upstream == "http://b"
+
+
+def routed(host: str) -> bool:
+    return host == "app.example.com"
+
+
+@pytest.mark.parametrize("target", ["/", "/docs?x=1", "https://app.example.com/x", "/a/b#frag"])
+def test_safe_return_urls_are_kept(target: str) -> None:
+    assert safe_return_to(target, routed) == target
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.com",
+        "/\\evil.com",
+        "\\\\evil.com",
+        "https:evil.com",
+        "https://evil.com/",
+        "http://evil.com",
+        "/%2f%2fevil.com",
+        "/%5cevil.com",
+        "%2f%2fevil.com",
+        "/\r\nLocation: x",
+        "/\tevil",
+        "javascript:alert(1)",
+        "https://app.example.com@evil.com/",
+        "https://user:pw@app.example.com/",
+        " //evil.com",
+        "",
+        "ftp://app.example.com/",
+        "/" + "a" * 3000,
+    ],
+)
+def test_open_redirects_are_refused(target: str) -> None:
+    assert safe_return_to(target, routed) == "/"
+
+
+RULES = RolesConfig(
+    order=["reader", "contributor", "writer", "admin"],
+    default="reader",
+    app_roles={"Wiki.Write": "writer", "Wiki.Admin": "admin"},
+    groups={"g-contrib": "contributor"},
+)
+
+
+def test_most_privileged_role_wins() -> None:
+    assert map_roles(RULES, ["Wiki.Write", "Wiki.Admin"], ["g-contrib"]) == (
+        "admin",
+        ["contributor", "writer", "admin"],
+    )
+
+
+def test_default_role_when_none_mapped() -> None:
+    assert map_roles(RULES, ["Unknown"], []) == ("reader", ["reader"])
+    assert map_roles(RolesConfig(order=["a"]), [], []) == (None, [])
+
+
+def test_access_requires_every_allow_dimension() -> None:
+    route = RouteTable(
+        [
+            RouteConfig(
+                host="h", upstream="http://u", allow=AllowConfig(login_codes=["contoso"], roles=["admin"])
+            )
+        ]
+    ).match("h", "/")
+    assert route is not None
+    admin = Session(login_code="contoso", tid="t", oid="o", roles=["admin"])
+    assert decide_access(route, admin).allowed
+    assert not decide_access(route, Session(login_code="contoso", tid="t", oid="o", roles=["reader"])).allowed
+    assert not decide_access(route, Session(login_code="fabrikam", tid="t", oid="o", roles=["admin"])).allowed

@@ -99,3 +99,27 @@ def test_demo_config_is_valid(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "seconds"), [(90, 90.0), ("90s", 90.0), ("15m", 900.0), ("8h", 28800.0)])
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
+
+
+def schema_field_names() -> set[str]:
+    """Every key any schema dataclass accepts."""
+    import dataclasses
+
+    from broker.config import schema
+
+    names: set[str] = set()
+    for obj in vars(schema).values():
+        if dataclasses.is_dataclass(obj) and isinstance(obj, type):
+            names |= {f.name for f in dataclasses.fields(obj)}
+    return names
+
+
+def test_example_config_loads_and_documents_every_option(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "config" / "broker.example.yaml"
+    text = example.read_text()
+    config = load_config_text(
+        text, str(example), tmp_path, {"CONTOSO_CLIENT_SECRET": "x"}, file_exists=exists
+    )
+    assert "contoso" in config.tenants
+    missing = {name for name in schema_field_names() if f"{name}:" not in text}
+    assert not missing, f"options not documented in broker.example.yaml: {sorted(missing)}"

@@ -31,6 +31,11 @@ def login_path(code: str, rd: str) -> str:
     return f"/.auth/login/{code}" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
 
 
+def _unknown(request: web.Request, gw: Gateway, code: str) -> web.Response:
+    """The "company not found" page; it names no company that is not ``listed``."""
+    return views.unknown_company(code, gw.listed_companies(), request_id_of(request))
+
+
 def _return_to(request: web.Request, gw: Gateway) -> str:
     return safe_return_to(request.query.get("rd"), gw.is_known_host)
 
@@ -41,7 +46,7 @@ async def company_page(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     tenant = gw.tenant(code)
     if tenant is None:
-        return views.unknown_company(code, gw.listed_companies(), request_id_of(request))
+        return _unknown(request, gw, code)
     rd = _return_to(request, gw)
     start = f"/.auth/login/{code}/start" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
     if tenant.auto_redirect or request.query.get("auto") == "1":
@@ -55,7 +60,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     code = request.match_info["code"]
     tenant = gw.tenant(code)
     if tenant is None:
-        return views.unknown_company(code, gw.listed_companies(), request_id_of(request))
+        return _unknown(request, gw, code)
     metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
     pkce = PkcePair.new()
     nonce = new_nonce()

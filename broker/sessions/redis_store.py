@@ -1,12 +1,14 @@
 """Redis store (``redis://`` / ``rediss://``): shared by every gateway replica.
 
-Redis errors are translated here into ``SessionStoreUnavailable`` so the rest of the broker answers a
-clear 503 instead of a stack trace, and the client reconnects by itself when Redis comes back.
+Redis errors are translated here, where they enter, into ``SessionStoreUnavailable`` so the rest of the
+broker answers a clear 503 instead of a stack trace; the client reconnects by itself when Redis is back.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -15,6 +17,15 @@ from broker.errors import SessionStoreUnavailable
 
 KEY_PREFIX = "broker:"
 SOCKET_TIMEOUT = 2.0
+
+
+@contextmanager
+def _unavailable_on_error(operation: str) -> Iterator[None]:
+    """Map any redis-py error to ``SessionStoreUnavailable`` (the error type only: never keys or values)."""
+    try:
+        yield
+    except RedisError as exc:
+        raise SessionStoreUnavailable(f"Redis {operation} failed: {type(exc).__name__}") from exc
 
 
 def _as_bytes(value: bytes | str | None) -> bytes | None:
@@ -36,40 +47,28 @@ class RedisStore:
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """SET with PX expiry (at least 1 ms)."""
-        try:
+        with _unavailable_on_error("write"):
             await self._client.set(self._prefix + key, value, px=max(1, math.ceil(ttl_seconds * 1000)))
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"Redis write failed: {type(exc).__name__}") from exc
 
     async def get(self, key: str) -> bytes | None:
         """GET."""
-        try:
-            value = await self._client.get(self._prefix + key)
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"Redis read failed: {type(exc).__name__}") from exc
-        return _as_bytes(value)
+        with _unavailable_on_error("read"):
+            return _as_bytes(await self._client.get(self._prefix + key))
 
     async def take(self, key: str) -> bytes | None:
         """GETDEL: atomic on the server, so a state value is consumed once across all replicas."""
-        try:
-            value = await self._client.getdel(self._prefix + key)
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"Redis read failed: {type(exc).__name__}") from exc
-        return _as_bytes(value)
+        with _unavailable_on_error("read"):
+            return _as_bytes(await self._client.getdel(self._prefix + key))
 
     async def delete(self, key: str) -> None:
         """DEL."""
-        try:
+        with _unavailable_on_error("delete"):
             await self._client.delete(self._prefix + key)
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"Redis delete failed: {type(exc).__name__}") from exc
 
     async def ping(self) -> None:
         """PING."""
-        try:
+        with _unavailable_on_error("ping"):
             await self._client.ping()
-        except RedisError as exc:
-            raise SessionStoreUnavailable(f"Redis unreachable: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
         """Close the connection pool."""

@@ -6,6 +6,8 @@ Handler order: the broker's own ``/.auth/*`` paths, operator login aliases, then
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,7 +21,9 @@ from broker.errors import ConfigError, ConfigProblem
 from broker.handlers import callback, login, logout, protected, service
 from broker.identity import AssertionSigner, SigningKey, load_signing_keys
 from broker.middleware import error_middleware, request_id_middleware
+from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
+from broker.oidc.verifier import source_of
 from broker.routing import RouteTable
 from broker.runtime import GATEWAY, Gateway
 from broker.sessions.cookie import CookiePolicy
@@ -40,6 +44,21 @@ def load_keys(config: BrokerConfig, base_dir: Path) -> list[SigningKey]:
         raise ConfigError(
             [ConfigProblem("signing.keys", None, "signing.keys", f"cannot load key: {exc}")]
         ) from None
+
+
+def load_credentials(config: BrokerConfig, base_dir: Path) -> dict[str, ClientCredential]:
+    """Each company's client credential; an unreadable or mismatched certificate is a config problem."""
+    credentials: dict[str, ClientCredential] = {}
+    problems: list[ConfigProblem] = []
+    for code, tenant in config.tenants.items():
+        try:
+            credentials[code] = load_credential(tenant, base_dir)
+        except (OSError, ValueError) as exc:
+            key = f"tenants.{code}.certificate"
+            problems.append(ConfigProblem(key, None, key, f"cannot load certificate credential: {exc}"))
+    if problems:
+        raise ConfigError(problems)
+    return credentials
 
 
 def make_store(config: BrokerConfig) -> SessionStore:
@@ -66,6 +85,7 @@ def create_app(
 ) -> web.Application:
     """The gateway as an aiohttp application (started by ``web.AppRunner`` or ``web.run_app``)."""
     keys = load_keys(config, base_dir)
+    credentials = load_credentials(config, base_dir)
     app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024**2)
 
     async def dependencies(app: web.Application) -> AsyncIterator[None]:
@@ -88,11 +108,18 @@ def create_app(
             discovery=DiscoveryCache(idp_http),
             idp_http=idp_http,
             upstream_http=upstream_http,
+            credentials=credentials,
             protected_headers=protected_header_names(config),
             scheme=urlsplit(config.server.public_url).scheme,
             clock=clock,
         )
+        gateway = app[GATEWAY]
+        sources = list(dict.fromkeys(source_of(t) for t in config.tenants.values()))
+        key_refresher = asyncio.create_task(gateway.discovery.refresh_forever(sources), name="key-refresh")
         yield
+        key_refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await key_refresher
         await upstream_http.close()
         await idp_http.close()
         await session_store.close()

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity import AssertionSigner
+from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
 from broker.routing import RouteTable, split_host
 from broker.sessions.cookie import CookiePolicy
@@ -31,6 +32,7 @@ class Gateway:
     discovery: DiscoveryCache
     idp_http: aiohttp.ClientSession
     upstream_http: aiohttp.ClientSession
+    credentials: dict[str, ClientCredential]
     protected_headers: frozenset[str]
     scheme: str
     clock: Callable[[], float] = time.time

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.devidp import create_devidp_app
 from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
-from tests.support.servers import free_port, serve
-from tests.support.stack import ADELE, Stack, devidp_config, running_stack
+from tests.support.servers import free_port
+from tests.support.stack import ADELE, Stack, running_stack
 
 
-async def test_identity_provider_down_then_back(stack: Stack) -> None:
-    idp_runner = stack.runners[0]
-    await idp_runner.cleanup()  # the dev IdP really stops listening
-    async with stack.browser() as browser:
+async def test_identity_provider_never_reached_then_back(tmp_path: Path) -> None:
+    """No discovery cached yet and the IdP down: 503 page / JSON; once it is up, sign-in works."""
+    async with running_stack("memory", tmp_path, {}, start_idp=False) as stack, stack.browser() as browser:
         async with browser.get(f"{stack.gateway_url}/.auth/login/contoso/start") as resp:
             html = await resp.text()
             assert resp.status == 503
@@ -23,10 +21,21 @@ async def test_identity_provider_down_then_back(stack: Stack) -> None:
             f"{stack.gateway_url}/.auth/login/contoso/start", headers={"Accept": "application/json"}
         ) as resp:
             assert resp.status == 503 and (await resp.json())["error"] == "identity_provider_unavailable"
+        await stack.start_idp()
+        assert await stack.login(browser, "contoso", ADELE.username) == "/"
 
-        # Same port, new process state: the gateway recovers by itself.
-        port = int(stack.idp_url.rsplit(":", 1)[1])
-        stack.runners[0] = await serve(create_devidp_app(devidp_config(), stack.idp_url), port)
+
+async def test_identity_provider_down_during_login(stack: Stack) -> None:
+    """The IdP dies between sign-in and code redemption: a clear 503, no session; later logins work."""
+    async with stack.browser() as browser:
+        page = await stack.start_login(browser, "contoso")
+        form = await stack.pick_user(browser, page, ADELE.username)
+        await stack.stop_idp()
+        resp = await stack.post_callback(browser, form)
+        assert resp.status == 503 and "Microsoft sign-in is unreachable" in await resp.text()
+        status, _ = await stack.whoami(browser, "/")
+        assert status == 401
+        await stack.start_idp()
         assert await stack.login(browser, "contoso", ADELE.username) == "/"
 
 

@@ -28,9 +28,14 @@ DEFAULT_CLOCK_SKEW = 120.0
 DEFAULT_IDP_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 5.0
 DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
+SecretMethod = Literal["post", "basic"]
+Prompt = Literal["login", "select_account", "consent", "none"]
+GroupsOverage = Literal["deny", "graph"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,14 @@ class RolesConfig:
 
 
 @dataclass(frozen=True)
+class CertificateConfig:
+    """A certificate credential (``private_key_jwt``): the private key and the certificate given to Entra."""
+
+    key_file: str
+    cert_file: str
+
+
+@dataclass(frozen=True)
 class TenantConfig:
     """One customer company, keyed in YAML by its login code."""
 
@@ -79,13 +92,20 @@ class TenantConfig:
     tenant_id: str
     client_id: str
     client_secret: str | None = field(default=None, metadata=SECRET)
+    client_secret_method: SecretMethod = "post"
+    certificate: CertificateConfig | None = None
     authority: str = DEFAULT_AUTHORITY
+    allowed_tenants: list[str] = field(default_factory=list)
+    app_specific_keys: bool = False
     note: str = ""
     logo_url: str | None = None
     domain_hint: str | None = None
     email_domains: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
     response_mode: ResponseMode = "form_post"
+    prompt: Prompt | None = None
+    groups_overage: GroupsOverage = "deny"
+    graph_url: str = DEFAULT_GRAPH_URL
     auto_redirect: bool = False
     listed: bool = False
     clock_skew: Duration = DEFAULT_CLOCK_SKEW

@@ -45,15 +45,32 @@ def _check_tenant(code: str, t: schema.TenantConfig) -> Iterator[tuple[KeyPath, 
     base: KeyPath = ("tenants", code)
     if not LOGIN_CODE.match(code):
         yield base, "login code must be lowercase letters, digits and '-' (at most 64)"
-    if not (GUID.match(t.tenant_id) or DOMAIN.match(t.tenant_id)):
+    if not (
+        GUID.match(t.tenant_id) or DOMAIN.match(t.tenant_id) or t.tenant_id.lower() in schema.MULTI_TENANT_IDS
+    ):
         yield (*base, "tenant_id"), f"must be a GUID or a verified domain (got {t.tenant_id!r})"
-    if t.tenant_id.lower() in ("common", "organizations", "consumers"):
-        yield (*base, "tenant_id"), "multi-tenant authorities are not supported; use the tenant's GUID"
+    multi_tenant = t.tenant_id.lower() in schema.MULTI_TENANT_IDS
+    if t.tenant_id.lower() == "consumers":
+        yield (*base, "tenant_id"), "personal Microsoft accounts ('consumers') are not supported"
+    if multi_tenant and not t.allowed_tenants:
+        # Fail closed: an 'organizations' app without an allow-list would admit every Entra tenant.
+        yield (
+            (*base, "allowed_tenants"),
+            f"required with tenant_id '{t.tenant_id}': list the tenant GUIDs allowed",
+        )
+    if t.allowed_tenants and not multi_tenant:
+        yield (*base, "allowed_tenants"), "only for multi-tenant apps (tenant_id: organizations)"
+    for i, allowed in enumerate(t.allowed_tenants):
+        if not GUID.match(allowed):
+            yield (*base, "allowed_tenants", i), f"must be a tenant GUID (got {allowed!r})"
     if not GUID.match(t.client_id):
         yield (*base, "client_id"), f"must be the application (client) ID GUID (got {t.client_id!r})"
-    if not t.client_secret:
-        yield base, "missing required key 'client_secret' (or client_secret_file)"
+    if not t.client_secret and t.certificate is None:
+        yield base, "needs a credential: client_secret (or client_secret_file) or certificate"
+    if t.client_secret and t.certificate is not None:
+        yield base, "give either client_secret or certificate, not both"
     yield from _check_url(t.authority, (*base, "authority"), "authority")
+    yield from _check_url(t.graph_url, (*base, "graph_url"), "graph_url")
     if "openid" not in t.scopes:
         yield (*base, "scopes"), "must include 'openid'"
     order = t.roles.order
@@ -124,6 +141,11 @@ def check_semantics(
         yield ("tenants",), "at least one company is required"
     for code, tenant in config.tenants.items():
         yield from _check_tenant(code, tenant)
+        if tenant.certificate is not None:
+            for name in ("key_file", "cert_file"):
+                path = base_dir / getattr(tenant.certificate, name)
+                if not exists(path):
+                    yield ("tenants", code, "certificate", name), f"file {path} does not exist"
     codes = set(config.tenants)
     seen: dict[tuple[str, str], int] = {}
     for i, route in enumerate(config.routes):

@@ -19,7 +19,8 @@ from broker.errors import IdentityProviderRejected, InvalidToken
 from broker.handlers.login import login_path
 from broker.oidc import errors as aadsts
 from broker.oidc.client import redeem_code
-from broker.oidc.verifier import verify_id_token
+from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
+from broker.oidc.verifier import source_of, verify_id_token
 from broker.pages import views
 from broker.policy import map_roles
 from broker.runtime import Gateway, gateway_of, request_id_of
@@ -70,15 +71,17 @@ async def callback(request: web.Request) -> web.StreamResponse:
 async def _complete(
     request: web.Request, gw: Gateway, tenant: TenantConfig, login: LoginState, code: str, retry: str
 ) -> web.StreamResponse:
-    metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
+    metadata = await gw.discovery.metadata(source_of(tenant))
     try:
         tokens = await redeem_code(
             gw.idp_http,
             metadata,
             tenant,
+            gw.credentials[login.login_code],
             code=code,
             redirect_uri=login.redirect_uri,
             code_verifier=login.code_verifier,
+            now=gw.clock(),
         )
     except IdentityProviderRejected as exc:
         return _entra_error(
@@ -101,7 +104,15 @@ async def _complete(
             request_id_of(request),
             link=(retry, "Try again"),
         )
-    session = _session_from_claims(login.login_code, tenant, claims, tokens.id_token, tokens.refresh_token)
+    groups = _strings(claims.get("groups"))
+    if has_group_overage(claims):
+        resolved = await _overage_groups(request, gw, tenant, login, tokens.access_token, retry)
+        if isinstance(resolved, web.StreamResponse):
+            return resolved
+        groups = resolved
+    session = _session_from_claims(
+        login.login_code, tenant, claims, groups, tokens.id_token, tokens.refresh_token
+    )
     ticket = await gw.sessions.create(session, now)
     log.info(
         "login succeeded",
@@ -117,11 +128,43 @@ def _strings(value: object) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
+async def _overage_groups(
+    request: web.Request,
+    gw: Gateway,
+    tenant: TenantConfig,
+    login: LoginState,
+    access_token: str | None,
+    retry: str,
+) -> list[str] | web.StreamResponse:
+    """Groups of a user with too many for the token: from Graph, or a clear refusal. Never "no groups"."""
+    if tenant.groups_overage == "graph" and access_token:
+        try:
+            return await fetch_groups(gw.idp_http, tenant.graph_url, access_token)
+        except GroupsOverageError as exc:
+            log.warning("group overage lookup failed: %s", exc, extra={"company": login.login_code})
+    log.warning(
+        "sign-in refused: group overage", extra={"event": "login_failure", "company": login.login_code}
+    )
+    return views.simple(
+        "Too many groups to sign you in",
+        "Your account belongs to more groups than the sign-in token can carry, and this company's "
+        "gateway is set not to look them up. Ask your administrator (gateway setting groups_overage, or "
+        "assign access through app roles instead of groups).",
+        403,
+        request_id_of(request),
+        link=(retry, "Try again"),
+    )
+
+
 def _session_from_claims(
-    code: str, tenant: TenantConfig, claims: Mapping[str, Any], id_token: str, refresh_token: str | None
+    code: str,
+    tenant: TenantConfig,
+    claims: Mapping[str, Any],
+    groups: list[str],
+    id_token: str,
+    refresh_token: str | None,
 ) -> Session:
     """The session for a validated token. Identity is ``tid`` + ``oid``; email and UPN are display only."""
-    groups = _strings(claims.get("groups"))
     role, roles = map_roles(tenant.roles, _strings(claims.get("roles")), groups)
     return Session(
         login_code=code,

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from broker.oidc.client import PkcePair, authorize_url, new_nonce
+from broker.oidc.verifier import source_of
 from broker.pages import views
 from broker.redirects import safe_return_to
 from broker.runtime import Gateway, gateway_of, request_id_of
@@ -61,7 +62,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     tenant = gw.tenant(code)
     if tenant is None:
         return _unknown(request, gw, code)
-    metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
+    metadata = await gw.discovery.metadata(source_of(tenant))
     pkce = PkcePair.new()
     nonce = new_nonce()
     redirect_uri = gw.origin_for(request) + CALLBACK_PATH

@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from broker.errors import IdentityProviderUnavailable
+from broker.oidc.verifier import source_of
 from broker.pages import views
 from broker.runtime import Gateway, gateway_of, request_id_of
 from broker.sessions.model import Session
@@ -64,7 +65,7 @@ async def _entra_logout_url(gw: Gateway, request: web.Request, session: Session)
     if tenant is None:
         return None
     try:
-        metadata = await gw.discovery.metadata(tenant.authority, tenant.tenant_id)
+        metadata = await gw.discovery.metadata(source_of(tenant))
     except IdentityProviderUnavailable:
         return None
     if metadata.end_session_endpoint is None:

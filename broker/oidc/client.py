@@ -3,6 +3,7 @@
 authlib supplies the protocol pieces (random tokens, S256 challenge, authorize URL encoding); the HTTP
 goes through the broker's shared aiohttp session. Token-endpoint failures are translated here:
 an OAuth error body -> ``IdentityProviderRejected`` (with AADSTS codes), anything else -> unavailable.
+The client credential (secret or certificate) is applied by ``credentials.py``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable
+from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import ProviderMetadata
 
 TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=15)
@@ -73,6 +75,8 @@ def authorize_url(
     }
     if tenant.domain_hint:
         params["domain_hint"] = tenant.domain_hint
+    if tenant.prompt:
+        params["prompt"] = tenant.prompt
     params.update(extra or {})
     url: str = prepare_grant_uri(
         metadata.authorization_endpoint,
@@ -101,12 +105,20 @@ def parse_oauth_error(body: Any) -> IdentityProviderRejected | None:
 
 
 async def _token_request(
-    http: aiohttp.ClientSession, metadata: ProviderMetadata, tenant: TenantConfig, form: dict[str, str]
+    http: aiohttp.ClientSession,
+    metadata: ProviderMetadata,
+    credential: ClientCredential,
+    form: dict[str, str],
+    now: float,
 ) -> TokenResponse:
-    # client_secret_post: the secret travels in the TLS-protected body, never in a URL or a log line.
-    form = {**form, "client_id": tenant.client_id, "client_secret": tenant.client_secret or ""}
+    headers: dict[str, str] = {}
+    form = dict(form)
+    # The credential travels in the TLS-protected body or Authorization header, never in a URL or a log.
+    credential.apply(form, headers, metadata.token_endpoint, now)
     try:
-        async with http.post(metadata.token_endpoint, data=form, timeout=TOKEN_TIMEOUT) as resp:
+        async with http.post(
+            metadata.token_endpoint, data=form, headers=headers, timeout=TOKEN_TIMEOUT
+        ) as resp:
             try:
                 body = await resp.json(content_type=None)
             except ValueError:
@@ -140,10 +152,12 @@ async def redeem_code(
     http: aiohttp.ClientSession,
     metadata: ProviderMetadata,
     tenant: TenantConfig,
+    credential: ClientCredential,
     *,
     code: str,
     redirect_uri: str,
     code_verifier: str,
+    now: float,
 ) -> TokenResponse:
     """Exchange an authorization code (with its PKCE verifier) for tokens."""
     form = {
@@ -153,4 +167,4 @@ async def redeem_code(
         "code_verifier": code_verifier,
         "scope": " ".join(tenant.scopes),
     }
-    return await _token_request(http, metadata, tenant, form)
+    return await _token_request(http, metadata, credential, form, now)

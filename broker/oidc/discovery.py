@@ -3,7 +3,10 @@
 - metadata and JWKS are kept 24 h, then refetched;
 - a token naming an unknown ``kid`` triggers one refetch, at most once per 5 minutes per tenant
   (so a flood of forged kids cannot turn us into a load generator against the IdP);
-- when a fetch fails, the last good metadata/keys stay in use; without any, the IdP is "unavailable".
+- when a fetch fails, the last good metadata/keys stay in use; without any, the IdP is "unavailable";
+- a background task (``refresh_forever``) renews entries before they age out, so requests rarely wait;
+- apps with claims mapping use app-specific keys: ``?appid={client_id}`` on discovery (whose ``jwks_uri``
+  then carries it too), cached separately per app.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ log = logging.getLogger(__name__)
 
 CACHE_TTL = 24 * 3600.0
 UNKNOWN_KID_REFETCH_INTERVAL = 300.0
+BACKGROUND_REFRESH_INTERVAL = 3600.0
+# Renew in the background once an entry is older than this, well before requests would find it stale.
+BACKGROUND_REFRESH_AGE = CACHE_TTL - 2 * BACKGROUND_REFRESH_INTERVAL
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
@@ -48,9 +54,19 @@ class _TenantCache:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-def discovery_url(authority: str, tenant_id: str) -> str:
-    """``{authority}/{tenant}/v2.0/.well-known/openid-configuration`` (never a hard-coded host)."""
-    return f"{authority.rstrip('/')}/{tenant_id}/v2.0/.well-known/openid-configuration"
+def discovery_url(authority: str, tenant_id: str, appid: str | None = None) -> str:
+    """``{authority}/{tenant}/v2.0/.well-known/openid-configuration[?appid=…]`` (never a hard-coded host)."""
+    url = f"{authority.rstrip('/')}/{tenant_id}/v2.0/.well-known/openid-configuration"
+    return f"{url}?appid={appid}" if appid else url
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one tenant's (or one app's) metadata and keys come from."""
+
+    authority: str
+    tenant_id: str
+    appid: str | None = None
 
 
 def parse_metadata(doc: Any) -> ProviderMetadata:
@@ -91,10 +107,10 @@ class DiscoveryCache:
     def __init__(self, http: aiohttp.ClientSession, clock: Callable[[], float] = time.monotonic) -> None:
         self._http = http
         self._clock = clock
-        self._tenants: dict[tuple[str, str], _TenantCache] = {}
+        self._tenants: dict[Source, _TenantCache] = {}
 
-    def _cache(self, authority: str, tenant_id: str) -> _TenantCache:
-        return self._tenants.setdefault((authority, tenant_id), _TenantCache())
+    def _cache(self, source: Source) -> _TenantCache:
+        return self._tenants.setdefault(source, _TenantCache())
 
     async def _get_json(self, url: str) -> Any:
         try:
@@ -105,37 +121,38 @@ class DiscoveryCache:
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise IdentityProviderUnavailable(f"cannot fetch {url}: {type(exc).__name__}") from exc
 
-    async def metadata(self, authority: str, tenant_id: str) -> ProviderMetadata:
-        """The tenant's discovery document, from cache when fresh."""
-        cache = self._cache(authority, tenant_id)
-        if cache.metadata is not None and self._clock() - cache.metadata_at < CACHE_TTL:
+    async def metadata(self, source: Source, *, max_age: float = CACHE_TTL) -> ProviderMetadata:
+        """The discovery document, from cache when younger than ``max_age``."""
+        cache = self._cache(source)
+        if cache.metadata is not None and self._clock() - cache.metadata_at < max_age:
             return cache.metadata
         async with cache.lock:
-            if cache.metadata is not None and self._clock() - cache.metadata_at < CACHE_TTL:
+            if cache.metadata is not None and self._clock() - cache.metadata_at < max_age:
                 return cache.metadata
+            url = discovery_url(source.authority, source.tenant_id, source.appid)
             try:
-                cache.metadata = parse_metadata(await self._get_json(discovery_url(authority, tenant_id)))
+                cache.metadata = parse_metadata(await self._get_json(url))
                 cache.metadata_at = self._clock()
             except (IdentityProviderUnavailable, ValueError) as exc:
                 if cache.metadata is None:
                     raise IdentityProviderUnavailable(str(exc)) from exc
-                log.warning("discovery refresh failed; keeping last good", extra={"tenant": tenant_id})
+                log.warning("discovery refresh failed; keeping last good", extra={"tenant": source.tenant_id})
             return cache.metadata
 
     async def keys(
-        self, authority: str, tenant_id: str, *, unknown_kid: bool = False
+        self, source: Source, *, unknown_kid: bool = False, max_age: float = CACHE_TTL
     ) -> dict[str, jwt.PyJWK]:
-        """The tenant's signing keys; ``unknown_kid`` asks for a (rate-limited) refetch."""
-        cache = self._cache(authority, tenant_id)
+        """The signing keys; ``unknown_kid`` asks for a refetch, at most once per 5 minutes."""
+        cache = self._cache(source)
         async with cache.lock:
             now = self._clock()
-            stale = not cache.keys or now - cache.keys_at >= CACHE_TTL
+            stale = not cache.keys or now - cache.keys_at >= max_age
             kid_refetch = unknown_kid and now - cache.last_kid_refetch >= UNKNOWN_KID_REFETCH_INTERVAL
             if not (stale or kid_refetch):
                 return cache.keys
             if kid_refetch:
                 cache.last_kid_refetch = now
-        metadata = await self.metadata(authority, tenant_id)
+        metadata = await self.metadata(source, max_age=max_age)
         async with cache.lock:
             try:
                 fetched = parse_jwks(await self._get_json(metadata.jwks_uri))
@@ -145,5 +162,22 @@ class DiscoveryCache:
             except IdentityProviderUnavailable:
                 if not cache.keys:
                     raise
-                log.warning("JWKS refresh failed; keeping last good keys", extra={"tenant": tenant_id})
+                log.warning("JWKS refresh failed; keeping last good keys", extra={"tenant": source.tenant_id})
             return cache.keys
+
+    async def refresh(self, sources: list[Source], max_age: float = BACKGROUND_REFRESH_AGE) -> None:
+        """Renew every source older than ``max_age``; failures are logged, last good values kept."""
+        for source in sources:
+            try:
+                await self.keys(source, max_age=max_age)
+            except IdentityProviderUnavailable as exc:
+                log.warning("background key refresh failed: %s", exc, extra={"tenant": source.tenant_id})
+
+    async def refresh_forever(
+        self, sources: list[Source], interval: float = BACKGROUND_REFRESH_INTERVAL
+    ) -> None:
+        """Warm every company's metadata and keys at start-up, then keep them fresh (a background task)."""
+        await self.refresh(sources, max_age=0.0)
+        while True:
+            await asyncio.sleep(interval)
+            await self.refresh(sources)

@@ -30,13 +30,21 @@ class UnknownSigningKey(InvalidToken):
         super().__init__(f"unknown signing key id {kid!r}")
 
 
+TENANT_PLACEHOLDER = "{tenantid}"
+
+
 @dataclass(frozen=True)
 class Expectations:
-    """What a valid ID token for this login must say."""
+    """What a valid ID token for this login must say.
+
+    ``issuer`` is the discovery document's; for multi-tenant (``organizations``) apps it is the template
+    ``…/{tenantid}/v2.0`` and ``allowed_tenants`` is the operator's allow-list. For a single tenant,
+    ``allowed_tenants`` holds just that tenant's GUID.
+    """
 
     issuer: str
     client_id: str
-    tenant_id: str
+    allowed_tenants: frozenset[str]
     nonce: str
     clock_skew: float
 
@@ -56,31 +64,32 @@ def read_header(token: str) -> dict[str, Any]:
     return header
 
 
-def check_signature_audience_issuer(token: str, key: jwt.PyJWK, expect: Expectations) -> dict[str, Any]:
-    """Signature with the tenant's key, ``aud`` = our client ID, ``iss`` exactly the tenant's issuer."""
+def check_signature_and_audience(token: str, key: jwt.PyJWK, expect: Expectations) -> dict[str, Any]:
+    """Signature with the tenant's key, and ``aud`` = our client ID."""
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
             key.key,
             algorithms=list(ALLOWED_ALGORITHMS),
             audience=expect.client_id,
-            issuer=expect.issuer,
-            options={
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-                "require": ["iss", "aud"],
-            },
+            options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["aud"]},
         )
     except jwt.InvalidSignatureError:
         raise InvalidToken("signature does not verify with the tenant's keys") from None
     except jwt.InvalidAudienceError:
         raise InvalidToken("aud is not this company's client ID") from None
-    except jwt.InvalidIssuerError:
-        raise InvalidToken("iss is not the company's tenant issuer") from None
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"token rejected: {exc}") from None
     return claims
+
+
+def check_issuer(claims: Mapping[str, Any], expect: Expectations) -> None:
+    """``iss`` is exactly the tenant's issuer; for a template, with the token's own ``tid`` substituted."""
+    expected = expect.issuer
+    if TENANT_PLACEHOLDER in expected:
+        expected = expected.replace(TENANT_PLACEHOLDER, str(claims.get("tid", "")))
+    if claims.get("iss") != expected:
+        raise InvalidToken("iss is not the company's tenant issuer")
 
 
 def check_required_claims(claims: Mapping[str, Any]) -> None:
@@ -110,10 +119,10 @@ def check_nonce(claims: Mapping[str, Any], expected: str) -> None:
         raise InvalidToken("nonce does not match this sign-in")
 
 
-def check_tenant(claims: Mapping[str, Any], tenant_id: str) -> None:
-    """``tid`` is the tenant bound to the login code that started this login (no cross-company tokens)."""
-    if str(claims.get("tid", "")).lower() != tenant_id.lower():
-        raise InvalidToken("tid is not the tenant of this company's login")
+def check_tenant(claims: Mapping[str, Any], allowed_tenants: frozenset[str]) -> None:
+    """``tid`` is the tenant bound to the login code that started this login (or on its allow-list)."""
+    if str(claims.get("tid", "")).lower() not in allowed_tenants:
+        raise InvalidToken("tid is not a tenant allowed for this company's login")
 
 
 def validate_id_token(
@@ -124,9 +133,10 @@ def validate_id_token(
     key = keys.get(header["kid"])
     if key is None:
         raise UnknownSigningKey(header["kid"])
-    claims = check_signature_audience_issuer(token, key, expect)
+    claims = check_signature_and_audience(token, key, expect)
     check_required_claims(claims)
+    check_issuer(claims, expect)
     check_lifetime(claims, now, expect.clock_skew)
     check_nonce(claims, expect.nonce)
-    check_tenant(claims, expect.tenant_id)
+    check_tenant(claims, expect.allowed_tenants)
     return claims

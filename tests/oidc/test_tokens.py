@@ -19,7 +19,17 @@ TID = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c"
 CLIENT = "6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d"
 ISSUER = f"https://login.example/{TID}/v2.0"
 NOW = 1_800_000_000.0
-EXPECT = Expectations(issuer=ISSUER, client_id=CLIENT, tenant_id=TID, nonce="n-123", clock_skew=120)
+EXPECT = Expectations(
+    issuer=ISSUER, client_id=CLIENT, allowed_tenants=frozenset({TID}), nonce="n-123", clock_skew=120
+)
+OTHER_TID = "8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e"
+MULTI = Expectations(
+    issuer="https://login.example/{tenantid}/v2.0",
+    client_id=CLIENT,
+    allowed_tenants=frozenset({TID}),
+    nonce="n-123",
+    clock_skew=120,
+)
 
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 _OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -131,3 +141,20 @@ def test_unknown_kid_asks_for_a_refetch() -> None:
 def test_garbage_is_rejected_cleanly() -> None:
     with pytest.raises(InvalidToken):
         validate_id_token("not.a.jwt", KEYS, EXPECT, time.time())
+
+
+def test_multi_tenant_issuer_template_takes_the_tokens_tid() -> None:
+    assert validate_id_token(sign(claims()), KEYS, MULTI, NOW)["tid"] == TID
+
+
+def test_multi_tenant_tenant_not_on_allow_list_is_refused() -> None:
+    token = sign(claims(tid=OTHER_TID, iss=f"https://login.example/{OTHER_TID}/v2.0"))
+    with pytest.raises(InvalidToken, match="tid"):
+        validate_id_token(token, KEYS, MULTI, NOW)
+
+
+def test_multi_tenant_issuer_must_match_the_tokens_own_tid() -> None:
+    # A token from an allowed tenant whose iss names another tenant: the template check catches it.
+    token = sign(claims(iss=f"https://login.example/{OTHER_TID}/v2.0"))
+    with pytest.raises(InvalidToken, match="iss"):
+        validate_id_token(token, KEYS, MULTI, NOW)

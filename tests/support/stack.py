@@ -135,6 +135,18 @@ class Stack:
     backend_url: str
     store_url: str
     runners: list[web.AppRunner] = field(default_factory=list)
+    idp_runner: web.AppRunner | None = None
+
+    async def start_idp(self) -> None:
+        """Start (or restart) the dev IdP on its port, with a fresh state."""
+        port = int(self.idp_url.rsplit(":", 1)[1])
+        self.idp_runner = await serve(create_devidp_app(devidp_config(), self.idp_url), port)
+
+    async def stop_idp(self) -> None:
+        """Really stop the dev IdP: its port refuses connections afterwards."""
+        if self.idp_runner is not None:
+            await self.idp_runner.cleanup()
+            self.idp_runner = None
 
     def browser(self) -> aiohttp.ClientSession:
         """A client that keeps cookies like a browser (unsafe=True: cookies on an IP host) and never follows
@@ -196,8 +208,13 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(store_url: str, tmp_path: Path, monkey_env: dict[str, str]) -> AsyncIterator[Stack]:
-    """Start dev IdP, backend and gateway on free ports; stop them afterwards."""
+async def running_stack(
+    store_url: str, tmp_path: Path, monkey_env: dict[str, str], *, start_idp: bool = True
+) -> AsyncIterator[Stack]:
+    """Start dev IdP, backend and gateway on free ports; stop them afterwards.
+
+    With ``start_idp=False`` the dev IdP's port stays closed (``stack.start_idp()`` opens it later).
+    """
     gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
     idp_url = f"http://127.0.0.1:{idp_port}"
     gateway_url = f"http://127.0.0.1:{gw_port}"
@@ -210,7 +227,8 @@ async def running_stack(store_url: str, tmp_path: Path, monkey_env: dict[str, st
     )
     stack = Stack(gateway_url, idp_url, backend_url, store_url)
     try:
-        stack.runners.append(await serve(create_devidp_app(devidp_config(), idp_url), idp_port))
+        if start_idp:
+            await stack.start_idp()
         backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
         stack.runners.append(await serve(backend, backend_port))
         stack.runners.append(await serve(create_app(config, tmp_path), gw_port))
@@ -218,3 +236,4 @@ async def running_stack(store_url: str, tmp_path: Path, monkey_env: dict[str, st
     finally:
         for runner in reversed(stack.runners):
             await runner.cleanup()
+        await stack.stop_idp()

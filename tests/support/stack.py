@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+import yaml
 from aiohttp import web
 
 from broker.app import create_app
@@ -83,47 +84,60 @@ def devidp_config() -> DevIdpConfig:
     )
 
 
-def gateway_yaml(gw_port: int, idp_url: str, backend_url: str, store: str, key_file: Path) -> str:
-    """A gateway config like an operator's, pointing at the loopback servers."""
-    return f"""
-server:
-  public_url: http://127.0.0.1:{gw_port}
-  login_aliases: ["/login/{{code}}"]
-sessions: {{store: "{store}"}}
-signing: {{keys: ["{key_file}"]}}
-tenants:
-  contoso:
-    display_name: Contoso Ltd
-    tenant_id: {CONTOSO_TID}
-    client_id: {CONTOSO_CLIENT}
-    client_secret: ${{TEST_CONTOSO_SECRET}}
-    authority: {idp_url}
-    note: Use your Contoso work account.
-    email_domains: [contoso.example]
-    roles: {{order: [reader, writer, admin], default: reader, app_roles: {{Wiki.Admin: admin}}}}
-  fabrikam:
-    display_name: Fabrikam, Inc.
-    tenant_id: {FABRIKAM_TID}
-    client_id: {FABRIKAM_CLIENT}
-    client_secret: ${{TEST_FABRIKAM_SECRET}}
-    authority: {idp_url}
-    roles: {{order: [reader, admin], default: reader, app_roles: {{Wiki.Reader: reader}}}}
-routes:
-  - host: 127.0.0.1
-    path: /
-    upstream: {backend_url}
-    allow: {{login_codes: [contoso]}}
-    public_paths: [/public/]
-    headers: {{X-Remote-User: preferred_username, X-Remote-Roles: roles}}
-  - host: 127.0.0.1
-    path: /fabrikam/
-    upstream: {backend_url}
-    allow: {{login_codes: [fabrikam]}}
-  - host: 127.0.0.1
-    path: /open/
-    upstream: {backend_url}
-    auth: public
-"""
+def gateway_config(
+    gw_port: int, idp_url: str, backend_url: str, store: str, key_file: Path
+) -> dict[str, Any]:
+    """A gateway config like an operator's, pointing at the loopback servers (as a dict to tweak)."""
+    return {
+        "server": {"public_url": f"http://127.0.0.1:{gw_port}", "login_aliases": ["/login/{code}"]},
+        "sessions": {"store": store},
+        "signing": {"keys": [str(key_file)]},
+        "tenants": {
+            "contoso": {
+                "display_name": "Contoso Ltd",
+                "tenant_id": CONTOSO_TID,
+                "client_id": CONTOSO_CLIENT,
+                "client_secret": "${TEST_CONTOSO_SECRET}",
+                "authority": idp_url,
+                "note": "Use your Contoso work account.",
+                "email_domains": ["contoso.example"],
+                "roles": {
+                    "order": ["reader", "writer", "admin"],
+                    "default": "reader",
+                    "app_roles": {"Wiki.Admin": "admin"},
+                },
+            },
+            "fabrikam": {
+                "display_name": "Fabrikam, Inc.",
+                "tenant_id": FABRIKAM_TID,
+                "client_id": FABRIKAM_CLIENT,
+                "client_secret": "${TEST_FABRIKAM_SECRET}",
+                "authority": idp_url,
+                "roles": {
+                    "order": ["reader", "admin"],
+                    "default": "reader",
+                    "app_roles": {"Wiki.Reader": "reader"},
+                },
+            },
+        },
+        "routes": [
+            {
+                "host": "127.0.0.1",
+                "path": "/",
+                "upstream": backend_url,
+                "allow": {"login_codes": ["contoso"]},
+                "public_paths": ["/public/"],
+                "headers": {"X-Remote-User": "preferred_username", "X-Remote-Roles": "roles"},
+            },
+            {
+                "host": "127.0.0.1",
+                "path": "/fabrikam/",
+                "upstream": backend_url,
+                "allow": {"login_codes": ["fabrikam"]},
+            },
+            {"host": "127.0.0.1", "path": "/open/", "upstream": backend_url, "auth": "public"},
+        ],
+    }
 
 
 @dataclass
@@ -134,13 +148,14 @@ class Stack:
     idp_url: str
     backend_url: str
     store_url: str
+    idp_directory: DevIdpConfig
     runners: list[web.AppRunner] = field(default_factory=list)
     idp_runner: web.AppRunner | None = None
 
     async def start_idp(self) -> None:
         """Start (or restart) the dev IdP on its port, with a fresh state."""
         port = int(self.idp_url.rsplit(":", 1)[1])
-        self.idp_runner = await serve(create_devidp_app(devidp_config(), self.idp_url), port)
+        self.idp_runner = await serve(create_devidp_app(self.idp_directory, self.idp_url), port)
 
     async def stop_idp(self) -> None:
         """Really stop the dev IdP: its port refuses connections afterwards."""
@@ -209,11 +224,19 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    store_url: str, tmp_path: Path, monkey_env: dict[str, str], *, start_idp: bool = True
+    store_url: str,
+    tmp_path: Path,
+    monkey_env: dict[str, str],
+    *,
+    start_idp: bool = True,
+    idp_config: DevIdpConfig | None = None,
+    contoso: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Start dev IdP, backend and gateway on free ports; stop them afterwards.
 
     With ``start_idp=False`` the dev IdP's port stays closed (``stack.start_idp()`` opens it later).
+    ``idp_config`` replaces the dev IdP's directory; ``contoso`` overrides keys of the contoso company
+    (a value of None removes the key).
     """
     gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
     idp_url = f"http://127.0.0.1:{idp_port}"
@@ -222,10 +245,14 @@ async def running_stack(
     key_file = tmp_path / "assertion.pem"
     key_file.write_bytes(generate_es256_pem())
     monkey_env.update({"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET})
-    config = load_config_text(
-        gateway_yaml(gw_port, idp_url, backend_url, store_url, key_file), "test.yaml", tmp_path, monkey_env
-    )
-    stack = Stack(gateway_url, idp_url, backend_url, store_url)
+    raw = gateway_config(gw_port, idp_url, backend_url, store_url, key_file)
+    for key, value in (contoso or {}).items():
+        if value is None:
+            raw["tenants"]["contoso"].pop(key, None)
+        else:
+            raw["tenants"]["contoso"][key] = value
+    config = load_config_text(yaml.safe_dump(raw), "test.yaml", tmp_path, monkey_env)
+    stack = Stack(gateway_url, idp_url, backend_url, store_url, idp_config or devidp_config())
     try:
         if start_idp:
             await stack.start_idp()

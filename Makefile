@@ -32,6 +32,7 @@ typecheck: $(VENV)/.installed-test
 
 pytest: $(VENV)/.installed-test
 	@scripts/ensure-redis.sh
+	@scripts/ensure-chromium.sh
 	$(BIN)/pytest
 
 test: lint typecheck pytest

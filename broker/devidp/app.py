@@ -12,6 +12,9 @@ from aiohttp import web
 from broker.devidp import errors
 from broker.devidp.authorize import authorize_get, authorize_post
 from broker.devidp.context import DEVIDP, DevIdp, html_error, json_error
+from broker.devidp.control import rotate_keys, stats, update_user
+from broker.devidp.failures import configuration_problems
+from broker.devidp.graph import get_member_objects, transitive_member_of
 from broker.devidp.keys import SigningKeys
 from broker.devidp.logout import error_lookup, logout
 from broker.devidp.metadata import keys as keys_handler
@@ -24,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 # Endpoints whose clients are programs expecting JSON; everything else is a browser page.
 _JSON_SUFFIXES = ("/token", "/keys", "/openid-configuration")
+_JSON_PREFIXES = ("/graph/", "/_devidp/")
 
 
 def create_devidp_app(
@@ -39,6 +43,9 @@ def create_devidp_app(
     is_origin = parts.scheme in ("http", "https") and parts.netloc and not (parts.path or parts.query)
     if not is_origin or parts.fragment:
         raise ValueError(f"public_url must be an origin like http://127.0.0.1:9000, got {public_url!r}")
+    problems = configuration_problems(config)
+    if problems:
+        raise ValueError("invalid dev IdP directory: " + "; ".join(problems))
     idp = DevIdp(
         config=config,
         public_url=public_url.rstrip("/"),
@@ -56,6 +63,13 @@ def create_devidp_app(
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token)
     app.router.add_get("/{tenant}/oauth2/v2.0/logout", logout)
     app.router.add_post("/{tenant}/oauth2/v2.0/logout", logout)
+    for who in ("me", "users/{oid}"):
+        app.router.add_post(f"/graph/v1.0/{who}/getMemberObjects", get_member_objects)
+        app.router.add_get(f"/graph/v1.0/{who}/transitiveMemberOf", transitive_member_of)
+    # Test-only controls (see broker.devidp.control); Entra has nothing like them.
+    app.router.add_post("/_devidp/keys/rotate", rotate_keys)
+    app.router.add_get("/_devidp/stats", stats)
+    app.router.add_post("/_devidp/users/{oid}", update_user)
     return app
 
 
@@ -73,6 +87,6 @@ async def _hide_internal_errors(
         logger.exception("unhandled error in the dev IdP", extra={"path": request.path})
         idp = request.app[DEVIDP]
         err = errors.server_error()
-        if request.path.endswith(_JSON_SUFFIXES):
+        if request.path.endswith(_JSON_SUFFIXES) or request.path.startswith(_JSON_PREFIXES):
             return json_error(idp, request, err)
         return html_error(idp, request, err)

@@ -17,7 +17,14 @@ from broker.devidp.authorize_request import (
 )
 from broker.devidp.context import DEVIDP, NO_STORE, DevIdp, html_error
 from broker.devidp.errors import AadstsError
-from broker.devidp.pages import CANCEL_FIELD, USERNAME_FIELD, form_post_page, sign_in_page
+from broker.devidp.failures import AUTHORIZE_ERRORS
+from broker.devidp.pages import (
+    CANCEL_FIELD,
+    USERNAME_FIELD,
+    form_post_page,
+    multi_tenant_sign_in_page,
+    sign_in_page,
+)
 from broker.devidp.store import CodeGrant
 
 logger = logging.getLogger(__name__)
@@ -49,12 +56,12 @@ def _authorize(
 ) -> web.Response:
     idp = request.app[DEVIDP]
     try:
-        tenant = idp.tenant_of(request)
+        authority = idp.authority_of(request)
         # First occurrence wins, as with a query string read by most servers; every pair is echoed back.
         first: dict[str, str] = {}
         for key, value in params:
             first.setdefault(key, value)
-        authz = parse_authorize_request(tenant, first)
+        authz = parse_authorize_request(idp, authority, first)
     except AadstsError as exc:
         return html_error(idp, request, exc)
     except RedirectedError as exc:
@@ -73,28 +80,42 @@ def _authorize(
 def _sign_in_page(
     idp: DevIdp, request: web.Request, authz: AuthorizeRequest, params: list[tuple[str, str]]
 ) -> web.Response:
-    page = sign_in_page(
-        tenant=authz.tenant,
-        app_name=authz.client.display_name or authz.client.client_id,
-        action=request.path,
-        params=params,
-        other_tenants=[t for t in idp.config.tenants if t is not authz.tenant],
-    )
+    app_name = authz.client.display_name or authz.client.client_id
+    tenant = authz.authority.tenant
+    if tenant is None:
+        # /organizations and /common: every directory's users may sign in, none comes first.
+        page = multi_tenant_sign_in_page(
+            app_name=app_name, action=request.path, params=params, tenants=idp.config.tenants
+        )
+    else:
+        page = sign_in_page(
+            tenant=tenant,
+            app_name=app_name,
+            action=request.path,
+            params=params,
+            other_tenants=[t for t in idp.config.tenants if t is not tenant],
+        )
     return web.Response(text=page, content_type="text/html", headers=_page_headers())
 
 
 def _sign_in(idp: DevIdp, request: web.Request, authz: AuthorizeRequest, username: str) -> web.Response:
+    tenant = authz.authority.tenant
     found = idp.config.find_user(username)
     if found is None:
-        return html_error(idp, request, errors.user_not_found(username, authz.tenant.display_name))
+        return html_error(idp, request, errors.user_not_found(username, authz.authority.name))
     home, user = found
-    if home is not authz.tenant:
+    if tenant is not None and home is not tenant:
         err = errors.user_from_other_tenant(
-            user.username, idp.issuer(home), authz.tenant.display_name, authz.client.client_id
+            user.username, idp.issuer(home), tenant.display_name, authz.client.client_id
         )
         return _deliver_error(idp, request, err, authz.target)
+    if user.authorize_error is not None:
+        # A configured refusal (no assignment, no consent, Conditional Access, MFA): no code is issued.
+        err = AUTHORIZE_ERRORS[user.authorize_error](authz.client, user)
+        return _deliver_error(idp, request, err, authz.target)
     grant = CodeGrant(
-        tenant_id=authz.tenant.tenant_id,
+        # The user's home tenant: the tokens carry it, whichever authority the sign-in went through.
+        tenant_id=home.tenant_id,
         client_id=authz.client.client_id,
         redirect_uri=authz.target.redirect_uri,
         code_challenge=authz.code_challenge,
@@ -106,7 +127,7 @@ def _sign_in(idp: DevIdp, request: web.Request, authz: AuthorizeRequest, usernam
     code = idp.store.issue_code(grant)
     logger.info(
         "authorization code issued",
-        extra={"tenant_id": authz.tenant.tenant_id, "client_id": authz.client.client_id, "oid": user.oid},
+        extra={"tenant_id": home.tenant_id, "client_id": authz.client.client_id, "oid": user.oid},
     )
     return _deliver(authz.target, {"code": code, "state": authz.state})
 

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from broker.devidp import errors
+from broker.devidp.context import Authority, DevIdp
 from broker.devidp.errors import AadstsError
-from broker.devidp.model import DevClient, DevTenant
+from broker.devidp.model import DevClient
 
 RESPONSE_MODES = ("query", "fragment", "form_post")
 # RFC 7636 4.1/4.2: verifiers and S256 challenges are 43 to 128 characters.
@@ -34,9 +35,9 @@ class RedirectedError(Exception):
 
 @dataclass(frozen=True)
 class AuthorizeRequest:
-    """A fully validated authorization-code request with PKCE."""
+    """A fully validated authorization-code request with PKCE, at a tenant or a multi-tenant alias."""
 
-    tenant: DevTenant
+    authority: Authority
     client: DevClient
     target: ReplyTarget
     state: str
@@ -46,9 +47,9 @@ class AuthorizeRequest:
     prompt: str | None
 
 
-def parse_authorize_request(tenant: DevTenant, params: Mapping[str, str]) -> AuthorizeRequest:
+def parse_authorize_request(idp: DevIdp, authority: Authority, params: Mapping[str, str]) -> AuthorizeRequest:
     """Check ``params``; raise AadstsError (show on the IdP) or RedirectedError (send to the app)."""
-    client = _client(tenant, params)
+    client = _client(idp, authority, params)
     redirect_uri = params.get("redirect_uri")
     if not redirect_uri:
         raise errors.missing_parameter("redirect_uri")
@@ -62,19 +63,17 @@ def parse_authorize_request(tenant: DevTenant, params: Mapping[str, str]) -> Aut
         raise RedirectedError(errors.invalid_request(f"Invalid response_mode '{mode}'."), target)
     target = ReplyTarget(redirect_uri, mode, state)
     try:
-        return _parse_rest(tenant, client, target, params)
+        return _parse_rest(authority, client, target, params)
     except AadstsError as exc:
         raise RedirectedError(exc, target) from None
 
 
-def _client(tenant: DevTenant, params: Mapping[str, str]) -> DevClient:
+def _client(idp: DevIdp, authority: Authority, params: Mapping[str, str]) -> DevClient:
     client_id = params.get("client_id")
     if not client_id:
         raise errors.missing_parameter("client_id")
-    client = tenant.find_client(client_id)
-    if client is None:
-        raise errors.client_not_found(client_id, tenant.display_name)
-    return client
+    # At /organizations and /common only multi-tenant apps exist; others are AADSTS700016, shown here.
+    return idp.find_client(authority, client_id)[1]
 
 
 def _required(params: Mapping[str, str], name: str) -> str:
@@ -85,7 +84,7 @@ def _required(params: Mapping[str, str], name: str) -> str:
 
 
 def _parse_rest(
-    tenant: DevTenant, client: DevClient, target: ReplyTarget, params: Mapping[str, str]
+    authority: Authority, client: DevClient, target: ReplyTarget, params: Mapping[str, str]
 ) -> AuthorizeRequest:
     response_type = _required(params, "response_type")
     if response_type != "code":
@@ -104,7 +103,7 @@ def _parse_rest(
     if len(challenge) not in _CHALLENGE_LENGTH:
         raise errors.invalid_code_challenge()
     return AuthorizeRequest(
-        tenant=tenant,
+        authority=authority,
         client=client,
         target=target,
         state=state,

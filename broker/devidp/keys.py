@@ -62,12 +62,31 @@ class SigningKey:
 
 
 class SigningKeys:
-    """The set of published keys and the one currently used to sign; the seam for future rotation."""
+    """The set of published keys and the one currently used to sign (the newest)."""
 
     def __init__(self, keys: list[SigningKey]) -> None:
         if not keys:
             raise ValueError("at least one signing key is required")
         self._keys = list(keys)
+
+    @property
+    def published(self) -> tuple[SigningKey, ...]:
+        """Every key in the JWKS, newest first."""
+        return tuple(self._keys)
+
+    def copy(self) -> SigningKeys:
+        """An independent set with the same keys, so rotating one does not rotate the other."""
+        return SigningKeys(self._keys)
+
+    def rotate(self, now: float, *, retire_old: bool = False) -> SigningKey:
+        """Sign with a new key from now on; the old ones stay published (rollover) unless retired."""
+        key = SigningKey.generate(now)
+        self._keys = [key] if retire_old else [key, *self._keys]
+        return key
+
+    def find(self, kid: str) -> SigningKey | None:
+        """The published key named ``kid``."""
+        return next((k for k in self._keys if k.kid == kid), None)
 
     @classmethod
     def generate(cls, now: float) -> SigningKeys:
@@ -82,6 +101,20 @@ class SigningKeys:
     def jwks(self, issuer: str) -> dict[str, Any]:
         """Every published key as a JWKS document."""
         return {"keys": [key.jwk(issuer) for key in self._keys]}
+
+
+class AppSigningKeys:
+    """Keys of apps with claims mapping: one per app, made on first use, published only at ``?appid=``."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, SigningKey] = {}
+
+    def for_app(self, client_id: str, now: float) -> SigningKey:
+        """The app's own key, generated the first time anybody needs it."""
+        wanted = client_id.lower()
+        if wanted not in self._keys:
+            self._keys[wanted] = SigningKey.generate(now)
+        return self._keys[wanted]
 
 
 def _b64url(data: bytes) -> str:

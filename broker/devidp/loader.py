@@ -8,8 +8,10 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import yaml
+from cryptography import x509
 
 from broker.config.env import MissingEnvironmentVariable, expand_env
+from broker.devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, code_problem, token_fault_problem
 from broker.devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
 from broker.errors import ConfigProblem
 
@@ -17,9 +19,34 @@ T = TypeVar("T")
 
 _TENANT_KEYS = frozenset({"tenant_id", "display_name", "domains", "clients", "users"})
 _CLIENT_KEYS = frozenset(
-    {"client_id", "client_secret", "redirect_uris", "post_logout_redirect_uris", "display_name"}
+    {
+        "client_id",
+        "client_secret",
+        "redirect_uris",
+        "post_logout_redirect_uris",
+        "display_name",
+        "certificate_pem",
+        "certificate_file",
+        "token_error",
+        "multi_tenant",
+        "app_specific_keys",
+    }
 )
-_USER_KEYS = frozenset({"oid", "name", "username", "email", "given_name", "family_name", "roles", "groups"})
+_USER_KEYS = frozenset(
+    {
+        "oid",
+        "name",
+        "username",
+        "email",
+        "given_name",
+        "family_name",
+        "roles",
+        "groups",
+        "token_fault",
+        "authorize_error",
+        "groups_overage",
+    }
+)
 
 
 class DevIdpConfigError(ValueError):
@@ -35,6 +62,8 @@ class _Reader:
 
     def __init__(self, file: str, lines: dict[str, int]) -> None:
         self.file = file
+        # Files the YAML names (certificates) are relative to the YAML itself, not the working directory.
+        self.base_dir = Path(file).parent
         self.lines = lines
         self.problems: list[ConfigProblem] = []
 
@@ -85,6 +114,25 @@ class _Reader:
         value = self.string(data, key, path)
         if value is not None and not is_guid(value):
             self.problem(_join(path, key), f"must be a lowercase GUID, got {value!r}")
+            return None
+        return value
+
+    def boolean(self, data: dict[str, Any], key: str, path: str) -> bool:
+        """An optional boolean, ``False`` when absent (YAML's ``yes``/``no`` are not accepted as strings)."""
+        value = data.get(key, False)
+        if not isinstance(value, bool):
+            self.problem(_join(path, key), f"must be true or false, got {value!r}")
+            return False
+        return value
+
+    def checked(
+        self, data: dict[str, Any], key: str, path: str, check: Callable[[object], str | None]
+    ) -> Any:
+        """An optional value that ``check`` accepts (it returns why not), ``None`` when absent or invalid."""
+        value = data.get(key)
+        problem = check(value)
+        if problem is not None:
+            self.problem(_join(path, key), problem)
             return None
         return value
 
@@ -166,7 +214,10 @@ def _read_client(reader: _Reader, value: object, path: str) -> DevClient | None:
     if data is None:
         return None
     client_id = reader.guid(data, "client_id", path)
-    secret = reader.string(data, "client_secret", path)
+    has_certificate = "certificate_pem" in data or "certificate_file" in data
+    certificate_pem = _read_certificate(reader, data, path)
+    # A certificate-only app has no secret: then an absent or empty client_secret is the norm.
+    secret = reader.string(data, "client_secret", path, required=not has_certificate)
     redirect_uris = reader.strings(data, "redirect_uris", path)
     logout_uris = reader.strings(data, "post_logout_redirect_uris", path)
     if not redirect_uris:
@@ -179,9 +230,55 @@ def _read_client(reader: _Reader, value: object, path: str) -> DevClient | None:
                     f"{_join(path, key)}[{i}]", f"must be an absolute http(s) URL without #, got {uri!r}"
                 )
     display_name = reader.string(data, "display_name", path, required=False) or ""
-    if client_id is None or secret is None:
+    token_error = reader.checked(data, "token_error", path, lambda v: code_problem(v, TOKEN_ERRORS))
+    multi_tenant = reader.boolean(data, "multi_tenant", path)
+    app_specific_keys = reader.boolean(data, "app_specific_keys", path)
+    if client_id is None or (secret is None and not has_certificate):
         return None
-    return DevClient(client_id, secret, redirect_uris, logout_uris, display_name)
+    return DevClient(
+        client_id,
+        secret or "",
+        redirect_uris,
+        logout_uris,
+        display_name,
+        certificate_pem=certificate_pem,
+        token_error=token_error,
+        multi_tenant=multi_tenant,
+        app_specific_keys=app_specific_keys,
+    )
+
+
+def _read_certificate(reader: _Reader, data: dict[str, Any], path: str) -> str | None:
+    """The PEM from ``certificate_pem`` or from the file ``certificate_file`` names; checked to parse."""
+    if "certificate_pem" in data and "certificate_file" in data:
+        reader.problem(_join(path, "certificate_file"), "give certificate_pem or certificate_file, not both")
+        return None
+    key = "certificate_file" if "certificate_file" in data else "certificate_pem"
+    where = _join(path, key)
+    if key == "certificate_file":
+        pem = _read_certificate_file(reader, data, path)
+    else:
+        pem = reader.string(data, key, path, required=False)
+    if pem is None:
+        return None
+    try:
+        x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        reader.problem(where, "must hold a PEM X.509 certificate (-----BEGIN CERTIFICATE-----)")
+        return None
+    return pem
+
+
+def _read_certificate_file(reader: _Reader, data: dict[str, Any], path: str) -> str | None:
+    name = reader.string(data, "certificate_file", path)
+    if name is None:
+        return None
+    try:
+        return (reader.base_dir / name).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a PEM text file"
+        reader.problem(_join(path, "certificate_file"), f"cannot read {name!r}: {reason}")
+        return None
 
 
 def _read_user(reader: _Reader, value: object, path: str) -> DevUser | None:
@@ -200,6 +297,11 @@ def _read_user(reader: _Reader, value: object, path: str) -> DevUser | None:
         family_name=reader.string(data, "family_name", path, required=False),
         roles=reader.strings(data, "roles", path),
         groups=reader.strings(data, "groups", path),
+        token_fault=reader.checked(data, "token_fault", path, token_fault_problem),
+        authorize_error=reader.checked(
+            data, "authorize_error", path, lambda v: code_problem(v, AUTHORIZE_ERRORS)
+        ),
+        groups_overage=reader.boolean(data, "groups_overage", path),
     )
     return user if oid and name and username else None
 

@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from broker.devidp.context import DEVIDP, NO_STORE, html_error
+from broker.devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, html_error
 from broker.devidp.errors import AadstsError
 from broker.devidp.pages import error_lookup_page, signed_out_page
 
@@ -14,22 +14,30 @@ logger = logging.getLogger(__name__)
 
 
 async def logout(request: web.Request) -> web.Response:
-    """GET or POST /{tenant}/oauth2/v2.0/logout: sign out, then return only to a registered URI."""
+    """GET or POST /{tenant}/oauth2/v2.0/logout (also multi-tenant): return only to registered URIs."""
     idp = request.app[DEVIDP]
     params = dict(request.query)
     if request.method == "POST":
         params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
     try:
-        tenant = idp.tenant_of(request)
+        authority = idp.authority_of(request)
     except AadstsError as exc:
         return html_error(idp, request, exc)
     target = params.get("post_logout_redirect_uri")
     # An unregistered target would make the IdP an open redirector; Entra then just shows its page.
-    if target and tenant.accepts_post_logout_redirect_uri(target):
-        logger.info("signed out, returning to the app", extra={"tenant_id": tenant.tenant_id})
+    if target and _accepts(idp, authority, target):
+        logger.info("signed out, returning to the app", extra={"authority": authority.base})
         return web.Response(status=302, headers={"Location": target, **NO_STORE})
-    logger.info("signed out", extra={"tenant_id": tenant.tenant_id, "redirect_rejected": bool(target)})
+    logger.info("signed out", extra={"authority": authority.base, "redirect_rejected": bool(target)})
     return web.Response(text=signed_out_page(), content_type="text/html", headers=NO_STORE)
+
+
+def _accepts(idp: DevIdp, authority: Authority, target: str) -> bool:
+    if authority.tenant is not None:
+        return authority.tenant.accepts_post_logout_redirect_uri(target)
+    # At /organizations and /common only the multi-tenant apps' registrations count.
+    clients = (c for t in idp.config.tenants for c in t.clients if c.multi_tenant)
+    return any(c.accepts_post_logout_redirect_uri(target) for c in clients)
 
 
 async def error_lookup(request: web.Request) -> web.Response:

@@ -6,8 +6,15 @@ import uuid
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, urlsplit
 
+from cryptography import x509
+
 # Entra ignores the port of loopback redirect URIs so native and local apps can pick any free port.
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1"})
+# Path segments that name no single directory: any work account may sign in (``common`` also takes
+# personal accounts in Entra, which the dev IdP does not model).
+MULTI_TENANT_SEGMENTS = frozenset({"organizations", "common"})
+# Entra's limit for groups in a JWT; beyond it the token points at Graph instead (group overage).
+GROUPS_CLAIM_LIMIT = 200
 
 
 @dataclass
@@ -19,6 +26,25 @@ class DevClient:
     redirect_uris: list[str]
     post_logout_redirect_uris: list[str] = field(default_factory=list)
     display_name: str = ""
+    # PEM of the X.509 certificate(s) accepted for private_key_jwt; "" secret then means "no secret".
+    certificate_pem: str | None = None
+    # An AADSTS code every token request of this app fails with (see broker.devidp.policy.TOKEN_ERRORS).
+    token_error: int | None = None
+    # An "organizations" app: usable through /organizations and /common by users of every tenant.
+    multi_tenant: bool = False
+    # Sign this app's ID tokens with a key of its own, published only at keys?appid= (claims mapping).
+    app_specific_keys: bool = False
+
+    def certificates(self) -> list[x509.Certificate]:
+        """The registered certificates (a PEM bundle may hold several, e.g. during a rollover)."""
+        if not self.certificate_pem:
+            return []
+        return x509.load_pem_x509_certificates(self.certificate_pem.encode("ascii"))
+
+    @property
+    def has_secret(self) -> bool:
+        """Whether a client secret is registered; an empty one never authenticates anybody."""
+        return bool(self.client_secret)
 
     def accepts_redirect_uri(self, uri: str) -> bool:
         """Whether ``uri`` is registered for this app (exact match; loopback ports ignored)."""
@@ -41,6 +67,17 @@ class DevUser:
     family_name: str | None = None
     roles: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    # How this user's ID tokens are broken on purpose (see broker.devidp.policy.TOKEN_FAULTS).
+    token_fault: str | None = None
+    # An AADSTS code sent to the app instead of a code when this user signs in (policy.AUTHORIZE_ERRORS).
+    authorize_error: int | None = None
+    # Force the group-overage shape even with few groups (it also applies past GROUPS_CLAIM_LIMIT).
+    groups_overage: bool = False
+
+    @property
+    def has_group_overage(self) -> bool:
+        """Whether ID tokens must point at Graph instead of listing ``groups``."""
+        return self.groups_overage or len(self.groups) > GROUPS_CLAIM_LIMIT
 
 
 @dataclass
@@ -79,6 +116,26 @@ class DevIdpConfig:
         for tenant in self.tenants:
             if tenant.tenant_id.lower() == wanted or wanted in (d.lower() for d in tenant.domains):
                 return tenant
+        return None
+
+    def find_tenant_by_id(self, tenant_id: str) -> DevTenant | None:
+        """The tenant whose GUID is ``tenant_id``."""
+        return next((t for t in self.tenants if t.tenant_id.lower() == tenant_id.lower()), None)
+
+    def find_client_anywhere(self, client_id: str) -> tuple[DevTenant, DevClient] | None:
+        """The app with ``client_id`` in whichever tenant registered it (app IDs are globally unique)."""
+        for tenant in self.tenants:
+            client = tenant.find_client(client_id)
+            if client is not None:
+                return tenant, client
+        return None
+
+    def find_user_by_oid(self, oid: str) -> tuple[DevTenant, DevUser] | None:
+        """The user with object ID ``oid`` in any tenant, and that tenant."""
+        for tenant in self.tenants:
+            user = tenant.find_user_by_oid(oid)
+            if user is not None:
+                return tenant, user
         return None
 
     def find_user(self, username: str) -> tuple[DevTenant, DevUser] | None:

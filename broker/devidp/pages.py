@@ -105,6 +105,27 @@ def sign_in_page(
     return _layout(f"Sign in to {tenant.display_name}", body)
 
 
+def multi_tenant_sign_in_page(
+    *, app_name: str, action: str, params: Sequence[tuple[str, str]], tenants: Sequence[DevTenant]
+) -> str:
+    """Pick an account at ``/organizations`` or ``/common``: every directory's users, each under its name."""
+    sections = "".join(
+        f'<p class="tenant">{escape(t.display_name)}</p><ul>'
+        + "".join(_account_button(action, params, u) for u in t.users)
+        + "</ul>"
+        for t in tenants
+        if t.users
+    )
+    body = (
+        "<h1>Sign in</h1>\n"
+        f'<p class="app">Pick a work account to continue to {escape(app_name)}</p>\n'
+        f'<section aria-labelledby="accounts"><h2 id="accounts">Work accounts</h2>{sections}</section>\n'
+        f'<form method="post" action="{escape(action)}">{_hidden(params)}{_hidden([(CANCEL_FIELD, "1")])}'
+        '<button type="submit" class="secondary">Cancel</button></form>'
+    )
+    return _layout("Sign in to your account", body)
+
+
 def error_page(err: AadstsError, ctx: ErrorContext) -> str:
     """Entra's "we couldn't sign you in" page, for errors that cannot go back to the app."""
     body = (

@@ -10,7 +10,7 @@ from typing import Any
 
 import jwt
 
-from broker.devidp.keys import SigningKeys
+from broker.devidp.keys import SigningKey, SigningKeys
 from broker.devidp.model import DevTenant, DevUser
 
 TOKEN_LIFETIME = 3600
@@ -19,6 +19,10 @@ GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
 _OIDC_SCOPES = ("openid", "profile", "email", "offline_access")
 # Entra adds Graph's User.Read when nothing else is asked for; mimic it so the access token has an audience.
 _DEFAULT_GRAPH_SCOPE = "User.Read"
+# Where an overage claim points when the caller does not say (the dev IdP passes its own emulation).
+DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+# The name the overage claims use for their one claim source.
+_OVERAGE_SOURCE = "src1"
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class SignIn:
     user: DevUser
     scopes: tuple[str, ...]
     sid: str
+    graph_url: str = DEFAULT_GRAPH_URL
 
 
 def pairwise_subject(tenant_id: str, client_id: str, oid: str) -> str:
@@ -72,10 +77,21 @@ def id_token_claims(sign_in: SignIn, now: float, nonce: str | None) -> dict[str,
         "given_name": user.given_name,
         "family_name": user.family_name,
         "roles": list(user.roles) or None,
-        "groups": list(user.groups) or None,
+        "groups": None if user.has_group_overage else list(user.groups) or None,
     }
     claims.update({name: value for name, value in optional.items() if value is not None})
+    if user.has_group_overage:
+        claims.update(group_overage_claims(sign_in.graph_url, user.oid))
     return claims
+
+
+def group_overage_claims(graph_url: str, oid: str) -> dict[str, Any]:
+    """Past 200 groups Entra lists none but says where to ask (OIDC Core 5.6.2 distributed claims)."""
+    endpoint = f"{graph_url}/v1.0/users/{oid}/getMemberObjects"
+    return {
+        "_claim_names": {"groups": _OVERAGE_SOURCE},
+        "_claim_sources": {_OVERAGE_SOURCE: {"endpoint": endpoint}},
+    }
 
 
 def granted_scopes(requested: tuple[str, ...]) -> tuple[str, ...]:
@@ -89,6 +105,8 @@ def access_token_claims(sign_in: SignIn, now: float) -> dict[str, Any]:
     """A Graph-audience access token: the broker never reads it, but its shape should be realistic."""
     iat = int(now)
     resource = [s.rsplit("/", 1)[-1] for s in granted_scopes(sign_in.scopes) if s not in _OIDC_SCOPES]
+    # Graph's User.Read is always granted, so the token can read the user's groups on overage.
+    resource += [] if _DEFAULT_GRAPH_SCOPE in resource else [_DEFAULT_GRAPH_SCOPE]
     scp = [s for s in sign_in.scopes if s in ("openid", "profile", "email")] + resource
     return {
         "aud": GRAPH_APP_ID,
@@ -110,7 +128,11 @@ def access_token_claims(sign_in: SignIn, now: float) -> dict[str, Any]:
 
 def sign(keys: SigningKeys, claims: dict[str, Any]) -> str:
     """Sign ``claims`` with RS256 and the current key, naming it in the ``kid`` header as Entra does."""
-    key = keys.current
+    return sign_with(keys.current, claims)
+
+
+def sign_with(key: SigningKey, claims: dict[str, Any]) -> str:
+    """Sign ``claims`` with RS256 and ``key``, naming it in the ``kid`` header."""
     return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid, "typ": "JWT"})
 
 

@@ -30,6 +30,8 @@ FABRIKAM_SECRET = "fabrikam-secret"
 REDIRECT_URI = "http://localhost:8080/.auth/callback"
 LOGOUT_URI = "http://localhost:8080/.auth/logout/done"
 ADELE_OID = "5d1f6b2a-8c3e-4f7a-9b0d-1e2c3a4b5d6e"
+ALEX_OID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+MEGAN_OID = "4c3b2a1d-0e9f-4a8b-b7c6-d5e4f3a2b1c0"
 GROUP_ID = "c7e9a1b3-2d4f-4a6b-8c0e-9f1a2b3c4d5e"
 
 
@@ -61,7 +63,7 @@ def make_config() -> DevIdpConfig:
                         roles=["Wiki.Admin"],
                         groups=[GROUP_ID],
                     ),
-                    DevUser("9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d", "Alex Wilber", "alex@contoso.example"),
+                    DevUser(ALEX_OID, "Alex Wilber", "alex@contoso.example"),
                 ],
             ),
             DevTenant(
@@ -71,7 +73,7 @@ def make_config() -> DevIdpConfig:
                 clients=[DevClient(FABRIKAM_CLIENT, FABRIKAM_SECRET, [REDIRECT_URI], [LOGOUT_URI])],
                 users=[
                     DevUser(
-                        "4c3b2a1d-0e9f-4a8b-b7c6-d5e4f3a2b1c0",
+                        MEGAN_OID,
                         "Megan Bowen",
                         "megan@fabrikam.example",
                         roles=["Wiki.Reader"],
@@ -199,21 +201,28 @@ class DevIdpHarness:
         await resp.read()
         return resp
 
-    async def code_for(self, params: dict[str, str], username: str = "adele@contoso.example") -> str:
+    async def code_for(
+        self, params: dict[str, str], username: str = "adele@contoso.example", tenant: str = CONTOSO_ID
+    ) -> str:
         """Sign in with ``response_mode=query`` and return the code delivered to the redirect URI."""
-        resp = await self.pick(params, username)
+        resp = await self.pick(params, username, tenant)
         assert resp.status == 302, await resp.text()
         reply = query_of(resp.headers["Location"])
         assert reply["state"] == params["state"]
         return reply["code"]
 
     async def token(
-        self, data: dict[str, str], *, tenant: str = CONTOSO_ID, authorization: str | None = None
+        self,
+        data: dict[str, str],
+        *,
+        tenant: str = CONTOSO_ID,
+        authorization: str | None = None,
+        raw: bool = False,
     ) -> tuple[int, dict[str, Any]]:
-        """POST to the token endpoint; by default the Contoso client authenticates with client_secret_post."""
+        """POST to the token endpoint; unless ``raw``, the Contoso client uses client_secret_post."""
         headers = {"Authorization": authorization} if authorization else {}
         body = dict(data)
-        if authorization is None:
+        if authorization is None and not raw:
             body.setdefault("client_id", CONTOSO_CLIENT)
             body.setdefault("client_secret", CONTOSO_SECRET)
         async with self.session.post(
@@ -226,6 +235,28 @@ class DevIdpHarness:
         data["code_verifier"] = pkce.verifier
         data.update(extra)
         return await self.token(data)
+
+    async def sign_in(
+        self, username: str = "adele@contoso.example", scope: str = "openid profile email"
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """A whole code flow at Contoso: the authorize parameters used and the token response."""
+        pkce = Pkce.new()
+        params = self.authorize_params(pkce, scope=scope)
+        status, body = await self.redeem(await self.code_for(params, username), pkce)
+        assert status == 200, body
+        return params, body
+
+    async def get_json(self, url: str, **params: str) -> dict[str, Any]:
+        """GET a JSON document (discovery, keys, stats) that must answer 200."""
+        async with self.session.get(url, params=params) as resp:
+            assert resp.status == 200, await resp.text()
+            body: dict[str, Any] = await resp.json()
+            return body
+
+    async def control(self, path: str, body: Any = None, **params: str) -> tuple[int, dict[str, Any]]:
+        """POST to a test-only ``/_devidp/`` control endpoint."""
+        async with self.session.post(f"{self.base}/_devidp/{path}", json=body, params=params) as resp:
+            return resp.status, await resp.json()
 
 
 @asynccontextmanager
@@ -255,12 +286,15 @@ DESCRIPTION = re.compile(
 )
 
 
+async def published_keys(idp: DevIdpHarness, tenant_id: str = CONTOSO_ID, **params: str) -> jwt.PyJWKSet:
+    """The JWKS at the tenant's keys endpoint."""
+    return jwt.PyJWKSet.from_dict(await idp.get_json(idp.url(tenant_id, "discovery/v2.0/keys"), **params))
+
+
 async def verify_id_token(idp: DevIdpHarness, token: str, tenant_id: str = CONTOSO_ID) -> dict[str, Any]:
     """Validate like a relying party: keys from jwks_uri, exact issuer and audience."""
-    async with idp.session.get(idp.url(tenant_id, "v2.0/.well-known/openid-configuration")) as resp:
-        metadata = await resp.json()
-    async with idp.session.get(metadata["jwks_uri"]) as resp:
-        jwks = jwt.PyJWKSet.from_dict(await resp.json())
+    metadata = await idp.get_json(idp.url(tenant_id, "v2.0/.well-known/openid-configuration"))
+    jwks = jwt.PyJWKSet.from_dict(await idp.get_json(metadata["jwks_uri"]))
     header = jwt.get_unverified_header(token)
     assert header["typ"] == "JWT" and header["alg"] == "RS256"
     key = next(k for k in jwks.keys if k.key_id == header["kid"])

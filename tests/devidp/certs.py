@@ -1,0 +1,92 @@
+"""Client certificates and ``private_key_jwt`` assertions, built with cryptography and pyjwt."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from broker.devidp.client_assertion import JWT_BEARER
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+@dataclass(frozen=True)
+class ClientCertificate:
+    """A self-signed RSA-2048 certificate and its key, as an app registration's certificate credential."""
+
+    key: rsa.RSAPrivateKey
+    certificate: x509.Certificate
+
+    @classmethod
+    def generate(cls, name: str) -> ClientCertificate:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .sign(key, hashes.SHA256())
+        )
+        return cls(key, certificate)
+
+    @property
+    def pem(self) -> str:
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+    @property
+    def x5t_s256(self) -> str:
+        return _b64url(self.certificate.fingerprint(hashes.SHA256()))
+
+    @property
+    def x5t(self) -> str:
+        return _b64url(self.certificate.fingerprint(hashes.SHA1()))
+
+    def assertion(
+        self,
+        client_id: str,
+        audience: str,
+        now: float,
+        *,
+        lifetime: int = 300,
+        thumbprint: str = "x5t#S256",
+        algorithm: str = "RS256",
+        **overrides: Any,
+    ) -> str:
+        """A client assertion as MSAL builds one; ``overrides`` replace claims (None removes one)."""
+        claims: dict[str, Any] = {
+            "aud": audience,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": secrets.token_urlsafe(16),
+            "nbf": int(now),
+            "iat": int(now),
+            "exp": int(now) + lifetime,
+        }
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not None}
+        value = self.x5t_s256 if thumbprint == "x5t#S256" else self.x5t
+        return jwt.encode(claims, self.key, algorithm=algorithm, headers={thumbprint: value, "typ": "JWT"})
+
+
+def assertion_form(assertion: str, client_id: str | None = None) -> dict[str, str]:
+    """The token-request fields for private_key_jwt (RFC 7523 2.2)."""
+    form = {"client_assertion_type": JWT_BEARER, "client_assertion": assertion}
+    if client_id is not None:
+        form["client_id"] = client_id
+    return form

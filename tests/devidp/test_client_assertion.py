@@ -129,8 +129,8 @@ async def test_registered_thumbprint_but_another_key_is_an_invalid_signature(
 
 
 async def test_hmac_assertion_is_refused(cert_idp: DevIdpHarness, client_cert: ClientCertificate) -> None:
-    claims = {"aud": token_url(cert_idp), "iss": CONTOSO_CLIENT, "sub": CONTOSO_CLIENT, "jti": "j"}
-    claims |= {"nbf": int(cert_idp.clock()), "exp": int(cert_idp.clock()) + 60}
+    claims: dict[str, Any] = {"aud": token_url(cert_idp), "iss": CONTOSO_CLIENT, "sub": CONTOSO_CLIENT}
+    claims |= {"jti": "j", "nbf": int(cert_idp.clock()), "exp": int(cert_idp.clock()) + 60}
     forged = jwt.encode(
         claims, "a-shared-secret-long-enough-for-hs256!", headers={"x5t#S256": client_cert.x5t_s256}
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from broker.devidp import DevIdpConfigError, load_devidp_config
+from tests.devidp.certs import ClientCertificate
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "devidp.yaml"
 
@@ -104,3 +105,89 @@ def test_unusable_files(tmp_path: Path, text: str, expected: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read"):
         load_devidp_config(tmp_path / "absent.yaml")
+
+
+_TENANT = (
+    "tenants:\n"
+    "  - tenant_id: 3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c\n"
+    "    display_name: Contoso\n"
+    "    clients:\n"
+    "      - client_id: 6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d\n"
+    "        redirect_uris: [http://localhost:8080/.auth/callback]\n"
+    "{client}"
+    "    users:\n"
+    "      - oid: 5d1f6b2a-8c3e-4f7a-9b0d-1e2c3a4b5d6e\n"
+    "        name: Mallory\n"
+    "        username: mallory@contoso.example\n"
+    "{user}"
+)
+
+
+SECRET = "        client_secret: s\n"
+
+
+def _write(tmp_path: Path, client: str, user: str = "") -> Path:
+    path = tmp_path / "devidp.yaml"
+    path.write_text(_TENANT.format(client=client, user=user), encoding="utf-8")
+    return path
+
+
+def test_failure_settings_and_certificate_file_are_read(
+    tmp_path: Path, client_cert: ClientCertificate
+) -> None:
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "broker.pem").write_text(client_cert.pem, encoding="ascii")
+    path = _write(
+        tmp_path,
+        "        certificate_file: certs/broker.pem\n"
+        "        token_error: 7000222\n"
+        "        multi_tenant: true\n"
+        "        app_specific_keys: true\n",
+        "        token_fault: hs256_public_key\n"
+        "        authorize_error: 50105\n"
+        "        groups_overage: true\n",
+    )
+    config = load_devidp_config(path)
+    client = config.tenants[0].clients[0]
+    user = config.tenants[0].users[0]
+    assert client.client_secret == "" and client.certificates() == [client_cert.certificate]
+    assert (client.token_error, client.multi_tenant, client.app_specific_keys) == (7000222, True, True)
+    assert (user.token_fault, user.authorize_error, user.groups_overage) == ("hs256_public_key", 50105, True)
+
+
+def test_inline_certificate_with_a_secret(tmp_path: Path, client_cert: ClientCertificate) -> None:
+    pem = "".join(f"          {line}\n" for line in client_cert.pem.splitlines())
+    path = _write(tmp_path, f"        client_secret: s\n        certificate_pem: |\n{pem}")
+    client = load_devidp_config(path).tenants[0].clients[0]
+    assert client.client_secret == "s" and client.certificates() == [client_cert.certificate]
+
+
+@pytest.mark.parametrize(
+    ("client", "user", "key", "line", "message"),
+    [
+        (SECRET, "        token_fault: wrong\n", "users[0].token_fault", 12, "must be one of wrong_aud"),
+        (SECRET, "        authorize_error: 50034\n", "users[0].authorize_error", 12, "must be one of 50105"),
+        (SECRET, "        groups_overage: yes please\n", "users[0].groups_overage", 12, "true or false"),
+        (SECRET + "        token_error: '7000215'\n", "", "clients[0].token_error", 8, "one of 7000215"),
+        (SECRET + "        multi_tenant: 1\n", "", "clients[0].multi_tenant", 8, "true or false"),
+        ("", "", "clients[0].client_secret", 5, "is required"),
+        ("        certificate_pem: nonsense\n", "", "clients[0].certificate_pem", 7, "PEM X.509"),
+        ("        certificate_file: absent.pem\n", "", "clients[0].certificate_file", 7, "cannot read"),
+        (
+            "        certificate_file: a.pem\n        certificate_pem: b\n",
+            "",
+            "clients[0].certificate_file",
+            7,
+            "not both",
+        ),
+    ],
+)
+def test_invalid_failure_settings_name_file_line_and_key(
+    tmp_path: Path, client: str, user: str, key: str, line: int, message: str
+) -> None:
+    path = _write(tmp_path, client, user)
+    with pytest.raises(DevIdpConfigError) as caught:
+        load_devidp_config(path)
+    (problem,) = caught.value.problems
+    assert (problem.key_path, problem.line) == (f"tenants[0].{key}", line)
+    assert message in str(problem) and str(path) in str(problem)

@@ -32,6 +32,7 @@ button.account { width: 100%; display: flex; flex-direction: column; align-items
 button.account:hover { background: #f5f5f5; }
 button:focus-visible, a:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
 .username { font-size: 13px; color: var(--muted); }
+.note { font-size: 12px; color: #a4262c; }
 .tenant { font-size: 13px; color: var(--muted); margin: 12px 0 4px; }
 button.secondary { margin-top: 24px; padding: 6px 16px; font: inherit; background: #e6e6e6; border: 0;
   cursor: pointer; }
@@ -61,13 +62,25 @@ def _hidden(fields: Iterable[tuple[str, str]]) -> str:
     return "".join(f'<input type="hidden" name="{_attr(k)}" value="{_attr(v)}">' for k, v in fields)
 
 
+def _test_note(user: DevUser) -> str:
+    """Say which accounts are set up to fail, so a demo visitor is not surprised by the refusal."""
+    notes = []
+    if user.token_fault:
+        notes.append(f"broken ID token ({user.token_fault})")
+    if user.authorize_error:
+        notes.append(f"refused with AADSTS{user.authorize_error}")
+    if user.has_group_overage:
+        notes.append("group overage")
+    return f'<span class="note">Test account: {escape(", ".join(notes))}</span>' if notes else ""
+
+
 def _account_button(action: str, params: Sequence[tuple[str, str]], user: DevUser) -> str:
     # One form per account keeps each choice a plain POST that works without JavaScript.
     return (
         f'<li><form method="post" action="{escape(action)}">{_hidden(params)}'
         f"{_hidden([(USERNAME_FIELD, user.username)])}"
         f'<button type="submit" class="account"><span class="name">{escape(user.name)}</span>'
-        f'<span class="username">{escape(user.username)}</span></button></form></li>'
+        f'<span class="username">{escape(user.username)}</span>{_test_note(user)}</button></form></li>'
     )
 
 

@@ -108,3 +108,13 @@ def test_a_client_needs_a_secret_or_a_certificate() -> None:
     config.tenants[0].clients[0].client_secret = ""
     with pytest.raises(ValueError, match="client_secret or a certificate_pem"):
         create_devidp_app(config, "http://127.0.0.1:9000")
+
+
+async def test_sign_in_page_marks_test_accounts(start: Starter) -> None:
+    config = make_config()
+    alex = config.tenants[0].users[1]
+    alex.token_fault, alex.authorize_error, alex.groups_overage = "expired", 53003, True
+    async with start(config) as idp:
+        page = await idp.sign_in_page(idp.authorize_params(Pkce.new()))
+    assert page.count("Test account:") == 1
+    assert "Test account: broken ID token (expired), refused with AADSTS53003, group overage" in page

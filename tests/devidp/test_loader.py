@@ -20,8 +20,22 @@ def test_demo_config_loads_with_secrets_from_the_environment(monkeypatch: pytest
     assert (contoso.display_name, contoso.tenant_id) == ("Contoso", "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c")
     assert contoso.clients[0].client_secret == "contoso-secret"
     assert fabrikam.clients[0].client_id == "2e1d0c9b-8a7f-4e6d-5c4b-3a2f1e0d9c8b"
-    assert [u.username for u in contoso.users] == ["adele@contoso.example", "alex@contoso.example"]
+    assert [u.username for u in contoso.users] == [
+        "adele@contoso.example",
+        "alex@contoso.example",
+        "mallory@contoso.example",
+        "nestor@contoso.example",
+    ]
     assert contoso.users[0].roles == ["Wiki.Admin"] and contoso.users[1].roles == []
+    # The demo accounts sign in normally; only the two test accounts are set up to fail.
+    assert [(u.token_fault, u.authorize_error) for u in contoso.users + fabrikam.users] == [
+        (None, None),
+        (None, None),
+        ("bad_signature", None),
+        (None, 50105),
+        (None, None),
+    ]
+    assert not any(c.multi_tenant or c.app_specific_keys or c.token_error for c in contoso.clients)
     assert fabrikam.users[0].roles == ["Wiki.Reader"]
     assert config.find_tenant("FABRIKAM.example") is fabrikam
 

@@ -199,17 +199,6 @@ def missing_client_credential() -> AadstsError:
     )
 
 
-def client_assertion_rejected() -> AadstsError:
-    """AADSTS700027: certificate credentials are not registered with the dev IdP."""
-    return AadstsError(
-        "invalid_client",
-        700027,
-        "Client assertion failed signature validation. The development identity provider has no "
-        "certificate credentials registered; use a client secret.",
-        status=401,
-    )
-
-
 def code_already_redeemed() -> AadstsError:
     """AADSTS54005: authorization codes are single-use."""
     return AadstsError(

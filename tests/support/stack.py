@@ -7,7 +7,8 @@ Nothing is mocked: the gateway talks HTTP to the dev IdP and the backend, sessio
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -231,12 +232,13 @@ async def running_stack(
     start_idp: bool = True,
     idp_config: DevIdpConfig | None = None,
     contoso: dict[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Stack]:
     """Start dev IdP, backend and gateway on free ports; stop them afterwards.
 
     With ``start_idp=False`` the dev IdP's port stays closed (``stack.start_idp()`` opens it later).
     ``idp_config`` replaces the dev IdP's directory; ``contoso`` overrides keys of the contoso company
-    (a value of None removes the key).
+    (a value of None removes the key; ``{idp_url}`` in a string value becomes the dev IdP's URL).
     """
     gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
     idp_url = f"http://127.0.0.1:{idp_port}"
@@ -250,7 +252,9 @@ async def running_stack(
         if value is None:
             raw["tenants"]["contoso"].pop(key, None)
         else:
-            raw["tenants"]["contoso"][key] = value
+            raw["tenants"]["contoso"][key] = (
+                value.replace("{idp_url}", idp_url) if isinstance(value, str) else value
+            )
     config = load_config_text(yaml.safe_dump(raw), "test.yaml", tmp_path, monkey_env)
     stack = Stack(gateway_url, idp_url, backend_url, store_url, idp_config or devidp_config())
     try:
@@ -258,7 +262,7 @@ async def running_stack(
             await stack.start_idp()
         backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
         stack.runners.append(await serve(backend, backend_port))
-        stack.runners.append(await serve(create_app(config, tmp_path), gw_port))
+        stack.runners.append(await serve(create_app(config, tmp_path, clock=clock), gw_port))
         yield stack
     finally:
         for runner in reversed(stack.runners):

@@ -14,7 +14,7 @@ from broker.app import create_app
 from broker.config.load import load_config
 from broker.config.schema import TenantConfig
 from broker.demo import create_demo_app
-from broker.devidp import DevIdpConfig, create_devidp_app, load_devidp_config
+from broker.devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 
 DEVIDP_LISTEN = ("127.0.0.1", 9000)
 DEVIDP_PUBLIC_URL = "http://localhost:9000"
@@ -53,6 +53,15 @@ async def run_demo(config_path: Path, idp_config_path: Path) -> int:
     return 0
 
 
+def _describe(user: DevUser) -> str:
+    """What signing in as this demo user shows: their app roles, or the failure they are set up for."""
+    if user.token_fault:
+        return f"test: broken ID token ({user.token_fault}), refused by the gateway"
+    if user.authorize_error:
+        return f"test: Entra answers AADSTS{user.authorize_error}"
+    return ", ".join(user.roles) or "no app roles (default role)"
+
+
 def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_config: DevIdpConfig) -> None:
     host = urlsplit(public_url).netloc
     print()
@@ -67,7 +76,6 @@ def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_con
     print("\nDemo users (click one on the dev IdP's sign-in page):")
     for tenant in idp_config.tenants:
         for user in tenant.users:
-            roles = ", ".join(user.roles) or "no app roles"
-            print(f"  {tenant.display_name:<18} {user.name:<16} {user.username:<28} {roles}")
+            print(f"  {tenant.display_name:<12} {user.name:<18} {user.username:<26} {_describe(user)}")
     print(f"\nTry: open {public_url}/ , sign in as a Contoso user, see your identity on the whoami page;")
     print(f"     then sign out at {public_url}/.auth/logout (host {host}).\n")

@@ -302,3 +302,36 @@ async def test_unknown_code_and_chooser_reveal_no_unlisted_company(tmp_path: Pat
             assert URL(resp.headers["Location"]).query["rd"] == "/x"
         async with b.get(f"{stack.gateway_url}/login/contoso") as resp:
             assert resp.status == 200 and "Sign in to Contoso Ltd" in await resp.text()
+
+
+async def test_auto_redirect_skips_the_company_page(tmp_path: Path) -> None:
+    async with running_stack("memory", tmp_path, {}, contoso={"auto_redirect": True}) as stack:
+        async with stack.browser() as browser:
+            async with browser.get(
+                f"{stack.gateway_url}/.auth/login/contoso?rd=/x", allow_redirects=False
+            ) as resp:
+                assert resp.status == 302
+                start = URL(resp.headers["Location"])
+                assert start.path == "/.auth/login/contoso/start" and start.query["rd"] == "/x"
+            async with browser.get(
+                f"{stack.gateway_url}/.auth/login/fabrikam?auto=1", allow_redirects=False
+            ) as resp:
+                assert (
+                    resp.status == 302 and URL(resp.headers["Location"]).path == "/.auth/login/fabrikam/start"
+                )
+            async with browser.get(
+                f"{stack.gateway_url}/.auth/login/fabrikam", allow_redirects=False
+            ) as resp:
+                assert resp.status == 200  # fabrikam did not opt in
+
+
+async def test_company_configured_by_verified_domain(tmp_path: Path) -> None:
+    """tenant_id may be a verified domain; the token's tid is still checked against the tenant's GUID."""
+    async with running_stack("memory", tmp_path, {}, contoso={"tenant_id": "contoso.example"}) as stack:
+        async with stack.browser() as browser:
+            assert await stack.login(browser, "contoso", ADELE.username) == "/"
+            async with browser.get(f"{stack.gateway_url}/.auth/me") as resp:
+                assert (await resp.json())["tid"] == CONTOSO_TID
+        async with stack.browser() as browser:
+            status, page_text = await callback_page(stack, browser, MEGAN.username)
+            assert status == 400

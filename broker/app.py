@@ -30,6 +30,7 @@ from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
 from broker.sessions.memory import MemoryStore
 from broker.sessions.redis_store import RedisStore
+from broker.sessions.redis_url import TlsFiles
 from broker.sessions.store import SessionStore
 
 UPSTREAM_POOL_SIZE = 256
@@ -61,11 +62,18 @@ def load_credentials(config: BrokerConfig, base_dir: Path) -> dict[str, ClientCr
     return credentials
 
 
-def make_store(config: BrokerConfig) -> SessionStore:
+def make_store(config: BrokerConfig, base_dir: Path) -> SessionStore:
     """The configured session store."""
     if config.sessions.store == "memory":
         return MemoryStore()
-    return RedisStore(config.sessions.store)
+    tls = config.sessions.tls
+
+    def resolve(path: str | None) -> str | None:
+        return str(base_dir / path) if path else None
+
+    return RedisStore(
+        config.sessions.store, TlsFiles(resolve(tls.ca_file), resolve(tls.cert_file), resolve(tls.key_file))
+    )
 
 
 def protected_header_names(config: BrokerConfig) -> frozenset[str]:
@@ -89,7 +97,7 @@ def create_app(
     app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024**2)
 
     async def dependencies(app: web.Application) -> AsyncIterator[None]:
-        session_store = store or make_store(config)
+        session_store = store or make_store(config, base_dir)
         # No cookie jar on either client: the broker must never carry one user's cookies to another.
         idp_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": IDP_USER_AGENT}

@@ -48,10 +48,20 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class RedisTlsConfig:
+    """TLS files for ``rediss://`` stores: the CA bundle to trust, and a client certificate if required."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class SessionsConfig:
     """Server-side sessions: where they live and how long they last."""
 
     store: str = "memory"
+    tls: RedisTlsConfig = field(default_factory=RedisTlsConfig)
     cookie_name: str = DEFAULT_COOKIE_NAME
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
     lifetime: Duration = DEFAULT_LIFETIME

@@ -20,7 +20,9 @@ DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 ALIAS = re.compile(r"^/[A-Za-z0-9._~/-]*\{code\}$")
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-SESSION_STORE_SCHEMES = frozenset({"redis", "rediss"})
+SESSION_STORE_SCHEMES = frozenset(
+    {"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
+)
 UPSTREAM_SCHEMES = frozenset({"http", "https"})
 HEADER_CLAIMS = frozenset(
     {"sub", "tid", "oid", "name", "email", "preferred_username", "role", "roles", "groups", "login_code"}
@@ -125,7 +127,14 @@ def check_semantics(
             yield ("server", "login_aliases", i), "must be a path ending in '{code}', e.g. /login/{code}"
     store = config.sessions.store
     if store != "memory" and urlsplit(store).scheme not in SESSION_STORE_SCHEMES:
-        yield ("sessions", "store"), "must be 'memory' or a redis:// or rediss:// URL"
+        yield (
+            ("sessions", "store"),
+            "must be 'memory' or a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL",
+        )
+    for name in ("ca_file", "cert_file", "key_file"):
+        tls_path = getattr(config.sessions.tls, name)
+        if tls_path is not None and not exists(base_dir / tls_path):
+            yield ("sessions", "tls", name), f"file {base_dir / tls_path} does not exist"
     if config.sessions.idle_timeout <= 0 or config.sessions.lifetime <= 0:
         yield ("sessions",), "idle_timeout and lifetime must be positive"
     if not config.signing.keys:

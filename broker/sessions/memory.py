@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 
 class MemoryStore:
-    """A dict with expiry times; expired entries are dropped lazily and by a periodic sweep."""
+    """Dicts with expiry times; expired entries are dropped lazily and by a periodic sweep."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, sweep_every: int = 1000) -> None:
         self._clock = clock
         self._items: dict[str, tuple[float, bytes]] = {}
+        self._indexes: dict[str, tuple[float, dict[str, bytes]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._writes = 0
         self._sweep_every = sweep_every
 
@@ -20,9 +24,14 @@ class MemoryStore:
         self._items[key] = (self._clock() + ttl_seconds, value)
         self._writes += 1
         if self._writes % self._sweep_every == 0:
-            now = self._clock()
-            for k in [k for k, (exp, _) in self._items.items() if exp <= now]:
-                del self._items[k]
+            self._sweep()
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        for k in [k for k, (exp, _) in self._items.items() if exp <= now]:
+            del self._items[k]
+        for k in [k for k, (exp, _) in self._indexes.items() if exp <= now]:
+            del self._indexes[k]
 
     async def get(self, key: str) -> bytes | None:
         """The value, unless absent or expired."""
@@ -43,6 +52,45 @@ class MemoryStore:
     async def delete(self, key: str) -> None:
         """Remove the key."""
         self._items.pop(key, None)
+
+    async def index_add(self, index: str, member: str, value: bytes, ttl_seconds: float) -> None:
+        """Add a member; the index expires with its longest-lived member."""
+        expires, members = self._indexes.get(index, (0.0, {}))
+        if expires <= self._clock():
+            members = {}
+        members[member] = value
+        self._indexes[index] = (max(expires, self._clock() + ttl_seconds), members)
+
+    async def index_get(self, index: str) -> dict[str, bytes]:
+        """Members of a live index."""
+        entry = self._indexes.get(index)
+        if entry is None or entry[0] <= self._clock():
+            return {}
+        return dict(entry[1])
+
+    async def index_remove(self, index: str, member: str) -> None:
+        """Remove a member (and the index once empty)."""
+        entry = self._indexes.get(index)
+        if entry is not None:
+            entry[1].pop(member, None)
+            if not entry[1]:
+                del self._indexes[index]
+
+    @asynccontextmanager
+    async def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AsyncIterator[bool]:
+        """One process: an asyncio lock per name (no lease needed: a crashed holder crashes us too)."""
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        try:
+            await asyncio.wait_for(lock.acquire(), wait_seconds)
+        except TimeoutError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(name, None)
 
     async def ping(self) -> None:
         """Always reachable."""

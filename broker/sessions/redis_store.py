@@ -1,22 +1,29 @@
-"""Redis store (``redis://`` / ``rediss://``): shared by every gateway replica.
+"""Redis store (single server, Sentinel or Cluster; see ``redis_url.py``): shared by every gateway replica.
 
 Redis errors are translated here, where they enter, into ``SessionStoreUnavailable`` so the rest of the
 broker answers a clear 503 instead of a stack trace; the client reconnects by itself when Redis is back.
+Every command touches one key, so the same code works on a Cluster (no cross-slot operations).
+Needs Redis >= 7.0 (GETDEL, PEXPIRE NX/GT).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.asyncio.lock import Lock
+from redis.exceptions import LockError, RedisError
 
 from broker.errors import SessionStoreUnavailable
+from broker.sessions.redis_url import TlsFiles, connect
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "broker:"
-SOCKET_TIMEOUT = 2.0
 
 
 @contextmanager
@@ -33,22 +40,21 @@ def _as_bytes(value: bytes | str | None) -> bytes | None:
     return value.encode() if isinstance(value, str) else value
 
 
-class RedisStore:
-    """``SessionStore`` on a Redis server; keys are namespaced under ``broker:``."""
+def _ms(seconds: float) -> int:
+    return max(1, math.ceil(seconds * 1000))
 
-    def __init__(self, url: str, prefix: str = KEY_PREFIX) -> None:
-        self._client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_connect_timeout=SOCKET_TIMEOUT,
-            health_check_interval=30,
-        )
+
+class RedisStore:
+    """``SessionStore`` on Redis; keys are namespaced under ``broker:``."""
+
+    def __init__(self, url: str, tls: TlsFiles | None = None, prefix: str = KEY_PREFIX) -> None:
+        self._client = connect(url, tls)
         self._prefix = prefix
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
-        """SET with PX expiry (at least 1 ms)."""
+        """SET with PX expiry."""
         with _unavailable_on_error("write"):
-            await self._client.set(self._prefix + key, value, px=max(1, math.ceil(ttl_seconds * 1000)))
+            await self._client.set(self._prefix + key, value, px=_ms(ttl_seconds))
 
     async def get(self, key: str) -> bytes | None:
         """GET."""
@@ -64,6 +70,63 @@ class RedisStore:
         """DEL."""
         with _unavailable_on_error("delete"):
             await self._client.delete(self._prefix + key)
+
+    async def index_add(self, index: str, member: str, value: bytes, ttl_seconds: float) -> None:
+        """HSET, then make the hash live at least ``ttl_seconds`` (NX sets a first TTL, GT only extends)."""
+        name = self._prefix + index
+        with _unavailable_on_error("write"):
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.hset(name, member, value)
+                pipe.pexpire(name, _ms(ttl_seconds), nx=True)
+                pipe.pexpire(name, _ms(ttl_seconds), gt=True)
+                await pipe.execute()
+
+    async def index_get(self, index: str) -> dict[str, bytes]:
+        """HGETALL."""
+        with _unavailable_on_error("read"):
+            raw = await self._client.hgetall(self._prefix + index)
+        return {(k.decode() if isinstance(k, bytes) else str(k)): _as_bytes(v) or b"" for k, v in raw.items()}
+
+    async def index_remove(self, index: str, member: str) -> None:
+        """HDEL."""
+        with _unavailable_on_error("delete"):
+            await self._client.hdel(self._prefix + index, member)
+
+    @asynccontextmanager
+    async def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AsyncIterator[bool]:
+        """redis-py's lock (a random token under SET NX PX), its lease extended while held."""
+        lock = Lock(
+            self._client,
+            self._prefix + "lock:" + name,
+            timeout=lease_seconds,
+            sleep=0.05,
+            blocking_timeout=wait_seconds,
+            thread_local=False,
+        )
+        with _unavailable_on_error("lock"):
+            acquired = await lock.acquire()
+        if not acquired:
+            yield False
+            return
+        keeper = asyncio.create_task(self._keep_lease(lock, lease_seconds))
+        try:
+            yield True
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(LockError, RedisError):
+                await lock.release()
+
+    @staticmethod
+    async def _keep_lease(lock: Lock, lease_seconds: float) -> None:
+        while True:
+            await asyncio.sleep(lease_seconds / 3)
+            try:
+                await lock.extend(lease_seconds, replace_ttl=True)
+            except (LockError, RedisError) as exc:
+                log.warning("could not extend a lock lease: %s", type(exc).__name__)
+                return
 
     async def ping(self) -> None:
         """PING."""

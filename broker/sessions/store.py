@@ -1,16 +1,19 @@
-"""The ``SessionStore`` contract: a small key -> bytes store with TTLs and an atomic take.
+"""The ``SessionStore`` contract: keys -> bytes with TTLs, an atomic take, small indexes, and a leased lock.
 
 Everything above it (sessions, login state) is sealed before it gets here, so stores only ever see
-ciphertext under hashed keys. Implementations translate their own errors into ``SessionStoreUnavailable``.
+ciphertext under hashed keys. Indexes map a hashed user or Entra session to the storage ids of its broker
+sessions (for front-channel logout, "sign out everywhere" and the sessions CLI). Implementations translate
+their own errors into ``SessionStoreUnavailable``. One contract test suite runs against every store.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
 
 class SessionStore(Protocol):
-    """Key -> opaque bytes with a time to live; the one interface every store implements."""
+    """The one interface every store implements."""
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """Store ``value`` under ``key`` for ``ttl_seconds`` (replacing any previous value)."""
@@ -23,6 +26,22 @@ class SessionStore(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove ``key`` if present."""
+
+    async def index_add(self, index: str, member: str, value: bytes, ttl_seconds: float) -> None:
+        """Set ``member`` -> ``value`` in ``index``; the index lives at least ``ttl_seconds`` more."""
+
+    async def index_get(self, index: str) -> dict[str, bytes]:
+        """Every member of ``index`` with its value (empty when the index does not exist)."""
+
+    async def index_remove(self, index: str, member: str) -> None:
+        """Remove ``member`` from ``index``."""
+
+    def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AbstractAsyncContextManager[bool]:
+        """Hold ``name`` exclusively (across every replica sharing the store).
+
+        Yields True when acquired within ``wait_seconds`` (the lease is extended while held, so a slow
+        holder keeps it; a crashed one loses it after ``lease_seconds``), False when not acquired.
+        """
 
     async def ping(self) -> None:
         """Raise ``SessionStoreUnavailable`` when the store cannot be reached."""

@@ -1,0 +1,82 @@
+"""Turn a session-store URL into a redis-py client: single server, Sentinel or Cluster, plain or TLS.
+
+    redis://[:password@]host:6379/0                       one server
+    rediss://…                                            the same over TLS
+    redis+sentinel://[:password@]h1:26379,h2:26379/mymaster/0   Sentinel: master name, several sentinels
+    redis+cluster://[:password@]h1:7000,h2:7001           Redis Cluster: any of its nodes
+    rediss+sentinel://…, rediss+cluster://…               the same over TLS
+
+TLS options (CA bundle, client certificate) come from the config, not the URL, so paths are checked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis.asyncio as redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import Sentinel
+
+SOCKET_TIMEOUT = 2.0
+SCHEMES = frozenset(
+    {"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
+)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """CA bundle and optional client certificate for ``rediss`` URLs."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
+    hosts = []
+    for part in netloc.rsplit("@", 1)[-1].split(","):
+        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        hosts.append((host.strip("[]") or "localhost", int(port) if port else default_port))
+    return hosts
+
+
+def _password(netloc: str) -> str | None:
+    if "@" not in netloc:
+        return None
+    userinfo = netloc.rsplit("@", 1)[0]
+    return unquote(userinfo.split(":", 1)[1]) if ":" in userinfo else unquote(userinfo) or None
+
+
+def connect(url: str, tls: TlsFiles | None = None) -> redis.Redis | RedisCluster:
+    """A client for ``url`` (see the module docstring); nothing connects until the first command."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in SCHEMES:
+        raise ValueError(f"unsupported session store URL scheme {scheme!r}")
+    common: dict[str, Any] = {
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "password": _password(parts.netloc),
+    }
+    if scheme.startswith("rediss"):
+        common.update(ssl=True, ssl_cert_reqs="required")
+        if tls is not None:
+            common.update(ssl_ca_certs=tls.ca_file, ssl_certfile=tls.cert_file, ssl_keyfile=tls.key_file)
+    path = [p for p in parts.path.split("/") if p]
+    if scheme.endswith("+sentinel"):
+        if not path:
+            raise ValueError(
+                "a Sentinel URL needs the master name: redis+sentinel://h1:26379,h2:26379/mymaster/0"
+            )
+        db = int(path[1]) if len(path) > 1 else 0
+        sentinel = Sentinel(_hosts(parts.netloc, 26379), sentinel_kwargs=dict(common), **common)  # type: ignore[no-untyped-call]
+        client: redis.Redis = sentinel.master_for(path[0], db=db)
+        return client
+    if scheme.endswith("+cluster"):
+        nodes = [ClusterNode(host, port) for host, port in _hosts(parts.netloc, 6379)]
+        return RedisCluster(startup_nodes=nodes, **common)
+    db = int(path[0]) if path else 0
+    host, port = _hosts(parts.netloc, 6379)[0]
+    return redis.Redis(host=host, port=port, db=db, health_check_interval=30, **common)

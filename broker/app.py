@@ -24,6 +24,7 @@ from broker.middleware import error_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.oidc.verifier import source_of
+from broker.refresh import SessionRefresher
 from broker.routing import RouteTable
 from broker.runtime import GATEWAY, Gateway
 from broker.sessions.cookie import CookiePolicy
@@ -107,16 +108,27 @@ def create_app(
             auto_decompress=False,
             connector=aiohttp.TCPConnector(limit=UPSTREAM_POOL_SIZE),
         )
+        sessions = SessionManager(session_store, config.sessions.idle_timeout, config.sessions.lifetime)
+        discovery = DiscoveryCache(idp_http)
         app[GATEWAY] = Gateway(
             config=config,
             routes=RouteTable(config.routes),
-            sessions=SessionManager(session_store, config.sessions.idle_timeout, config.sessions.lifetime),
+            sessions=sessions,
             signer=AssertionSigner(keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl),
             cookie=CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url),
-            discovery=DiscoveryCache(idp_http),
+            discovery=discovery,
             idp_http=idp_http,
             upstream_http=upstream_http,
             credentials=credentials,
+            refresher=SessionRefresher(
+                sessions,
+                discovery,
+                idp_http,
+                config.tenants,
+                credentials,
+                config.sessions.refresh_before,
+                config.sessions.revalidate_every,
+            ),
             protected_headers=protected_header_names(config),
             scheme=urlsplit(config.server.public_url).scheme,
             clock=clock,

@@ -14,6 +14,7 @@ from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity import AssertionSigner
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
+from broker.refresh import SessionRefresher
 from broker.routing import RouteTable, split_host
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
@@ -33,6 +34,7 @@ class Gateway:
     idp_http: aiohttp.ClientSession
     upstream_http: aiohttp.ClientSession
     credentials: dict[str, ClientCredential]
+    refresher: SessionRefresher
     protected_headers: frozenset[str]
     scheme: str
     clock: Callable[[], float] = time.time
@@ -64,11 +66,13 @@ class Gateway:
         return f"{public.scheme}://{public.netloc}"
 
     async def current_session(self, request: web.Request) -> Session | None:
-        """The live session of this request's cookie (memoised per request)."""
+        """The live, fresh session of this request's cookie (memoised per request)."""
         if SESSION_KEY in request:
             return request[SESSION_KEY]
         ticket = self.cookie.read(request)
-        session = await self.sessions.load(ticket, self.clock()) if ticket else None
+        now = self.clock()
+        loaded = await self.sessions.load(ticket, now) if ticket else None
+        session = await self.refresher.ensure_fresh(loaded[0], loaded[1], now) if loaded else None
         request[SESSION_KEY] = session
         return session
 

@@ -21,6 +21,7 @@ DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 DEFAULT_COOKIE_NAME = "__Host-broker"
 DEFAULT_IDLE_TIMEOUT = 8 * 3600.0
 DEFAULT_LIFETIME = 24 * 3600.0
+DEFAULT_REFRESH_BEFORE = 300.0
 DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"
 DEFAULT_ASSERTION_TTL = 60.0
 MAX_ASSERTION_TTL = 300.0
@@ -36,6 +37,7 @@ ResponseMode = Literal["form_post", "query"]
 SecretMethod = Literal["post", "basic"]
 Prompt = Literal["login", "select_account", "consent", "none"]
 GroupsOverage = Literal["deny", "graph"]
+EntraLogout = Literal["offer", "always", "never"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class SessionsConfig:
     cookie_name: str = DEFAULT_COOKIE_NAME
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
     lifetime: Duration = DEFAULT_LIFETIME
+    refresh_before: Duration = DEFAULT_REFRESH_BEFORE
+    revalidate_every: Duration | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class TenantConfig:
     prompt: Prompt | None = None
     groups_overage: GroupsOverage = "deny"
     graph_url: str = DEFAULT_GRAPH_URL
+    entra_logout: EntraLogout = "offer"
     auto_redirect: bool = False
     listed: bool = False
     clock_skew: Duration = DEFAULT_CLOCK_SKEW

@@ -168,3 +168,17 @@ async def redeem_code(
         "scope": " ".join(tenant.scopes),
     }
     return await _token_request(http, metadata, credential, form, now)
+
+
+async def refresh_tokens(
+    http: aiohttp.ClientSession,
+    metadata: ProviderMetadata,
+    tenant: TenantConfig,
+    credential: ClientCredential,
+    *,
+    refresh_token: str,
+    now: float,
+) -> TokenResponse:
+    """Redeem a refresh token; Entra answers with new tokens and a new (rotated) refresh token."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "scope": " ".join(tenant.scopes)}
+    return await _token_request(http, metadata, credential, form, now)

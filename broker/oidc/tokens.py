@@ -19,7 +19,7 @@ from broker.errors import InvalidToken
 # Entra signs ID tokens with RS256 only. Never accept "none" or an HMAC algorithm: with HS256 an attacker
 # could "sign" with our copy of the public key (RFC 8725 section 2.1 and 3.1).
 ALLOWED_ALGORITHMS = ("RS256",)
-REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "tid", "oid", "nonce")
+REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "tid", "oid")
 
 
 class UnknownSigningKey(InvalidToken):
@@ -45,7 +45,7 @@ class Expectations:
     issuer: str
     client_id: str
     allowed_tenants: frozenset[str]
-    nonce: str
+    nonce: str | None  # None for refreshed tokens, which carry no nonce
     clock_skew: float
 
 
@@ -112,8 +112,14 @@ def check_lifetime(claims: Mapping[str, Any], now: float, skew: float) -> None:
         raise InvalidToken("token was issued in the future (iat)")
 
 
-def check_nonce(claims: Mapping[str, Any], expected: str) -> None:
-    """The nonce we sent for this login came back: the token was issued for this login, not replayed."""
+def check_nonce(claims: Mapping[str, Any], expected: str | None) -> None:
+    """The nonce we sent for this login came back: the token was issued for this login, not replayed.
+
+    Refreshed ID tokens carry no nonce (``expected`` is None); they are bound to the session instead, by
+    the caller checking that ``tid`` and ``oid`` did not change.
+    """
+    if expected is None:
+        return
     nonce = claims.get("nonce")
     if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), expected.encode()):
         raise InvalidToken("nonce does not match this sign-in")

@@ -35,7 +35,7 @@ async def verify_id_token(
     metadata: ProviderMetadata,
     token: str,
     *,
-    nonce: str,
+    nonce: str | None,
     now: float,
 ) -> dict[str, Any]:
     """The token's claims if every rule holds; ``InvalidToken`` naming the rule otherwise."""

@@ -2,12 +2,19 @@
 
 The cookie holds a ticket ``v1.{id}.{key}``; the store holds AES-GCM ciphertext under a hash of the id
 (see ``sealing.py``). Login state uses the same sealing, with ``{id}.{key}`` as the OAuth ``state``.
+
+Indexes let the broker find sessions without being able to read them: by Entra session (``tid``+``sid``,
+for front-channel logout), by user (``tid``+``oid``, "sign out everywhere") and by company (the CLI).
+Index names are SHA-256 hashes; they and each session's meta record (``m:{id}``: company, times, index
+names) hold only non-identifying data, so a Redis dump still reveals no token and no claim.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from broker.sessions.model import LoginState, Session
 from broker.sessions.sealing import SealKey
@@ -18,6 +25,8 @@ log = logging.getLogger(__name__)
 TICKET_VERSION = "v1"
 SESSION_PREFIX = "s:"
 STATE_PREFIX = "st:"
+INDEX_PREFIX = "ix:"
+META_PREFIX = "m:"
 LOGIN_STATE_TTL = 600.0
 # Writing last_seen on every request would cost a store write per request; once a minute is enough
 # for an idle timeout measured in hours.
@@ -37,8 +46,39 @@ def parse_ticket(text: str) -> SealKey | None:
     return SealKey.parse(rest)
 
 
+def _hashed(kind: str, *parts: str) -> str:
+    return (
+        INDEX_PREFIX + kind + ":" + hashlib.sha256("\x1f".join(p.lower() for p in parts).encode()).hexdigest()
+    )
+
+
+def user_index(tid: str, oid: str) -> str:
+    """Index of a user's sessions (``tid:oid``)."""
+    return _hashed("user", tid, oid)
+
+
+def sid_index(tid: str, sid: str) -> str:
+    """Index of the broker sessions created from one Entra sign-in session."""
+    return _hashed("sid", tid, sid)
+
+
+def company_index(login_code: str) -> str:
+    """Index of a company's sessions."""
+    return _hashed("company", login_code)
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """What an operator may see about a session without reading it."""
+
+    session_id: str
+    login_code: str
+    created_at: float
+    expires_at: float
+
+
 class SessionManager:
-    """Creates, loads, touches and deletes sessions; enforces idle timeout and absolute lifetime."""
+    """Creates, loads, saves, touches and revokes sessions; enforces idle timeout and absolute lifetime."""
 
     def __init__(self, store: SessionStore, idle_timeout: float, lifetime: float) -> None:
         self.store = store
@@ -49,20 +89,56 @@ class SessionManager:
         """Store TTL: whichever comes first, idle expiry or the absolute end of the session."""
         return min(self.idle_timeout, session.created_at + self.lifetime - now)
 
+    def _indexes(self, session: Session) -> list[str]:
+        names = [user_index(session.tid, session.oid), company_index(session.login_code)]
+        if session.sid:
+            names.append(sid_index(session.tid, session.sid))
+        return names
+
     async def create(self, session: Session, now: float) -> str:
         """Store a new session under a fresh id (never a client-chosen one) and return its ticket."""
         key = SealKey.new()
-        session = replace(session, created_at=now, last_seen=now)
+        session = replace(session, created_at=now, last_seen=now, refreshed_at=now)
+        await self.save(key, session, now)
+        indexes = self._indexes(session)
+        meta = json.dumps(
+            {
+                "login_code": session.login_code,
+                "created_at": now,
+                "expires_at": now + self.lifetime,
+                "indexes": indexes,
+            }
+        ).encode()
+        session_id = key.storage_id()
+        await self.store.put(META_PREFIX + session_id, meta, self.lifetime)
+        for index in indexes:
+            await self.store.index_add(index, session_id, meta, self.lifetime)
+        return format_ticket(key)
+
+    async def save(self, key: SealKey, session: Session, now: float) -> None:
+        """(Re)write a session under its existing id, e.g. after a refresh."""
         await self.store.put(
             SESSION_PREFIX + key.storage_id(), key.seal(session.to_json()), self._ttl(session, now)
         )
-        return format_ticket(key)
 
-    async def load(self, ticket: str, now: float) -> Session | None:
+    async def load(self, ticket: str, now: float) -> tuple[SealKey, Session] | None:
         """The live session a ticket points to, or None (malformed, unknown, tampered or expired)."""
         key = parse_ticket(ticket)
         if key is None:
             return None
+        session = await self.read(key)
+        if session is None:
+            return None
+        if now - session.last_seen > self.idle_timeout or now - session.created_at > self.lifetime:
+            await self.revoke(key.storage_id())
+            return None
+        if now - session.last_seen > TOUCH_INTERVAL:
+            session.last_seen = now
+            await self.save(key, session, now)
+        return key, session
+
+    async def read(self, key: SealKey) -> Session | None:
+        """Decrypt a session without touching it (None when gone or not decryptable with this key)."""
         blob = await self.store.get(SESSION_PREFIX + key.storage_id())
         if blob is None:
             return None
@@ -70,22 +146,49 @@ class SessionManager:
         session = Session.from_json(plain) if plain is not None else None
         if session is None:
             log.warning("session ticket did not decrypt its record", extra={"event": "session_tampered"})
-            return None
-        if now - session.last_seen > self.idle_timeout or now - session.created_at > self.lifetime:
-            await self.store.delete(SESSION_PREFIX + key.storage_id())
-            return None
-        if now - session.last_seen > TOUCH_INTERVAL:
-            session.last_seen = now
-            await self.store.put(
-                SESSION_PREFIX + key.storage_id(), key.seal(session.to_json()), self._ttl(session, now)
-            )
         return session
 
     async def delete(self, ticket: str) -> None:
         """Remove the session a ticket points to (logout); unknown tickets are ignored."""
         key = parse_ticket(ticket)
         if key is not None:
-            await self.store.delete(SESSION_PREFIX + key.storage_id())
+            await self.revoke(key.storage_id())
+
+    async def revoke(self, session_id: str) -> bool:
+        """Delete a session by its storage id and drop it from its indexes; False when it did not exist."""
+        meta = await self.store.take(META_PREFIX + session_id)
+        existed = await self.store.get(SESSION_PREFIX + session_id) is not None
+        await self.store.delete(SESSION_PREFIX + session_id)
+        indexes = _meta(meta).get("indexes") if meta else None
+        for index in indexes if isinstance(indexes, list) else []:
+            await self.store.index_remove(str(index), session_id)
+        return existed
+
+    async def revoke_index(self, index: str) -> int:
+        """Revoke every session listed in an index (a user, an Entra session, a company); returns how many."""
+        revoked = 0
+        for session_id in await self.store.index_get(index):
+            revoked += await self.revoke(session_id)
+            await self.store.index_remove(index, session_id)
+        return revoked
+
+    async def list_index(self, index: str) -> list[SessionInfo]:
+        """Live sessions in an index (entries whose session has expired are dropped on the way)."""
+        infos = []
+        for session_id, meta in sorted((await self.store.index_get(index)).items()):
+            if await self.store.get(SESSION_PREFIX + session_id) is None:
+                await self.store.index_remove(index, session_id)
+                continue
+            data = _meta(meta)
+            infos.append(
+                SessionInfo(
+                    session_id,
+                    str(data.get("login_code", "")),
+                    _number(data.get("created_at")),
+                    _number(data.get("expires_at")),
+                )
+            )
+        return infos
 
     async def save_login_state(self, state: LoginState) -> str:
         """Store login state for ten minutes; return the opaque ``state`` value to send to Entra."""
@@ -106,3 +209,15 @@ class SessionManager:
         if login is None or now - login.created_at > LOGIN_STATE_TTL:
             return None
         return login
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _meta(raw: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

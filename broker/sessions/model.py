@@ -45,6 +45,8 @@ class Session:
     csrf: str = ""
     created_at: float = 0.0
     last_seen: float = 0.0
+    refreshed_at: float = 0.0
+    refresh_failed_at: float = 0.0
 
     @property
     def user_key(self) -> str:

@@ -7,7 +7,7 @@ import redis.asyncio as redis
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX
-from tests.support.stack import ADELE, Stack
+from tests.support.stack import ADELE, CONTOSO_TID, Stack
 
 
 async def test_redis_holds_no_plaintext_token_or_claim(redis_stack: Stack) -> None:
@@ -16,10 +16,17 @@ async def test_redis_holds_no_plaintext_token_or_claim(redis_stack: Stack) -> No
         ticket = next(c.value for c in browser.cookie_jar if c.key == "broker")
 
     client = redis.Redis.from_url(redis_stack.store_url)
+    raw: dict[bytes, bytes | None] = {}
     try:
-        raw = {key: await client.get(key) for key in await client.keys(f"{KEY_PREFIX}*")}
+        # Everything a dump would show: strings (sessions, meta) and hashes (indexes), names and values.
+        for key in await client.keys(f"{KEY_PREFIX}*"):
+            if await client.type(key) == b"hash":
+                raw[key] = b"".join(k + v for k, v in (await client.hgetall(key)).items())
+            else:
+                raw[key] = await client.get(key)
     finally:
         await client.aclose()
+    assert any(b":ix:user:" in k for k in raw) and any(b":ix:sid:" in k for k in raw)
 
     # With the ticket (which only the browser holds) the record decrypts to a session with real tokens ...
     seal = parse_ticket(ticket)

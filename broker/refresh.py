@@ -1,0 +1,159 @@
+"""Keep sessions fresh: redeem the refresh token before the ID token (or the configured validity) runs out.
+
+- One refresh per session across every replica: a store lock (Redis: leased, extended while the refresh
+  runs). Requests that find the lock taken wait briefly, then re-read the session and use the new state.
+- ``invalid_grant`` (revoked, expired, user disabled) ends the session: the next browser request goes to
+  the company login, API requests get 401.
+- A transient failure (IdP down, 5xx, timeout) keeps the session until its absolute lifetime and retries
+  after ``RETRY_AFTER_FAILURE``; it is logged.
+- Roles and groups are recomputed from the refreshed ID token (a role removed in Entra disappears).
+- A refreshed token must name the same ``tid`` and ``oid``: a refresh can never switch the user.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import aiohttp
+
+from broker.config.schema import TenantConfig
+from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable, InvalidToken
+from broker.oidc.client import refresh_tokens
+from broker.oidc.credentials import ClientCredential
+from broker.oidc.discovery import DiscoveryCache
+from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
+from broker.oidc.verifier import source_of, verify_id_token
+from broker.policy import map_roles
+from broker.sessions.manager import SessionManager
+from broker.sessions.model import Session
+from broker.sessions.sealing import SealKey
+
+log = logging.getLogger(__name__)
+
+LOCK_LEASE = 10.0
+LOCK_WAIT = 5.0
+RETRY_AFTER_FAILURE = 30.0
+
+
+def refresh_due(session: Session, now: float, refresh_before: float, revalidate_every: float | None) -> bool:
+    """Whether the session should be refreshed now (pure)."""
+    due_at = session.id_token_expires_at - refresh_before
+    if revalidate_every is not None:
+        due_at = min(due_at, session.refreshed_at + revalidate_every)
+    if now < due_at:
+        return False
+    return now - session.refresh_failed_at >= RETRY_AFTER_FAILURE
+
+
+class SessionEnded(Exception):
+    """The identity provider says this session is over (``invalid_grant`` or the user changed)."""
+
+
+@dataclass
+class SessionRefresher:
+    """Refreshes sessions through their company's token endpoint."""
+
+    sessions: SessionManager
+    discovery: DiscoveryCache
+    http: aiohttp.ClientSession
+    tenants: Mapping[str, TenantConfig]
+    credentials: Mapping[str, ClientCredential]
+    refresh_before: float
+    revalidate_every: float | None
+
+    async def ensure_fresh(self, key: SealKey, session: Session, now: float) -> Session | None:
+        """The session to use for this request: as is, refreshed, or None when it has ended."""
+        if not refresh_due(session, now, self.refresh_before, self.revalidate_every):
+            return session
+        if session.refresh_token is None:
+            # Without a refresh token nothing can re-validate the user: the ID token bounds the session.
+            if now < session.id_token_expires_at:
+                return session
+            await self.sessions.revoke(key.storage_id())
+            return None
+        async with self.sessions.store.lock("refresh:" + key.storage_id(), LOCK_LEASE, LOCK_WAIT) as acquired:
+            current = await self.sessions.read(key)
+            if current is None:
+                return None  # revoked meanwhile
+            if not acquired or not refresh_due(current, now, self.refresh_before, self.revalidate_every):
+                return current  # another request (or replica) refreshed it, or is still at it
+            return await self._refresh(key, current, now)
+
+    async def _refresh(self, key: SealKey, session: Session, now: float) -> Session | None:
+        tenant = self.tenants.get(session.login_code)
+        if tenant is None or session.refresh_token is None:
+            await self.sessions.revoke(key.storage_id())
+            return None
+        try:
+            refreshed = await self._redeem(tenant, session, session.refresh_token, now)
+        except SessionEnded as exc:
+            log.warning(
+                "refresh ended the session: %s",
+                exc,
+                extra={"event": "refresh_failure", "company": session.login_code, "user": session.user_key},
+            )
+            await self.sessions.revoke(key.storage_id())
+            return None
+        except (IdentityProviderUnavailable, GroupsOverageError) as exc:
+            log.warning(
+                "refresh failed, keeping the session and retrying later: %s",
+                exc,
+                extra={"event": "refresh_retry", "company": session.login_code, "user": session.user_key},
+            )
+            session = replace(session, refresh_failed_at=now)
+            await self.sessions.save(key, session, now)
+            return session
+        await self.sessions.save(key, refreshed, now)
+        log.info("session refreshed", extra={"event": "refresh", "company": session.login_code})
+        return refreshed
+
+    async def _redeem(
+        self, tenant: TenantConfig, session: Session, refresh_token: str, now: float
+    ) -> Session:
+        metadata = await self.discovery.metadata(source_of(tenant))
+        try:
+            tokens = await refresh_tokens(
+                self.http,
+                metadata,
+                tenant,
+                self.credentials[session.login_code],
+                refresh_token=refresh_token,
+                now=now,
+            )
+        except IdentityProviderRejected as exc:
+            raise SessionEnded(f"{exc.error} {exc.error_codes}") from exc
+        try:
+            claims = await verify_id_token(
+                self.discovery, tenant, metadata, tokens.id_token, nonce=None, now=now
+            )
+        except InvalidToken as exc:
+            raise SessionEnded(f"refreshed ID token rejected: {exc}") from exc
+        if (
+            str(claims["tid"]).lower() != session.tid.lower()
+            or str(claims["oid"]).lower() != session.oid.lower()
+        ):
+            raise SessionEnded("refreshed ID token names another user")
+        groups = [g for g in claims.get("groups", []) if isinstance(g, str)]
+        if has_group_overage(claims):
+            if tenant.groups_overage != "graph" or not tokens.access_token:
+                raise SessionEnded("group overage and groups_overage is deny")
+            groups = await fetch_groups(self.http, tenant.graph_url, tokens.access_token)
+        app_roles = [r for r in claims.get("roles", []) if isinstance(r, str)]
+        role, roles = map_roles(tenant.roles, app_roles, groups)
+        return replace(
+            session,
+            name=str(claims.get("name", session.name)),
+            preferred_username=str(claims.get("preferred_username", session.preferred_username)),
+            email=str(claims.get("email", session.email)),
+            role=role,
+            roles=roles,
+            groups=groups,
+            id_token=tokens.id_token,
+            # Entra rotates refresh tokens: keep the new one (the old one may stop working at any time).
+            refresh_token=tokens.refresh_token or refresh_token,
+            id_token_expires_at=float(claims["exp"]),
+            refreshed_at=now,
+            refresh_failed_at=0.0,
+        )

@@ -161,6 +161,8 @@ def add_routes(app: web.Application, config: BrokerConfig) -> None:
     r.add_get("/.auth/logout", logout.confirm)
     r.add_post("/.auth/logout", logout.logout)
     r.add_get("/.auth/logout/done", logout.done)
+    r.add_get("/.auth/frontchannel-logout", logout.frontchannel)
+    r.add_get("/.auth/frontchannel-logout/{code}", logout.frontchannel)
     r.add_get("/.auth/jwks.json", service.jwks)
     r.add_get("/.auth/me", service.me)
     r.add_get("/.auth/healthz", service.healthz)

@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo_backend_parser(backend)
     backend.set_defaults(func=cmd_demo_backend)
 
+    from broker.cli_sessions import add_parser as add_sessions_parser
+
+    add_sessions_parser(sub)
+
     keygen = sub.add_parser("keygen", help="create an ES256 key for the identity assertion")
     keygen.add_argument("--out", default="-", help="file to create (mode 600), or - for stdout")
     keygen.set_defaults(func=cmd_keygen)

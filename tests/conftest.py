@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests.support.servers import redis_server
 from tests.support.stack import Stack, running_stack
@@ -18,12 +19,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def fresh_redis_url(redis_url: str) -> str:
+    """The session's Redis, emptied first, so sessions and indexes of earlier tests cannot interfere."""
+    with redis.Redis.from_url(redis_url) as client:
+        client.flushdb()
+    return redis_url
+
+
 @pytest.fixture(params=["memory", "redis"])
 def store_url(request: pytest.FixtureRequest) -> str:
     """Run a test once with the in-process store and once with Redis."""
     if request.param == "memory":
         return "memory"
-    url: str = request.getfixturevalue("redis_url")
+    url: str = request.getfixturevalue("fresh_redis_url")
     return url
 
 
@@ -35,7 +44,7 @@ async def stack(store_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 @pytest.fixture
-async def redis_stack(redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def redis_stack(fresh_redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
     """The whole product with the Redis store only."""
-    async with running_stack(redis_url, tmp_path, {}) as s:
+    async with running_stack(fresh_redis_url, tmp_path, {}) as s:
         yield s

@@ -113,6 +113,10 @@ async def _complete(
     session = _session_from_claims(
         login.login_code, tenant, claims, groups, tokens.id_token, tokens.refresh_token
     )
+    previous = gw.cookie.read(request)
+    if previous:
+        # A new login replaces whatever session this browser had (never reuse or keep a stale one).
+        await gw.sessions.delete(previous)
     ticket = await gw.sessions.create(session, now)
     log.info(
         "login succeeded",

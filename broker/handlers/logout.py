@@ -1,4 +1,5 @@
-"""``/.auth/logout``: GET asks to confirm, POST (with the session's CSRF token) signs out.
+"""``/.auth/logout``: GET asks to confirm, POST (with the session's CSRF token) signs out; and Entra's
+front-channel logout.
 
 A GET never signs anyone out, so a cross-site ``<img src=/.auth/logout>`` cannot. After signing out the
 page offers Entra's end_session too, because other apps of the user keep their Microsoft session.
@@ -13,9 +14,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from broker.errors import IdentityProviderUnavailable
-from broker.oidc.verifier import source_of
+from broker.oidc.verifier import allowed_tenants, source_of
 from broker.pages import views
 from broker.runtime import Gateway, gateway_of, request_id_of
+from broker.sessions.manager import sid_index
 from broker.sessions.model import Session
 
 log = logging.getLogger(__name__)
@@ -52,9 +54,18 @@ async def logout(request: web.Request) -> web.StreamResponse:
         if ticket:
             await gw.sessions.delete(ticket)
         log.info("logout", extra={"event": "logout", "company": session.login_code, "user": session.user_key})
-    entra_url = await _entra_logout_url(gw, request, session) if session is not None else None
-    login_url = f"/.auth/login/{session.login_code}" if session is not None else "/.auth/login"
-    response = views.signed_out(entra_url, login_url, request_id_of(request))
+    tenant = gw.tenant(session.login_code) if session is not None else None
+    mode = tenant.entra_logout if tenant is not None else "never"
+    entra_url = (
+        await _entra_logout_url(gw, request, session) if session is not None and mode != "never" else None
+    )
+    if entra_url is not None and mode == "always":
+        response: web.StreamResponse = web.Response(
+            status=303, headers={"Location": entra_url, "Cache-Control": "no-store"}
+        )
+    else:
+        login_url = f"/.auth/login/{session.login_code}" if session is not None else "/.auth/login"
+        response = views.signed_out(entra_url, login_url, request_id_of(request))
     gw.cookie.clear(response)
     return response
 
@@ -84,4 +95,42 @@ async def done(request: web.Request) -> web.StreamResponse:
         200,
         request_id_of(request),
         link=("/.auth/login", "Sign in again"),
+    )
+
+
+async def frontchannel(request: web.Request) -> web.StreamResponse:
+    """GET /.auth/frontchannel-logout[/{code}]?sid=…: Entra signs the user out of every app at once.
+
+    Entra calls this from an iframe on its own sign-out page with only ``sid`` (ENTRA.md). The broker
+    deletes every session created from that Entra session and answers an empty 200 page that Microsoft's
+    page may frame. ``{code}`` narrows the search to one company; without it every company is tried.
+    """
+    gw = gateway_of(request)
+    sid = request.query.get("sid", "")
+    code = request.match_info.get("code")
+    tenants = [gw.tenant(code)] if code else list(gw.config.tenants.values())
+    revoked = 0
+    authorities = set()
+    if sid and len(sid) <= 128:
+        for tenant in tenants:
+            if tenant is None:
+                continue
+            authorities.add(tenant.authority.rstrip("/"))
+            try:
+                tids = allowed_tenants(await gw.discovery.metadata(source_of(tenant)), tenant)
+            except IdentityProviderUnavailable:
+                tids = frozenset({tenant.tenant_id.lower()})
+            for tid in tids:
+                revoked += await gw.sessions.revoke_index(sid_index(tid, sid))
+    log.info(
+        "front-channel logout", extra={"event": "session_revoked", "reason": "frontchannel", "count": revoked}
+    )
+    frame_ancestors = " ".join(sorted(authorities)) or "'none'"
+    return web.Response(
+        text="<!doctype html><title>Signed out</title>",
+        content_type="text/html",
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": f"default-src 'none'; frame-ancestors {frame_ancestors}",
+        },
     )

@@ -152,11 +152,17 @@ class Stack:
     idp_directory: DevIdpConfig
     runners: list[web.AppRunner] = field(default_factory=list)
     idp_runner: web.AppRunner | None = None
+    clock: Callable[[], float] = time.time
+    gateway_urls: list[str] = field(default_factory=list)
+    config_path: Path = Path()
+    env: dict[str, str] = field(default_factory=dict)
 
     async def start_idp(self) -> None:
         """Start (or restart) the dev IdP on its port, with a fresh state."""
         port = int(self.idp_url.rsplit(":", 1)[1])
-        self.idp_runner = await serve(create_devidp_app(self.idp_directory, self.idp_url), port)
+        self.idp_runner = await serve(
+            create_devidp_app(self.idp_directory, self.idp_url, clock=self.clock), port
+        )
 
     async def stop_idp(self) -> None:
         """Really stop the dev IdP: its port refuses connections afterwards."""
@@ -233,14 +239,19 @@ async def running_stack(
     idp_config: DevIdpConfig | None = None,
     contoso: dict[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
+    gateways: int = 1,
+    sessions: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Start dev IdP, backend and gateway on free ports; stop them afterwards.
 
     With ``start_idp=False`` the dev IdP's port stays closed (``stack.start_idp()`` opens it later).
     ``idp_config`` replaces the dev IdP's directory; ``contoso`` overrides keys of the contoso company
     (a value of None removes the key; ``{idp_url}`` in a string value becomes the dev IdP's URL).
+    ``gateways`` > 1 starts replicas sharing the config and the store (``stack.gateway_urls``); ``clock``
+    drives the gateways and the dev IdP alike; ``sessions`` overrides keys of the sessions section.
     """
     gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
+    replica_ports = [gw_port] + [free_port() for _ in range(gateways - 1)]
     idp_url = f"http://127.0.0.1:{idp_port}"
     gateway_url = f"http://127.0.0.1:{gw_port}"
     backend_url = f"http://127.0.0.1:{backend_port}"
@@ -255,14 +266,21 @@ async def running_stack(
             raw["tenants"]["contoso"][key] = (
                 value.replace("{idp_url}", idp_url) if isinstance(value, str) else value
             )
-    config = load_config_text(yaml.safe_dump(raw), "test.yaml", tmp_path, monkey_env)
-    stack = Stack(gateway_url, idp_url, backend_url, store_url, idp_config or devidp_config())
+    raw["sessions"].update(sessions or {})
+    text = yaml.safe_dump(raw)
+    (tmp_path / "gateway.yaml").write_text(text)
+    config = load_config_text(text, "test.yaml", tmp_path, monkey_env)
+    stack = Stack(gateway_url, idp_url, backend_url, store_url, idp_config or devidp_config(), clock=clock)
+    stack.gateway_urls = [f"http://127.0.0.1:{port}" for port in replica_ports]
+    stack.config_path = tmp_path / "gateway.yaml"
+    stack.env = dict(monkey_env)
     try:
         if start_idp:
             await stack.start_idp()
         backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
         stack.runners.append(await serve(backend, backend_port))
-        stack.runners.append(await serve(create_app(config, tmp_path, clock=clock), gw_port))
+        for port in replica_ports:
+            stack.runners.append(await serve(create_app(config, tmp_path, clock=clock), port))
         yield stack
     finally:
         for runner in reversed(stack.runners):

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as redis
 
 from broker.cli import main as broker_cli
-from broker.sessions.manager import SESSION_PREFIX, parse_ticket
+from broker.sessions.manager import SESSION_PREFIX, parse_ticket, unpack_session
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX
 from tests.support.servers import free_port, start_redis
@@ -65,7 +65,7 @@ async def stored_session(stack: Stack, ticket: str) -> Session | None:
     finally:
         await client.aclose()
     plain = key.open(blob) if blob else None
-    return Session.from_json(plain) if plain else None
+    return unpack_session(plain) if plain else None
 
 
 @pytest.fixture
@@ -304,3 +304,30 @@ async def test_redis_stopped_and_restarted_under_traffic(tmp_path: Path) -> None
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+async def test_logout_on_one_replica_is_refused_by_the_other_at_once(two_replicas: Stack) -> None:
+    stack = two_replicas
+    async with stack.browser() as browser:
+        await stack.login(browser, "contoso", ADELE.username)
+        ticket = ticket_of(browser)
+        async with browser.get(f"{stack.gateway_urls[0]}/.auth/logout") as resp:
+            csrf = (await resp.text()).split('name="csrf" value="')[1].split('"')[0]
+        async with browser.post(f"{stack.gateway_urls[0]}/.auth/logout", data={"csrf": csrf}) as resp:
+            assert resp.status == 200
+    async with aiohttp.ClientSession(
+        headers={"Accept": "application/json", "Cookie": f"broker={ticket}"}
+    ) as c:
+        async with c.get(f"{stack.gateway_urls[1]}/") as resp:
+            assert resp.status == 401
+
+
+async def test_session_cookie_attributes(tmp_path: Path) -> None:
+    async with running_stack("memory", tmp_path, {}) as stack, stack.browser() as browser:
+        page = await stack.start_login(browser, "contoso")
+        form = await stack.pick_user(browser, page, ADELE.username)
+        resp = await stack.post_callback(browser, form)
+        cookie = resp.cookies["broker"]
+        assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
+        assert not cookie["secure"]  # plain-http localhost only; see the https policy test
+        assert cookie.value.startswith("v1.") and len(cookie.value) < 100

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
-from broker.sessions.manager import SESSION_PREFIX, parse_ticket
-from broker.sessions.model import Session
+from broker.sessions.manager import SESSION_PREFIX, parse_ticket, unpack_session
 from broker.sessions.redis_store import KEY_PREFIX
 from tests.support.stack import ADELE, CONTOSO_TID, Stack
 
@@ -35,7 +34,7 @@ async def test_redis_holds_no_plaintext_token_or_claim(redis_stack: Stack) -> No
     assert blob is not None
     plain = seal.open(blob)
     assert plain is not None
-    session = Session.from_json(plain)
+    session = unpack_session(plain)
     assert session is not None and session.id_token.count(".") == 2 and session.refresh_token
 
     # ... but nothing stored in Redis contains them, nor the user's identity, nor the ticket's parts.

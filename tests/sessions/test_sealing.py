@@ -52,3 +52,12 @@ def test_truncated_and_padded_tickets_are_refused() -> None:
 def test_repr_does_not_leak_the_key() -> None:
     key = SealKey.new()
     assert str(key).split(".")[1] not in repr(key)
+
+
+def test_cookie_policy_is_secure_with_host_prefix_on_https() -> None:
+    from broker.sessions.cookie import CookiePolicy
+
+    https = CookiePolicy.for_public_url("__Host-broker", "https://gw.example.com")
+    assert https.name == "__Host-broker" and https.secure
+    local = CookiePolicy.for_public_url("__Host-broker", "http://localhost:8080")
+    assert local.name == "broker" and not local.secure

@@ -1,0 +1,118 @@
+"""How much Redis memory one session takes, with Entra-sized tokens.
+
+Builds a session like a real Entra sign-in produces (ID token ~1.5 KB, refresh token ~1.5 KB, 5 groups,
+2 roles), stores it through the broker's own SessionManager in a throw-away redis-server on a free
+loopback port, and prints the bytes of each key it writes (``MEMORY USAGE``) and the total.
+
+    .venv/bin/python bench/session_size.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import redis.asyncio as redis
+
+from broker.sessions.manager import SessionManager
+from broker.sessions.model import Session
+from broker.sessions.redis_store import RedisStore
+
+
+def fake_jwt(total: int) -> str:
+    """A JWT-shaped string of about ``total`` bytes (random, so it does not compress)."""
+    body = base64.urlsafe_b64encode(os.urandom(total * 3 // 4)).decode().rstrip("=")
+    return f"eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.{body[: total - 400]}.{body[-342:]}"
+
+
+def entra_sized_session() -> Session:
+    tid, oid = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c", "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
+    return Session(
+        login_code="contoso",
+        tid=tid,
+        oid=oid,
+        name="Adele Vance",
+        preferred_username="adele.vance@contoso.onmicrosoft.com",
+        email="adele.vance@contoso.com",
+        role="admin",
+        roles=["writer", "admin"],
+        groups=[f"{i:08x}-0000-4000-8000-{secrets.token_hex(6)}" for i in range(5)],
+        sid="0031a0d7-7bd5-2cbf-1a3b-5d5a8f4c2e11",
+        login_hint="O.CiQ" + secrets.token_urlsafe(90),
+        id_token=fake_jwt(1500),
+        refresh_token="0.A" + secrets.token_urlsafe(1120),  # Entra refresh tokens are opaque, ~1.5 KB
+        id_token_expires_at=time.time() + 3600,
+        csrf=secrets.token_urlsafe(24),
+    )
+
+
+async def measure(url: str) -> None:
+    store = RedisStore(url)
+    manager = SessionManager(store, 8 * 3600, 24 * 3600)
+    session = entra_sized_session()
+    print(
+        f"ID token {len(session.id_token)} B, refresh token {len(session.refresh_token or '')} B, "
+        f"session JSON {len(session.to_json())} B"
+    )
+    await manager.create(session, time.time())
+    client = redis.Redis.from_url(url)
+    total = 0
+    for key in sorted(await client.keys("broker:*")):
+        usage = await client.memory_usage(key, samples=0) or 0
+        kind = (await client.type(key)).decode()
+        value = (
+            f"{await client.strlen(key)} B value" if kind == "string" else f"{await client.hlen(key)} entry"
+        )
+        total += usage
+        print(f"  {key.decode()[:40]:<42}{kind:<8}{usage:>6} B in Redis ({value})")
+    print(
+        f"Redis memory for one session: {total} B in total "
+        f"(session record {(await client.memory_usage((await client.keys('broker:s:*'))[0])) or 0} B)"
+    )
+    print("note: the three index hashes are shared by all sessions of a user / Entra sign-in / company;")
+    print("      per additional session of the same company they grow by one small entry each.")
+    await client.aclose()
+    await store.close()
+
+
+def main() -> None:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server is needed (apt-get install redis-server)")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.3)
+            asyncio.run(measure(f"redis://127.0.0.1:{port}/0"))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

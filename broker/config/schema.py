@@ -29,6 +29,8 @@ DEFAULT_CLOCK_SKEW = 120.0
 DEFAULT_IDP_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 5.0
 DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
+DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0
+DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 MULTI_TENANT_IDS = ("organizations", "common")
 
@@ -47,6 +49,7 @@ class ServerConfig:
     public_url: str
     listen: str = DEFAULT_LISTEN
     login_aliases: list[str] = field(default_factory=list)
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class RolesConfig:
 
     order: list[str] = field(default_factory=list)
     default: str | None = None
+    require_role: bool = False
     app_roles: dict[str, str] = field(default_factory=dict)
     groups: dict[str, str] = field(default_factory=dict)
 
@@ -138,6 +142,16 @@ class AllowConfig:
 
 
 @dataclass(frozen=True)
+class UpstreamTlsConfig:
+    """How to trust an ``https://`` upstream: a CA bundle, or (explicitly) no verification."""
+
+    ca_file: str | None = None
+    verify: bool = True
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     """One protected (or public) upstream, matched by host and path prefix."""
 
@@ -150,8 +164,15 @@ class RouteConfig:
     public_paths: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     audience: str | None = None
+    strip_prefix: bool = False
+    rewrite: str | None = None
+    preserve_host: bool = False
+    websockets: bool = True
+    tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
     connect_timeout: Duration = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
     read_timeout: Duration = DEFAULT_UPSTREAM_READ_TIMEOUT
+    idle_timeout: Duration = DEFAULT_UPSTREAM_IDLE_TIMEOUT
+    max_body: int = DEFAULT_MAX_BODY
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ Each check yields ``(key_path, message)``; the loader attaches file and line num
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -76,6 +77,11 @@ def _check_tenant(code: str, t: schema.TenantConfig) -> Iterator[tuple[KeyPath, 
     if "openid" not in t.scopes:
         yield (*base, "scopes"), "must include 'openid'"
     order = t.roles.order
+    if t.roles.require_role and t.roles.default is not None:
+        yield (
+            (*base, "roles", "require_role"),
+            "contradicts roles.default (a default role means nobody lacks one)",
+        )
     if t.roles.default is not None and t.roles.default not in order:
         yield (*base, "roles", "default"), f"'{t.roles.default}' is not in roles.order"
     for section in ("app_roles", "groups"):
@@ -91,8 +97,19 @@ def _check_route(
     if not r.path.startswith("/"):
         yield (*base, "path"), "must start with '/'"
     parts = urlsplit(r.upstream)
-    if parts.scheme not in UPSTREAM_SCHEMES or not parts.hostname:
-        yield (*base, "upstream"), f"must be an http:// or https:// URL (got {r.upstream!r})"
+    if r.upstream.startswith("unix:"):
+        if not r.upstream.removeprefix("unix:").startswith("/"):
+            yield (*base, "upstream"), "a unix socket upstream is unix:/absolute/path.sock"
+    elif parts.scheme not in UPSTREAM_SCHEMES or not parts.hostname:
+        yield (*base, "upstream"), f"must be http://, https:// or unix:/path (got {r.upstream!r})"
+    if r.rewrite is not None and not r.rewrite.startswith("/"):
+        yield (*base, "rewrite"), "must be a path starting with '/' (it replaces the matched prefix)"
+    if r.rewrite is not None and r.strip_prefix:
+        yield (*base, "rewrite"), "give either strip_prefix or rewrite, not both"
+    if r.max_body < 0:
+        yield (*base, "max_body"), "must be 0 (no limit) or a number of bytes"
+    if not r.tls.verify and r.tls.ca_file:
+        yield (*base, "tls"), "ca_file is pointless with verify: false"
     for j, code in enumerate(r.allow.login_codes):
         if code not in codes:
             yield (*base, "allow", "login_codes", j), f"unknown login code '{code}'"
@@ -112,7 +129,7 @@ def _check_route(
     for j, p in enumerate(r.public_paths):
         if not p.startswith("/"):
             yield (*base, "public_paths", j), "must start with '/'"
-    if r.read_timeout <= 0 or r.connect_timeout <= 0:
+    if r.read_timeout <= 0 or r.connect_timeout <= 0 or r.idle_timeout <= 0:
         yield base, "timeouts must be positive (they are never disabled)"
 
 
@@ -122,6 +139,11 @@ def check_semantics(
     """Yield every semantic problem in an otherwise well-typed config."""
     exists = file_exists or Path.is_file
     yield from _check_url(config.server.public_url, ("server", "public_url"), "public_url")
+    for i, cidr in enumerate(config.server.trusted_proxies):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            yield ("server", "trusted_proxies", i), f"not an IP network (CIDR) {cidr!r}"
     for i, alias in enumerate(config.server.login_aliases):
         if not ALIAS.match(alias) or alias.startswith("/.auth/"):
             yield ("server", "login_aliases", i), "must be a path ending in '{code}', e.g. /login/{code}"

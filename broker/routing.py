@@ -1,12 +1,19 @@
 """Route matching: host (exact, ``*.suffix`` or ``*``) then the longest path prefix. Pure.
 
-Matching runs on the *normalised* path (dot segments resolved, duplicate slashes collapsed), so
-``/public/../admin`` or ``//admin`` cannot make a protected path look public or match another route.
+Matching runs on the path as an upstream will read it: the *raw* request path, percent-decoded once,
+duplicate slashes collapsed. Paths that different servers read differently are refused outright
+(``matching_path`` returns None -> 400): dot segments in any spelling (``..``, ``%2e%2e``, ``..;`` as
+Tomcat reads it), backslashes (IIS reads them as ``/``), control characters, and double-encoded dots,
+slashes and backslashes (``%252e``) that a server decoding twice would turn into one of those.
+Browsers never send such paths, so refusing them costs nothing and removes a whole class of "public
+path" bypasses.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from broker.config.schema import RouteConfig
 
@@ -23,6 +30,31 @@ def normalise_path(path: str) -> str:
             continue
         segments.append(segment)
     trailing = "/" if path.endswith(("/", "/.", "/..")) and segments else ""
+    return "/" + "/".join(segments) + trailing
+
+
+_DOUBLE_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
+
+
+def matching_path(raw_path: str) -> str | None:
+    """The path to match routes on, or None when the path is ambiguous (see the module docstring).
+
+    ``raw_path`` is the request target's path as sent (no query). aiohttp's own decoded ``path`` is not
+    used: for ``//admin`` it is empty, because ``//`` reads as the start of an authority.
+    """
+    decoded = unquote(raw_path.split("?", 1)[0])
+    if (
+        not decoded.startswith("/")
+        or "\\" in decoded
+        or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded)
+    ):
+        return None
+    if _DOUBLE_ENCODED.search(decoded):
+        return None  # "%252e" decodes to "%2e": a server that decodes twice would see a dot segment
+    segments = [segment for segment in decoded.split("/") if segment]
+    if any(segment.split(";", 1)[0] in (".", "..") for segment in segments):
+        return None
+    trailing = "/" if decoded.endswith("/") and segments else ""
     return "/" + "/".join(segments) + trailing
 
 

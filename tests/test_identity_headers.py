@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from tests.support.stack import ADELE, Stack
 
@@ -53,3 +55,15 @@ async def test_spoofed_assertion_is_stripped_for_anonymous_requests(stack: Stack
         status, body = await stack.whoami(browser, "/open/x", **{"X-Broker-Assertion": "forged"})
         assert status == 200
         assert header_values(body["headers"], "X-Broker-Assertion") == []
+
+
+@pytest.mark.parametrize(
+    "raw", ["/public/%2e%2e/secret", "/public/..;/secret", "/public/%2e%2e%2fsecret", "/public/..%5csecret"]
+)
+async def test_traversal_from_a_public_path_is_refused(stack: Stack, raw: str) -> None:
+    """Anonymous: each spelling gets a 400 and never reaches the backend as a public request."""
+    async with aiohttp.ClientSession() as client:
+        url = URL(f"{stack.gateway_url}{raw}", encoded=True)
+        async with client.get(url, headers={"Accept": "application/json"}) as resp:
+            body = await resp.json()
+            assert resp.status == 400 and body["error"] == "ambiguous_path"

@@ -7,7 +7,7 @@ import pytest
 from broker.config.schema import AllowConfig, RolesConfig, RouteConfig
 from broker.policy import decide_access, map_roles
 from broker.redirects import safe_return_to
-from broker.routing import RouteTable, normalise_path
+from broker.routing import RouteTable, matching_path, normalise_path
 from broker.sessions.model import Session
 
 TABLE = RouteTable(
@@ -117,3 +117,54 @@ def test_access_requires_every_allow_dimension() -> None:
     assert decide_access(route, admin).allowed
     assert not decide_access(route, Session(login_code="contoso", tid="t", oid="o", roles=["reader"])).allowed
     assert not decide_access(route, Session(login_code="fabrikam", tid="t", oid="o", roles=["admin"])).allowed
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2E%2Fadmin",
+        "/public%2F..%2Fadmin",
+        "/public/..;/admin",
+        "/public/.;x=1/admin",
+        "/public\\..\\admin",
+        "/public%5c..%5cadmin",
+        "/a/./b",
+        "/a%252e%252e/b",
+        "/a%252fb",
+        "/%0d%0aSet-Cookie:x",
+        "/a%00b",
+        "relative",
+    ],
+)
+def test_ambiguous_paths_are_refused(raw: str) -> None:
+    assert matching_path(raw) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "path"),
+    [
+        ("/", "/"),
+        ("//admin", "/admin"),
+        ("/a//b/", "/a/b/"),
+        ("/x%2Fy", "/x/y"),
+        ("/caf%C3%A9?q=1", "/café"),
+        ("/public/file;jsessionid=1", "/public/file;jsessionid=1"),
+    ],
+)
+def test_matching_path_reads_the_raw_path_as_an_upstream_would(raw: str, path: str) -> None:
+    assert matching_path(raw) == path
+
+
+def test_double_slash_cannot_reach_a_protected_prefix_through_a_public_route() -> None:
+    table = RouteTable(
+        [
+            RouteConfig(host="h", upstream="http://u", path="/", auth="public"),
+            RouteConfig(host="h", upstream="http://u", path="/admin"),
+        ]
+    )
+    path = matching_path("//admin/users")
+    assert path is not None
+    route = table.match("h", path)
+    assert route is not None and route.config.auth == "enforce"

@@ -15,7 +15,7 @@ from broker.middleware import error_response
 from broker.pages import views
 from broker.policy import decide_access
 from broker.proxy import forward
-from broker.routing import Route, normalise_path
+from broker.routing import Route, matching_path
 from broker.runtime import Gateway, gateway_of, request_id_of, wants_html
 from broker.sessions.model import Session
 
@@ -25,7 +25,16 @@ log = logging.getLogger(__name__)
 async def handle(request: web.Request) -> web.StreamResponse:
     """Route, authenticate, authorise and proxy one request."""
     gw = gateway_of(request)
-    path = normalise_path(request.path)
+    path = matching_path(request.raw_path)
+    if path is None:
+        log.warning("ambiguous request path refused", extra={"request_id": request_id_of(request)})
+        return error_response(
+            request,
+            400,
+            "Bad request",
+            "This address is not valid (it contains dot segments or backslashes).",
+            "ambiguous_path",
+        )
     route = gw.routes.match(request.host, path)
     if route is None:
         return error_response(

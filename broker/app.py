@@ -164,6 +164,7 @@ def add_routes(app: web.Application, config: BrokerConfig) -> None:
     r.add_get("/.auth/frontchannel-logout", logout.frontchannel)
     r.add_get("/.auth/frontchannel-logout/{code}", logout.frontchannel)
     r.add_get("/.auth/jwks.json", service.jwks)
+    r.add_get("/.well-known/jwks.json", service.jwks)
     r.add_get("/.auth/me", service.me)
     r.add_get("/.auth/healthz", service.healthz)
     r.add_get("/.auth/readyz", service.readyz)

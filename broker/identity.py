@@ -80,18 +80,60 @@ def generate_es256_pem() -> bytes:
     )
 
 
-class AssertionSigner:
-    """Signs identity assertions with the first key and publishes all of them."""
+# An assertion is reused while at least this share of its lifetime remains, so backends always receive one
+# with a comfortable margin, and signing (an ECDSA operation) is paid about once per 40 s per user and route.
+REUSE_WHILE_REMAINING = 1 / 3
+DEFAULT_CACHE_SIZE = 50_000
 
-    def __init__(self, keys: list[SigningKey], issuer: str, ttl_seconds: float) -> None:
+CacheKey = tuple[str, str, float, float, str]
+
+
+class AssertionSigner:
+    """Signs identity assertions with the first key and publishes all of them.
+
+    Assertions are cached per (session, audience): the key holds the session's creation and last refresh
+    times, so a refresh that changes roles or names yields a new assertion at once. A cached assertion
+    keeps its ``jti``: it identifies the assertion, not the request.
+    """
+
+    def __init__(
+        self, keys: list[SigningKey], issuer: str, ttl_seconds: float, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
         if not keys:
             raise ValueError("at least one signing key is required")
         self._keys = keys
         self._issuer = issuer
         self._ttl = int(ttl_seconds)
+        self._cache: dict[CacheKey, tuple[str, float]] = {}
+        self._cache_size = cache_size
 
     def sign(self, session: Session, audience: str, now: float) -> str:
-        """A short-lived JWT carrying the session's identity for one route's audience."""
+        """A short-lived JWT carrying the session's identity for one route's audience (cached)."""
+        key: CacheKey = (
+            session.user_key,
+            session.login_code,
+            session.created_at,
+            session.refreshed_at,
+            audience,
+        )
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] - now > self._ttl * REUSE_WHILE_REMAINING:
+            return cached[0]
+        token = self._sign(session, audience, now)
+        if len(self._cache) >= self._cache_size:
+            self._evict(now)
+        self._cache[key] = (token, int(now) + self._ttl)
+        return token
+
+    def _evict(self, now: float) -> None:
+        """Drop expired entries; if the cache is still full, drop the oldest half (insertion order)."""
+        for k in [k for k, (_, exp) in self._cache.items() if exp <= now]:
+            del self._cache[k]
+        if len(self._cache) >= self._cache_size:
+            for k in list(self._cache)[: len(self._cache) // 2]:
+                del self._cache[k]
+
+    def _sign(self, session: Session, audience: str, now: float) -> str:
         claims = {
             **session.public_claims(),
             "iss": self._issuer,

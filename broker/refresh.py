@@ -142,6 +142,8 @@ class SessionRefresher:
             groups = await fetch_groups(self.http, tenant.graph_url, tokens.access_token)
         app_roles = [r for r in claims.get("roles", []) if isinstance(r, str)]
         role, roles = map_roles(tenant.roles, app_roles, groups)
+        if tenant.roles.require_role and not roles:
+            raise SessionEnded("the user's last role was removed (require_role)")
         return replace(
             session,
             name=str(claims.get("name", session.name)),

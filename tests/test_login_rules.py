@@ -22,6 +22,7 @@ from tests.support.certs import make_certificate
 from tests.support.html import forms
 from tests.support.stack import (
     ADELE,
+    ALEX,
     CONTOSO_TID,
     FABRIKAM_TID,
     MEGAN,
@@ -335,3 +336,14 @@ async def test_company_configured_by_verified_domain(tmp_path: Path) -> None:
         async with stack.browser() as browser:
             status, page_text = await callback_page(stack, browser, MEGAN.username)
             assert status == 400
+
+
+async def test_require_role_refuses_users_without_one(tmp_path: Path) -> None:
+    roles = {"order": ["reader", "admin"], "app_roles": {"Wiki.Admin": "admin"}, "require_role": True}
+    async with running_stack("memory", tmp_path, {}, contoso={"roles": roles}) as stack:
+        async with stack.browser() as browser:
+            status, page_text = await callback_page(stack, browser, ALEX.username)  # Alex has no app role
+            assert status == 403 and "Ask your administrator to assign you a role" in page_text
+            await assert_signed_out(stack, browser)
+        async with stack.browser() as browser:
+            assert await stack.login(browser, "contoso", ADELE.username) == "/"

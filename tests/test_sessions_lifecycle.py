@@ -331,3 +331,15 @@ async def test_session_cookie_attributes(tmp_path: Path) -> None:
         assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/"
         assert not cookie["secure"]  # plain-http localhost only; see the https policy test
         assert cookie.value.startswith("v1.") and len(cookie.value) < 100
+
+
+async def test_require_role_ends_the_session_when_the_last_role_is_removed(
+    tmp_path: Path, clock: OffsetClock
+) -> None:
+    roles = {"order": ["reader", "admin"], "app_roles": {"Wiki.Admin": "admin"}, "require_role": True}
+    async with running_stack("memory", tmp_path, {}, clock=clock, contoso={"roles": roles}) as stack:
+        async with stack.browser() as browser:
+            await stack.login(browser, "contoso", ADELE.username)
+            await update_user(stack, ADELE.oid, roles=[])
+            clock.offset = 56 * 60
+            assert (await stack.whoami(browser, "/"))[0] == 401

@@ -113,6 +113,19 @@ async def _complete(
     session = _session_from_claims(
         login.login_code, tenant, claims, groups, tokens.id_token, tokens.refresh_token
     )
+    if tenant.roles.require_role and not session.roles:
+        log.warning(
+            "sign-in refused: no role assigned",
+            extra={"event": "login_failure", "company": login.login_code, "user": session.user_key},
+        )
+        return views.simple(
+            "You don't have a role in this application yet",
+            "You signed in, but your account has no role in this application. Ask your administrator to "
+            "assign you a role (in Entra: Enterprise applications > Users and groups).",
+            403,
+            request_id_of(request),
+            link=(retry, "Try again"),
+        )
     previous = gw.cookie.read(request)
     if previous:
         # A new login replaces whatever session this browser had (never reuse or keep a stale one).

@@ -60,6 +60,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_entra_setup(args: argparse.Namespace) -> int:
+    """Print the Entra app registration steps for one company."""
+    from broker.entra_setup import build_guide, to_json, to_markdown
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    if args.code not in config.tenants:
+        print(
+            f"unknown login code {args.code!r} (known: {', '.join(sorted(config.tenants))})", file=sys.stderr
+        )
+        return 1
+    guide = build_guide(config, args.code, Path(args.config).parent)
+    sys.stdout.write(to_json(guide) + "\n" if args.format == "json" else to_markdown(guide))
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     """Write a new ES256 (P-256) private key for the identity assertion."""
     pem = generate_es256_pem()
@@ -154,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     backend = sub.add_parser("demo-backend", help="run the whoami demo backend")
     demo_backend_parser(backend)
     backend.set_defaults(func=cmd_demo_backend)
+
+    setup = sub.add_parser("entra-setup", help="print what a company's Azure admin must configure")
+    setup.add_argument("code", help="the company's login code")
+    setup.add_argument("--config", required=True)
+    setup.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    setup.set_defaults(func=cmd_entra_setup)
 
     from broker.cli_sessions import add_parser as add_sessions_parser
 

@@ -1,0 +1,199 @@
+"""``broker entra-setup CODE``: exactly what a company's Azure admin must do, in the order of the portal.
+
+It replaces the hand-written "set up Azure AD SSO" guides operators send today: every value in it comes
+from the gateway's own config (hosts the company's routes use, its role map, its credential), so the
+registration and the gateway cannot drift apart. Pure: config in, a ``Guide`` out, rendered as Markdown or
+JSON. The guide holds no secret (a certificate thumbprint is public).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from broker.config.schema import MULTI_TENANT_IDS, BrokerConfig, TenantConfig
+
+OPTIONAL_CLAIMS = ("email", "given_name", "family_name", "login_hint", "sid")
+# Stable app-role ids: the same company and role value always produce the same GUID, so pasting the
+# manifest again updates roles instead of duplicating them.
+APP_ROLE_NAMESPACE = uuid.UUID("5d7f2c4e-9b1a-4c3d-8e6f-0a1b2c3d4e5f")
+
+
+@dataclass
+class Guide:
+    """Everything the admin must set, in portal order."""
+
+    login_code: str
+    display_name: str
+    tenant_id: str
+    client_id: str
+    supported_account_types: str
+    platform: str = "Web"
+    redirect_uris: list[str] = field(default_factory=list)
+    front_channel_logout_url: str = ""
+    warnings: list[str] = field(default_factory=list)
+    credential: dict[str, str] = field(default_factory=dict)
+    optional_claims: list[str] = field(default_factory=lambda: list(OPTIONAL_CLAIMS))
+    groups_claim: str | None = None
+    api_permissions: list[str] = field(default_factory=list)
+    app_roles: list[dict[str, Any]] = field(default_factory=list)
+    assignment_required: bool = False
+
+
+def _company_hosts(config: BrokerConfig, code: str) -> tuple[list[str], list[str]]:
+    """Hosts the company's users reach (routes that admit or log in to this company), and wildcards."""
+    public = urlsplit(config.server.public_url)
+    # Routes match hosts without a port; users reach every host through the gateway's public port.
+    port = f":{public.port}" if public.port else ""
+    hosts: list[str] = [public.netloc]
+    wildcards: list[str] = []
+    for route in config.routes:
+        allowed = route.allow.login_codes
+        if route.auth == "public" or (allowed and code not in allowed and route.login != code):
+            continue
+        if "*" in route.host:
+            wildcards.append(route.host)
+        else:
+            hosts.append(route.host + port)
+    return list(dict.fromkeys(hosts)), list(dict.fromkeys(wildcards))
+
+
+def certificate_thumbprint(cert_pem: bytes) -> str:
+    """The SHA-1 thumbprint as the Azure portal shows it (upper-case hex)."""
+    return x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA1()).hex().upper()
+
+
+def build_guide(config: BrokerConfig, code: str, base_dir: Path) -> Guide:
+    """The setup guide for one company (KeyError for an unknown login code)."""
+    tenant: TenantConfig = config.tenants[code]
+    scheme = urlsplit(config.server.public_url).scheme
+    hosts, wildcards = _company_hosts(config, code)
+    multi = tenant.tenant_id.lower() in MULTI_TENANT_IDS
+    guide = Guide(
+        login_code=code,
+        display_name=tenant.display_name,
+        tenant_id=tenant.tenant_id,
+        client_id=tenant.client_id,
+        supported_account_types="Accounts in any organizational directory (Multitenant)"
+        if multi
+        else "Accounts in this organizational directory only (Single tenant)",
+    )
+    for host in hosts:
+        guide.redirect_uris.append(f"{scheme}://{host}/.auth/callback")
+    for host in hosts:
+        # Entra accepts a post_logout_redirect_uri only when it is registered as a redirect URI too.
+        guide.redirect_uris.append(f"{scheme}://{host}/.auth/logout/done")
+    guide.front_channel_logout_url = f"{scheme}://{hosts[0]}/.auth/frontchannel-logout/{code}"
+    for wildcard in wildcards:
+        guide.warnings.append(
+            f"routes on {wildcard} cannot be registered (Entra has no wildcard redirect URIs): add each "
+            f"host's https://HOST/.auth/callback, or send users through {hosts[0]}"
+        )
+    if any(len(uri) > 256 for uri in guide.redirect_uris):
+        guide.warnings.append("a redirect URI is longer than Entra's 256-character limit")
+    if tenant.certificate is not None:
+        cert = (base_dir / tenant.certificate.cert_file).read_bytes()
+        guide.credential = {
+            "type": "certificate",
+            "upload": tenant.certificate.cert_file,
+            "thumbprint_sha1": certificate_thumbprint(cert),
+        }
+    else:
+        guide.credential = {
+            "type": "client_secret",
+            "where": "the gateway's client_secret (from an env var or client_secret_file)",
+        }
+    guide.api_permissions = ["openid", "profile", "email", "offline_access"]
+    if tenant.groups_overage == "graph":
+        guide.api_permissions.append("User.Read")
+    if tenant.roles.groups:
+        guide.groups_claim = "Security groups (ID token, Group ID)"
+    guide.app_roles = [
+        {
+            "allowedMemberTypes": ["User"],
+            "description": f"{tenant.display_name}: broker role '{role}'",
+            "displayName": value,
+            "id": str(uuid.uuid5(APP_ROLE_NAMESPACE, f"{code}/{value}")),
+            "isEnabled": True,
+            "value": value,
+        }
+        for value, role in tenant.roles.app_roles.items()
+    ]
+    guide.assignment_required = tenant.roles.require_role
+    return guide
+
+
+def to_json(guide: Guide) -> str:
+    """The guide as JSON (for automation)."""
+    return json.dumps(asdict(guide), indent=2)
+
+
+def to_markdown(guide: Guide) -> str:
+    """The guide as Markdown, numbered in the order of the Azure portal."""
+    lines = [
+        f"# Microsoft Entra setup for {guide.display_name} (login code `{guide.login_code}`)",
+        "",
+        "In the Microsoft Entra admin center (https://entra.microsoft.com):",
+        "",
+        "1. **App registrations > New registration**",
+        f"   - Supported account types: *{guide.supported_account_types}*",
+        f"   - Redirect URI: platform **{guide.platform}**, `{guide.redirect_uris[0]}`",
+        "2. **Authentication** (platform Web):",
+        "   - Redirect URIs (add every one):",
+        *[f"     - `{uri}`" for uri in guide.redirect_uris],
+        f"   - Front-channel logout URL: `{guide.front_channel_logout_url}`",
+        "   - Implicit grant and hybrid flows: leave *Access tokens* and *ID tokens* **unticked** "
+        "(the gateway uses the authorization code flow with PKCE).",
+    ]
+    for warning in guide.warnings:
+        lines.append(f"   - **Warning:** {warning}")
+    if guide.credential["type"] == "certificate":
+        lines += [
+            "3. **Certificates & secrets > Certificates > Upload certificate**: "
+            f"`{guide.credential['upload']}`. The portal must then show thumbprint "
+            f"`{guide.credential['thumbprint_sha1']}`.",
+        ]
+    else:
+        lines += [
+            "3. **Certificates & secrets > Client secrets > New client secret**: copy the secret's **Value** "
+            "(not the Secret ID) into the gateway's client secret. Note its expiry and rotate before it.",
+        ]
+    lines += [
+        "4. **Token configuration > Add optional claim** (token type ID): "
+        + ", ".join(f"`{c}`" for c in guide.optional_claims)
+        + " (accept the prompt to add the Microsoft Graph permissions they need).",
+    ]
+    if guide.groups_claim:
+        lines.append(f"   - **Add groups claim**: {guide.groups_claim}.")
+    lines += [
+        "5. **API permissions > Microsoft Graph > Delegated**: "
+        + ", ".join(f"`{p}`" for p in guide.api_permissions)
+        + "; then **Grant admin consent**.",
+    ]
+    if guide.app_roles:
+        lines += [
+            "6. **App roles** (or **Manifest**, key `appRoles`): create these roles; "
+            "pasting this JSON keeps their ids stable:",
+            "",
+            "```json",
+            json.dumps(guide.app_roles, indent=2),
+            "```",
+            "",
+        ]
+    lines += [
+        "7. **Enterprise applications > (this app) > Properties**: *Assignment required?* "
+        + ("**Yes** (users without a role are refused)." if guide.assignment_required else "your choice."),
+        "   Then **Users and groups**: assign people (and their app roles).",
+        "8. Send back to the gateway operator: Application (client) ID and Directory (tenant) ID. "
+        f"Configured now: client ID `{guide.client_id}`, tenant `{guide.tenant_id}`.",
+        "",
+        "New registrations can take a few minutes to work everywhere (AADSTS700016 until then).",
+    ]
+    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ import yaml
 
 from broker.config import schema
 from broker.config.env import MissingEnvironmentVariable, expand_env
-from broker.config.validate import check_semantics
+from broker.config.validate import Sections, check_sections, check_semantics
 from broker.errors import ConfigError, ConfigProblem
 
 T = TypeVar("T")
@@ -217,6 +217,29 @@ class _Builder:
 _INVALID: Any = object()
 
 
+def _partial_sections(
+    data: dict[str, Any], environ: Mapping[str, str] | None, base_dir: Path, exists: Callable[[Path], bool]
+) -> Sections:
+    """Build each section, company and route on its own; their type problems were reported already."""
+    quiet = _Builder(_Collector("", {}), base_dir, environ)
+    raw_tenants = data.get("tenants") if isinstance(data.get("tenants"), dict) else {}
+    raw_routes = data.get("routes") if isinstance(data.get("routes"), list) else []
+    assert isinstance(raw_tenants, dict) and isinstance(raw_routes, list)
+    parts = Sections(base_dir=base_dir, exists=exists, codes={str(code) for code in raw_tenants})
+    parts.server = quiet.build_dataclass(schema.ServerConfig, data.get("server"), ("server",))
+    parts.sessions = quiet.build_dataclass(schema.SessionsConfig, data.get("sessions", {}), ("sessions",))
+    parts.signing = quiet.build_dataclass(schema.SigningConfig, data.get("signing"), ("signing",))
+    for code, raw in raw_tenants.items():
+        tenant = quiet.build_dataclass(schema.TenantConfig, raw, ("tenants", code))
+        if tenant is not None:
+            parts.tenants[str(code)] = tenant
+    for i, raw in enumerate(raw_routes):
+        route = quiet.build_dataclass(schema.RouteConfig, raw, ("routes", i))
+        if route is not None:
+            parts.routes.append((i, route))
+    return parts
+
+
 def load_config_text(
     text: str,
     file: str = "<config>",
@@ -241,6 +264,12 @@ def load_config_text(
     config = builder.build_dataclass(schema.BrokerConfig, data, ())
     if config is not None:
         for path, message in check_semantics(config, base_dir or Path("."), file_exists):
+            out.add(path, message)
+    elif isinstance(data, dict):
+        # Some part had a type error (already reported): still check every part that did build, so the
+        # operator sees all problems in one run.
+        parts = _partial_sections(data, environ, base_dir or Path("."), file_exists or Path.is_file)
+        for path, message in check_sections(parts):
             out.add(path, message)
     if out.problems:
         raise ConfigError(out.problems)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -133,55 +134,107 @@ def _check_route(
         yield base, "timeouts must be positive (they are never disabled)"
 
 
-def check_semantics(
-    config: schema.BrokerConfig, base_dir: Path, file_exists: Callable[[Path], bool] | None = None
-) -> Iterator[tuple[KeyPath, str]]:
-    """Yield every semantic problem in an otherwise well-typed config."""
-    exists = file_exists or Path.is_file
-    yield from _check_url(config.server.public_url, ("server", "public_url"), "public_url")
-    for i, cidr in enumerate(config.server.trusted_proxies):
+@dataclass
+class Sections:
+    """The parts of a config that built, for checking even when other parts had type errors.
+
+    ``codes`` are the login codes named in the YAML (including companies that failed to build), so a
+    broken company does not also make every route that names it "unknown". ``routes`` keep their index.
+    """
+
+    base_dir: Path
+    exists: Callable[[Path], bool]
+    codes: set[str]
+    server: schema.ServerConfig | None = None
+    sessions: schema.SessionsConfig | None = None
+    signing: schema.SigningConfig | None = None
+    tenants: dict[str, schema.TenantConfig] = field(default_factory=dict)
+    routes: list[tuple[int, schema.RouteConfig]] = field(default_factory=list)
+
+
+def _check_server(server: schema.ServerConfig) -> Iterator[tuple[KeyPath, str]]:
+    yield from _check_url(server.public_url, ("server", "public_url"), "public_url")
+    for i, cidr in enumerate(server.trusted_proxies):
         try:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             yield ("server", "trusted_proxies", i), f"not an IP network (CIDR) {cidr!r}"
-    for i, alias in enumerate(config.server.login_aliases):
+    for i, alias in enumerate(server.login_aliases):
         if not ALIAS.match(alias) or alias.startswith("/.auth/"):
             yield ("server", "login_aliases", i), "must be a path ending in '{code}', e.g. /login/{code}"
-    store = config.sessions.store
+
+
+def _check_sessions(sessions: schema.SessionsConfig, parts: Sections) -> Iterator[tuple[KeyPath, str]]:
+    store = sessions.store
     if store != "memory" and urlsplit(store).scheme not in SESSION_STORE_SCHEMES:
         yield (
             ("sessions", "store"),
             "must be 'memory' or a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL",
         )
     for name in ("ca_file", "cert_file", "key_file"):
-        tls_path = getattr(config.sessions.tls, name)
-        if tls_path is not None and not exists(base_dir / tls_path):
-            yield ("sessions", "tls", name), f"file {base_dir / tls_path} does not exist"
-    if config.sessions.idle_timeout <= 0 or config.sessions.lifetime <= 0:
+        tls_path = getattr(sessions.tls, name)
+        if tls_path is not None and not parts.exists(parts.base_dir / tls_path):
+            yield ("sessions", "tls", name), f"file {parts.base_dir / tls_path} does not exist"
+    if sessions.idle_timeout <= 0 or sessions.lifetime <= 0:
         yield ("sessions",), "idle_timeout and lifetime must be positive"
-    if not config.signing.keys:
+
+
+def _check_signing(signing: schema.SigningConfig, parts: Sections) -> Iterator[tuple[KeyPath, str]]:
+    if not signing.keys:
         yield ("signing", "keys"), "at least one signing key file is required (see `broker keygen`)"
-    for i, key in enumerate(config.signing.keys):
-        if not exists(base_dir / key):
-            yield ("signing", "keys", i), f"key file {base_dir / key} does not exist"
-    if not 0 < config.signing.assertion_ttl <= schema.MAX_ASSERTION_TTL:
+    for i, key in enumerate(signing.keys):
+        if not parts.exists(parts.base_dir / key):
+            yield ("signing", "keys", i), f"key file {parts.base_dir / key} does not exist"
+    if not 0 < signing.assertion_ttl <= schema.MAX_ASSERTION_TTL:
         yield ("signing", "assertion_ttl"), f"must be between 1s and {int(schema.MAX_ASSERTION_TTL)}s"
-    if not HEADER_NAME.match(config.signing.assertion_header):
+    if not HEADER_NAME.match(signing.assertion_header):
         yield ("signing", "assertion_header"), "is not a valid HTTP header name"
-    if not config.tenants:
+
+
+def _route_key(route: schema.RouteConfig) -> tuple[str, str]:
+    # "/app" and "/app/" serve the same requests: one would silently shadow the other.
+    return route.host.lower(), route.path.rstrip("/") or "/"
+
+
+def check_sections(parts: Sections) -> Iterator[tuple[KeyPath, str]]:
+    """Yield every semantic problem in the sections that built."""
+    if parts.server is not None:
+        yield from _check_server(parts.server)
+    if parts.sessions is not None:
+        yield from _check_sessions(parts.sessions, parts)
+    if parts.signing is not None:
+        yield from _check_signing(parts.signing, parts)
+    if not parts.codes:
         yield ("tenants",), "at least one company is required"
-    for code, tenant in config.tenants.items():
+    for code, tenant in parts.tenants.items():
         yield from _check_tenant(code, tenant)
         if tenant.certificate is not None:
             for name in ("key_file", "cert_file"):
-                path = base_dir / getattr(tenant.certificate, name)
-                if not exists(path):
+                path = parts.base_dir / getattr(tenant.certificate, name)
+                if not parts.exists(path):
                     yield ("tenants", code, "certificate", name), f"file {path} does not exist"
-    codes = set(config.tenants)
     seen: dict[tuple[str, str], int] = {}
-    for i, route in enumerate(config.routes):
-        yield from _check_route(i, route, codes, config.tenants)
-        host_path = (route.host.lower(), route.path)
-        if host_path in seen:
-            yield ("routes", i), f"same host and path as routes[{seen[host_path]}]"
-        seen.setdefault(host_path, i)
+    for i, route in parts.routes:
+        yield from _check_route(i, route, parts.codes, parts.tenants)
+        key = _route_key(route)
+        if key in seen:
+            yield ("routes", i), f"overlaps routes[{seen[key]}]: same host and path prefix"
+        seen.setdefault(key, i)
+
+
+def check_semantics(
+    config: schema.BrokerConfig, base_dir: Path, file_exists: Callable[[Path], bool] | None = None
+) -> Iterator[tuple[KeyPath, str]]:
+    """Yield every semantic problem in a well-typed config."""
+    yield from check_sections(
+        Sections(
+            base_dir=base_dir,
+            exists=file_exists or Path.is_file,
+            codes=set(config.tenants),
+            server=config.server,
+            sessions=config.sessions,
+            signing=config.signing,
+            tenants=dict(config.tenants),
+            routes=list(enumerate(config.routes)),
+        )
+    )

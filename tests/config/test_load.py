@@ -45,6 +45,46 @@ def test_every_problem_is_reported_with_line_and_key() -> None:
     assert len(info.value.problems) == 2
 
 
+TWO_COMPANIES = (
+    GOOD.replace(
+        "routes:",
+        """  fabrikam:
+    display_name: Fabrikam
+    tenant_id: 8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e
+    client_id: not-a-guid
+    client_secret: x
+    roles: {order: [reader], default: admin}
+routes:""",
+    )
+    + """  - {host: wiki.example.com, upstream: "http://10.0.0.5:8080", path: "/", allow: {login_codes: [nobody]}}
+  - {host: other.example.com, upstream: "http://10.0.0.6", connect_timeout: soon}
+"""
+)
+
+
+def test_type_errors_do_not_hide_the_other_problems() -> None:
+    """One run reports type errors and every semantic problem of the parts that did build."""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(TWO_COMPANIES, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+    text = str(info.value)
+    assert "b.yaml:19: routes[2].connect_timeout: must be a duration" in text  # the type error
+    assert "b.yaml:13: tenants.fabrikam.client_id: must be the application (client) ID GUID" in text
+    assert "b.yaml:15: tenants.fabrikam.roles.default: 'admin' is not in roles.order" in text
+    assert "b.yaml:18: routes[1].allow.login_codes[0]: unknown login code 'nobody'" in text
+    assert "b.yaml:18: routes[1]: overlaps routes[0]" in text
+    assert len(info.value.problems) == 5, text
+
+
+def test_check_config_command_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from broker.cli import main as broker_cli
+
+    (tmp_path / "b.yaml").write_text(TWO_COMPANIES)
+    assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "problem(s)" in err and f"{tmp_path / 'b.yaml'}:19: routes[2].connect_timeout" in err
+    assert "environment variable SECRET is not set" in err  # secrets are named, never printed
+
+
 def test_semantic_problems_are_located() -> None:
     bad = GOOD.replace("login_codes: [contoso]", "login_codes: [fabrikam]").replace(
         "tenant_id: 3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c", "tenant_id: not a guid"

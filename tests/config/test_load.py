@@ -56,7 +56,7 @@ TWO_COMPANIES = (
     roles: {order: [reader], default: admin}
 routes:""",
     )
-    + """  - {host: wiki.example.com, upstream: "http://10.0.0.5:8080", path: /, allow: {login_codes: [nobody]}}
+    + """  - {host: wiki.example.com, upstream: "http://10.0.0.9", path: /, allow: {login_codes: [nobody]}}
   - {host: other.example.com, upstream: "http://10.0.0.6", connect_timeout: soon}
 """
 )

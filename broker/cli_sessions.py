@@ -16,6 +16,7 @@ from broker.app import make_store
 from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
 from broker.errors import BrokerError
+from broker.observability import audit
 from broker.sessions.manager import SessionInfo, SessionManager, company_index, user_index
 
 
@@ -70,9 +71,11 @@ async def _run(args: argparse.Namespace, config: BrokerConfig, base_dir: Path) -
         if args.action == "revoke":
             if args.user:
                 count = await manager.revoke_index(user_index(*_user(args.user)))
+                audit("session_revoked", who=args.user, why="operator (broker sessions revoke)", count=count)
                 print(f"revoked {count} session(s) of {args.user}")
                 return 0
             if await manager.revoke(args.session_id):
+                audit("session_revoked", why="operator (broker sessions revoke)", session_id=args.session_id)
                 print(f"revoked {args.session_id}")
                 return 0
             print(f"no session {args.session_id}", file=sys.stderr)

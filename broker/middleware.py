@@ -9,11 +9,14 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
+from broker.metrics import METRICS
+from broker.observability import current_request_id
 from broker.pages import views
 from broker.runtime import REQUEST_ID_KEY, request_id_of, wants_html
 
@@ -40,6 +43,7 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     """Assign (or accept) a request id; it is logged, shown on error pages and passed upstream."""
     incoming = request.headers.get("X-Request-Id", "")
     request[REQUEST_ID_KEY] = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
+    current_request_id.set(request[REQUEST_ID_KEY])
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id_of(request)
@@ -54,7 +58,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException:
         raise
     except SessionStoreUnavailable as exc:
-        log.error("session store unavailable: %s", exc, extra={"request_id": request_id_of(request)})
+        log.error("session store unavailable: %s", exc)
+        if METRICS in request.app:
+            request.app[METRICS].store_errors.inc()
         return error_response(
             request,
             503,
@@ -63,7 +69,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "session_store_unavailable",
         )
     except IdentityProviderUnavailable as exc:
-        log.error("identity provider unavailable: %s", exc, extra={"request_id": request_id_of(request)})
+        log.error("identity provider unavailable: %s", exc)
         return error_response(
             request,
             503,
@@ -72,7 +78,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "identity_provider_unavailable",
         )
     except Exception:
-        log.exception("unhandled error", extra={"request_id": request_id_of(request)})
+        log.exception("unhandled error")
         return error_response(
             request,
             500,
@@ -81,3 +87,26 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "below to your administrator.",
             "internal_error",
         )
+
+
+# Requests to the broker's own pages are labelled "broker"; proxied ones get their route's name.
+ROUTE_LABEL_KEY = web.RequestKey("route_label", str)
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by route and status, and time it (until the answer's headers are sent)."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        metrics = request.app[METRICS]
+        label = request.get(ROUTE_LABEL_KEY, "broker")
+        metrics.requests.labels(label, str(status)).inc()
+        metrics.latency.labels(label).observe(time.perf_counter() - started)

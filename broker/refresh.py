@@ -20,6 +20,8 @@ import aiohttp
 
 from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable, InvalidToken
+from broker.metrics import Metrics
+from broker.observability import audit
 from broker.oidc.client import refresh_tokens
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
@@ -62,6 +64,11 @@ class SessionRefresher:
     credentials: Mapping[str, ClientCredential]
     refresh_before: float
     revalidate_every: float | None
+    metrics: Metrics | None = None
+
+    def _count(self, company: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.refreshes.labels(company, result).inc()
 
     async def ensure_fresh(self, key: SealKey, session: Session, now: float) -> Session | None:
         """The session to use for this request: as is, refreshed, or None when it has ended."""
@@ -89,11 +96,9 @@ class SessionRefresher:
         try:
             refreshed = await self._redeem(tenant, session, session.refresh_token, now)
         except SessionEnded as exc:
-            log.warning(
-                "refresh ended the session: %s",
-                exc,
-                extra={"event": "refresh_failure", "company": session.login_code, "user": session.user_key},
-            )
+            audit("refresh_failure", who=session.user_key, company=session.login_code, why=str(exc))
+            audit("session_revoked", who=session.user_key, company=session.login_code, why="refresh refused")
+            self._count(session.login_code, "ended")
             await self.sessions.revoke(key.storage_id())
             return None
         except (IdentityProviderUnavailable, GroupsOverageError) as exc:
@@ -102,11 +107,12 @@ class SessionRefresher:
                 exc,
                 extra={"event": "refresh_retry", "company": session.login_code, "user": session.user_key},
             )
+            self._count(session.login_code, "retry")
             session = replace(session, refresh_failed_at=now)
             await self.sessions.save(key, session, now)
             return session
         await self.sessions.save(key, refreshed, now)
-        log.info("session refreshed", extra={"event": "refresh", "company": session.login_code})
+        self._count(session.login_code, "success")
         return refreshed
 
     async def _redeem(

@@ -17,6 +17,8 @@ from aiohttp import web
 from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, InvalidToken
 from broker.handlers.login import login_path
+from broker.metrics import METRICS
+from broker.observability import audit
 from broker.oidc import errors as aadsts
 from broker.oidc.client import redeem_code
 from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
@@ -36,9 +38,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
     state_value = str(params.get("state", ""))
     login = await gw.sessions.take_login_state(state_value, gw.clock()) if state_value else None
     if login is None:
-        log.warning(
-            "callback with unknown, replayed or expired state", extra={"event": "login_state_rejected"}
-        )
+        audit("login_failure", why="state unknown, replayed or expired")
+        _count(request, "unknown", "state")
         return views.simple(
             "Please sign in again",
             "Your sign-in took too long or this sign-in link was already used. Start again.",
@@ -93,9 +94,8 @@ async def _complete(
             gw.discovery, tenant, metadata, tokens.id_token, nonce=login.nonce, now=now
         )
     except InvalidToken as exc:
-        log.warning(
-            "ID token rejected: %s", exc, extra={"event": "login_failure", "company": login.login_code}
-        )
+        audit("login_failure", company=login.login_code, why=f"ID token rejected: {exc}")
+        _count(request, login.login_code, "invalid_token")
         return views.simple(
             "Sign-in could not be verified",
             "Microsoft's answer did not pass the gateway's checks, so you were not signed in. "
@@ -114,10 +114,8 @@ async def _complete(
         login.login_code, tenant, claims, groups, tokens.id_token, tokens.refresh_token
     )
     if tenant.roles.require_role and not session.roles:
-        log.warning(
-            "sign-in refused: no role assigned",
-            extra={"event": "login_failure", "company": login.login_code, "user": session.user_key},
-        )
+        audit("login_failure", who=session.user_key, company=login.login_code, why="no role assigned")
+        _count(request, login.login_code, "no_role")
         return views.simple(
             "You don't have a role in this application yet",
             "You signed in, but your account has no role in this application. Ask your administrator to "
@@ -131,14 +129,17 @@ async def _complete(
         # A new login replaces whatever session this browser had (never reuse or keep a stale one).
         await gw.sessions.delete(previous)
     ticket = await gw.sessions.create(session, now)
-    log.info(
-        "login succeeded",
-        extra={"event": "login_success", "company": login.login_code, "user": session.user_key},
-    )
+    audit("login_success", who=session.user_key, company=login.login_code, roles=",".join(session.roles))
+    _count(request, login.login_code, "success")
     # 303 so the browser follows with a GET even after Entra's form_post.
     response = web.Response(status=303, headers={"Location": login.return_to, "Cache-Control": "no-store"})
     gw.cookie.set(response, ticket, int(gw.config.sessions.lifetime))
     return response
+
+
+def _count(request: web.Request, company: str, result: str, aadsts: int | None = None) -> None:
+    if METRICS in request.app:
+        request.app[METRICS].logins.labels(company, result, str(aadsts or "")).inc()
 
 
 def _strings(value: object) -> list[str]:
@@ -159,9 +160,8 @@ async def _overage_groups(
             return await fetch_groups(gw.idp_http, tenant.graph_url, access_token)
         except GroupsOverageError as exc:
             log.warning("group overage lookup failed: %s", exc, extra={"company": login.login_code})
-    log.warning(
-        "sign-in refused: group overage", extra={"event": "login_failure", "company": login.login_code}
-    )
+    audit("login_failure", company=login.login_code, why="group overage and groups_overage is deny")
+    _count(request, login.login_code, "groups_overage")
     return views.simple(
         "Too many groups to sign you in",
         "Your account belongs to more groups than the sign-in token can carry, and this company's "
@@ -213,10 +213,8 @@ def _entra_error(
 ) -> web.StreamResponse:
     """An error Entra reported (on the callback or from the token endpoint), explained."""
     code = aadsts.aadsts_code(description, error_codes)
-    log.warning(
-        "sign-in failed at the identity provider",
-        extra={"event": "login_failure", "company": login.login_code, "error": error, "aadsts": code},
-    )
+    audit("login_failure", company=login.login_code, why=f"identity provider: {error}", aadsts=code)
+    _count(request, login.login_code, "idp_error", code)
     return views.login_error(
         aadsts.explain(error, code),
         code=code,

@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from broker.errors import IdentityProviderUnavailable
+from broker.observability import audit
 from broker.oidc.verifier import allowed_tenants, source_of
 from broker.pages import views
 from broker.runtime import Gateway, gateway_of, request_id_of
@@ -53,7 +54,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
         ticket = gw.cookie.read(request)
         if ticket:
             await gw.sessions.delete(ticket)
-        log.info("logout", extra={"event": "logout", "company": session.login_code, "user": session.user_key})
+        audit("logout", who=session.user_key, company=session.login_code)
     tenant = gw.tenant(session.login_code) if session is not None else None
     mode = tenant.entra_logout if tenant is not None else "never"
     entra_url = (
@@ -122,9 +123,8 @@ async def frontchannel(request: web.Request) -> web.StreamResponse:
                 tids = frozenset({tenant.tenant_id.lower()})
             for tid in tids:
                 revoked += await gw.sessions.revoke_index(sid_index(tid, sid))
-    log.info(
-        "front-channel logout", extra={"event": "session_revoked", "reason": "frontchannel", "count": revoked}
-    )
+    if revoked:
+        audit("session_revoked", company=code, why="Entra front-channel logout", count=revoked)
     frame_ancestors = " ".join(sorted(authorities)) or "'none'"
     return web.Response(
         text="<!doctype html><title>Signed out</title>",

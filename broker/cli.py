@@ -14,7 +14,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from broker.app import create_app
 from broker.config.load import load_config
 from broker.errors import ConfigError
 from broker.identity import generate_es256_pem
@@ -47,17 +46,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the gateway until interrupted."""
+    """Run the gateway until SIGTERM/SIGINT."""
     configure_logging(args.log_format)
     try:
         config = load_config(args.config)
-        app = create_app(config, Path(args.config).parent)
     except ConfigError as exc:
         _print_config_error(exc)
         return 1
-    host, port = split_listen(args.listen or config.server.listen)
-    web.run_app(app, host=host, port=port, print=None, access_log=None)
-    return 0
+    if config.server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # prometheus-client chooses where metric values live when it is first imported: the directory
+        # shared by the workers must be set before broker.serve (and so prometheus_client) is imported.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="broker-metrics-")
+    from broker.serve import run
+
+    try:
+        return run(config, Path(args.config).parent, args.listen or config.server.listen)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
 
 
 def cmd_entra_setup(args: argparse.Namespace) -> int:

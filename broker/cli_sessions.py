@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from broker.app import make_store
 from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
 from broker.errors import BrokerError
@@ -65,6 +64,8 @@ def _user(value: str) -> tuple[str, str]:
 
 
 async def _run(args: argparse.Namespace, config: BrokerConfig, base_dir: Path) -> int:
+    from broker.app import make_store  # not at import time: see cli.cmd_run on prometheus_client
+
     store = make_store(config, base_dir)
     manager = SessionManager(store, config.sessions.idle_timeout, config.sessions.lifetime)
     try:

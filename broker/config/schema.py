@@ -16,6 +16,7 @@ Duration = Annotated[float, DURATION]
 SECRET = {"secret": True}
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
+DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 DEFAULT_COOKIE_NAME = "__Host-broker"
@@ -50,6 +51,9 @@ class ServerConfig:
     listen: str = DEFAULT_LISTEN
     login_aliases: list[str] = field(default_factory=list)
     trusted_proxies: list[str] = field(default_factory=list)
+    workers: int = 1
+    metrics_listen: str | None = None
+    shutdown_timeout: Duration = DEFAULT_SHUTDOWN_TIMEOUT
 
 
 @dataclass(frozen=True)

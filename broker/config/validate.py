@@ -20,6 +20,7 @@ LOGIN_CODE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$", re.IGNORECASE)
 HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+LISTEN = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]*):\d{1,5}$")
 ALIAS = re.compile(r"^/[A-Za-z0-9._~/-]*\{code\}$")
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SESSION_STORE_SCHEMES = frozenset(
@@ -154,6 +155,12 @@ class Sections:
 
 def _check_server(server: schema.ServerConfig) -> Iterator[tuple[KeyPath, str]]:
     yield from _check_url(server.public_url, ("server", "public_url"), "public_url")
+    if not 1 <= server.workers <= 64:
+        yield ("server", "workers"), "must be between 1 and 64"
+    for name in ("listen", "metrics_listen"):
+        value = getattr(server, name)
+        if value is not None and not LISTEN.match(value):
+            yield ("server", name), f"must be host:port (got {value!r})"
     for i, cidr in enumerate(server.trusted_proxies):
         try:
             ipaddress.ip_network(cidr, strict=False)

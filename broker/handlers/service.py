@@ -6,6 +6,7 @@ from aiohttp import web
 
 from broker.errors import SessionStoreUnavailable
 from broker.middleware import error_response
+from broker.oidc.verifier import source_of
 from broker.runtime import gateway_of
 
 JWKS_CACHE = "public, max-age=300"
@@ -30,12 +31,27 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """GET /.auth/readyz: config loaded and the session store reachable."""
+    """GET /.auth/readyz: config loaded, session store reachable, every company's keys loaded or cached.
+
+    A load balancer takes a replica out of rotation while this is 503, and back when it turns 200.
+    """
+    gw = gateway_of(request)
+    checks: dict[str, str] = {"config": "loaded"}
     try:
-        await gateway_of(request).sessions.store.ping()
+        await gw.sessions.store.ping()
+        checks["session_store"] = "ok"
     except SessionStoreUnavailable as exc:
-        return web.json_response({"status": "unavailable", "session_store": str(exc)}, status=503)
-    return web.json_response({"status": "ready"})
+        checks["session_store"] = str(exc)
+    missing = [
+        code for code, tenant in gw.config.tenants.items() if not gw.discovery.is_loaded(source_of(tenant))
+    ]
+    checks["identity_providers"] = "ok" if not missing else "not loaded yet: " + ", ".join(sorted(missing))
+    ready = all(value in ("ok", "loaded") for value in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "unavailable", **checks},
+        status=200 if ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def reserved_not_found(request: web.Request) -> web.StreamResponse:

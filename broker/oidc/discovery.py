@@ -165,6 +165,11 @@ class DiscoveryCache:
                 log.warning("JWKS refresh failed; keeping last good keys", extra={"tenant": source.tenant_id})
             return cache.keys
 
+    def is_loaded(self, source: Source) -> bool:
+        """Whether metadata and keys for ``source`` are cached (fresh or last good)."""
+        cache = self._tenants.get(source)
+        return cache is not None and cache.metadata is not None and bool(cache.keys)
+
     async def refresh(self, sources: list[Source], max_age: float = BACKGROUND_REFRESH_AGE) -> None:
         """Renew every source older than ``max_age``; failures are logged, last good values kept."""
         for source in sources:

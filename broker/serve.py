@@ -1,0 +1,128 @@
+"""``broker run``: serve the gateway with N worker processes, uvloop, metrics, and graceful shutdown.
+
+- ``server.workers`` > 1 forks that many processes that all listen on the port (SO_REUSEPORT: the kernel
+  spreads connections); the parent forwards SIGTERM/SIGINT/SIGHUP and waits for them.
+- SIGTERM / SIGINT: stop accepting, let in-flight requests finish for up to ``server.shutdown_timeout``.
+- ``server.metrics_listen``: Prometheus ``/metrics`` on its own address (aggregated over workers).
+- uvloop is used when installed (it is a dependency on Linux).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from broker.app import create_app
+from broker.config.schema import BrokerConfig
+from broker.metrics import METRICS, metrics_app
+
+log = logging.getLogger(__name__)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address must be host:port, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when available, asyncio's otherwise."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def serve_until_stopped(config: BrokerConfig, base_dir: Path, listen: str, *, reuse_port: bool) -> None:
+    """Run one worker: the gateway (and metrics) until SIGTERM/SIGINT, then shut down gracefully."""
+    app = create_app(config, base_dir)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.server.shutdown_timeout)
+    await runner.setup()
+    host, port = split_listen(listen)
+    await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    metrics_runner = None
+    if config.server.metrics_listen:
+        metrics_runner = web.AppRunner(metrics_app(app[METRICS]), access_log=None)
+        await metrics_runner.setup()
+        m_host, m_port = split_listen(config.server.metrics_listen)
+        await web.TCPSite(metrics_runner, m_host, m_port, reuse_port=reuse_port).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("gateway listening", extra={"listen": listen, "pid": os.getpid()})
+    await stop.wait()
+    log.info("shutting down: no new connections, finishing in-flight requests")
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    await runner.cleanup()  # closes the listener first, then waits for handlers up to shutdown_timeout
+    log.info("stopped")
+
+
+def _run_worker(config: BrokerConfig, base_dir: Path, listen: str, reuse_port: bool) -> None:
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve_until_stopped(config, base_dir, listen, reuse_port=reuse_port))
+    finally:
+        loop.close()
+
+
+def run(config: BrokerConfig, base_dir: Path, listen: str) -> int:
+    """Serve with ``server.workers`` processes; returns the exit code."""
+    workers = config.server.workers
+    if workers == 1:
+        _run_worker(config, base_dir, listen, reuse_port=False)
+        return 0
+    # Set by the CLI before prometheus_client was imported (see cli.cmd_run); created here otherwise.
+    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="broker-metric"))
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 0
+            try:
+                _run_worker(config, base_dir, listen, reuse_port=True)
+            except BaseException:
+                log.exception("worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    return _supervise(children, lambda: shutil.rmtree(metrics_dir, ignore_errors=True))
+
+
+def _supervise(children: list[int], cleanup: Callable[[], None]) -> int:
+    """Forward signals to the workers and wait for all of them."""
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    failed = 0
+    try:
+        for pid in children:
+            while True:
+                try:
+                    _, status = os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+            failed += os.waitstatus_to_exitcode(status) != 0
+    finally:
+        cleanup()
+    return 1 if failed else 0

@@ -16,12 +16,16 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from broker.errors import SessionStoreUnavailable
 from broker.sessions.redis_url import TlsFiles, connect
 
 log = logging.getLogger(__name__)
+
+# redis-py's cluster client raises RedisClusterException (no RedisError) when no node answers or a slot is
+# not covered; both mean the store is unavailable.
+REDIS_ERRORS = (RedisError, RedisClusterException)
 
 KEY_PREFIX = "broker:"
 
@@ -31,7 +35,7 @@ def _unavailable_on_error(operation: str) -> Iterator[None]:
     """Map any redis-py error to ``SessionStoreUnavailable`` (the error type only: never keys or values)."""
     try:
         yield
-    except RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise SessionStoreUnavailable(f"Redis {operation} failed: {type(exc).__name__}") from exc
 
 
@@ -115,7 +119,7 @@ class RedisStore:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            with contextlib.suppress(LockError, RedisError):
+            with contextlib.suppress(*REDIS_ERRORS):  # LockError is a RedisError
                 await lock.release()
 
     @staticmethod
@@ -124,7 +128,7 @@ class RedisStore:
             await asyncio.sleep(lease_seconds / 3)
             try:
                 await lock.extend(lease_seconds, replace_ttl=True)
-            except (LockError, RedisError) as exc:
+            except REDIS_ERRORS as exc:  # LockError (lost it) is a RedisError
                 log.warning("could not extend a lock lease: %s", type(exc).__name__)
                 return
 

@@ -7,6 +7,10 @@
     rediss+sentinel://…, rediss+cluster://…               the same over TLS
 
 TLS options (CA bundle, client certificate) come from the config, not the URL, so paths are checked.
+
+A failing command gives up after about ``(RETRIES + 1) ** 2 * SOCKET_TIMEOUT``: redis-py applies the retry
+policy twice, around the command and around each (re)connect, so its default of 10 retries turned one
+request against a hung or TLS-misconfigured Redis into minutes instead of a quick 503.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 
 SOCKET_TIMEOUT = 2.0
+RETRIES = 1  # one quick retry rides over a connection Redis dropped (restart, failover); see the docstring
 SCHEMES = frozenset(
     {"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
 )
@@ -37,8 +44,12 @@ class TlsFiles:
 def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
     hosts = []
     for part in netloc.rsplit("@", 1)[-1].split(","):
-        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
-        hosts.append((host.strip("[]") or "localhost", int(port) if port else default_port))
+        if part.startswith("["):  # IPv6 literal, with or without a port: [::1] or [::1]:6379
+            host, _, rest = part[1:].partition("]")
+            port = rest.removeprefix(":")
+        else:
+            host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
+        hosts.append((host or "localhost", int(port) if port else default_port))
     return hosts
 
 
@@ -59,6 +70,7 @@ def connect(url: str, tls: TlsFiles | None = None) -> redis.Redis | RedisCluster
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": SOCKET_TIMEOUT,
         "password": _password(parts.netloc),
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES),
     }
     if scheme.startswith("rediss"):
         common.update(ssl=True, ssl_cert_reqs="required")

@@ -1,0 +1,55 @@
+"""An unreachable or hung Redis, in every URL form: a quick ``SessionStoreUnavailable`` (503), no hang."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from broker.errors import SessionStoreUnavailable
+from broker.sessions import redis_url
+from broker.sessions.redis_store import RedisStore
+from tests.support.servers import free_port
+
+URL_FORMS = ["redis://127.0.0.1:{port}/0", "redis+sentinel://127.0.0.1:{port}/mymaster/0"]
+URL_FORMS += ["redis+cluster://127.0.0.1:{port}"]
+
+
+@pytest.fixture
+def hung_port() -> Iterator[int]:
+    """A port that accepts TCP connections (the kernel queues them) and never answers a byte."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield int(listener.getsockname()[1])
+
+
+async def _ping_fails_within(url: str, seconds: float) -> None:
+    store = RedisStore(url)
+    started = time.monotonic()
+    try:
+        with pytest.raises(SessionStoreUnavailable, match="Redis ping failed"):
+            await store.ping()
+    finally:
+        await store.close()
+    assert time.monotonic() - started < seconds
+
+
+@pytest.mark.parametrize("form", URL_FORMS)
+async def test_nothing_listening(form: str) -> None:
+    # The cluster client raises RedisClusterException here, which is not a RedisError.
+    await _ping_fails_within(form.format(port=free_port()), 2.0)
+
+
+@pytest.mark.parametrize("form", URL_FORMS)
+async def test_hung_server_fails_after_a_bounded_number_of_timeouts(
+    form: str, hung_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # redis-py retries around the command and again around each connect: with its default of 10 retries
+    # that was 121 socket timeouts (minutes); now at most (RETRIES + 1) ** 2 of them.
+    timeout = 0.2
+    monkeypatch.setattr(redis_url, "SOCKET_TIMEOUT", timeout)
+    attempts = (redis_url.RETRIES + 1) ** 2
+    await _ping_fails_within(form.format(port=hung_port), attempts * timeout + 1.5)

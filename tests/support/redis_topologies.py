@@ -1,0 +1,464 @@
+"""Redis deployments for the store-contract suite: Sentinel, a 3-master Cluster and TLS, on loopback ports.
+
+Each is started from the ``redis-server`` binary (Debian ships no separate ``redis-sentinel``:
+``redis-server <conf> --sentinel`` runs one) in a pytest temp dir, bound to 127.0.0.1 only, and every
+process it started is stopped by PID when the context exits. Every wait is bounded and fails with the
+logs of the processes involved, so a broken start-up says why instead of hanging the suite.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from broker.sessions.redis_url import TlsFiles
+
+MASTER_NAME = "mymaster"
+START_TIMEOUT = 15.0
+CLUSTER_BUS_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
+
+
+class TopologyError(RuntimeError):
+    """A test deployment did not come up (the message carries the servers' log tails)."""
+
+
+def _binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise TopologyError(f"{name} is not installed (make test installs it); the tests need a real Redis")
+    return path
+
+
+def free_ports(count: int, with_cluster_bus: bool = False) -> list[int]:
+    """``count`` distinct free loopback ports (all held open while choosing, so no duplicates).
+
+    With ``with_cluster_bus``, port + 10000 is free too, for Redis Cluster's bus.
+    """
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            if with_cluster_bus:
+                if port + CLUSTER_BUS_OFFSET > 65535:
+                    continue
+                bus = socket.socket()
+                held.append(bus)
+                try:
+                    bus.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+                except OSError:
+                    continue
+            ports.append(port)
+    finally:
+        for s in held:
+            s.close()
+    return ports
+
+
+class Processes:
+    """The processes of one deployment, each logging to ``<workdir>/<name>.log``; stopped by PID."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` with its output in ``name``.log."""
+        with open(self.workdir / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+        self._procs[name] = proc
+        return proc
+
+    def logs(self, names: list[str] | None = None, lines: int = 15) -> str:
+        """The last lines of each log (for error messages)."""
+        out = []
+        for name in names or list(self._procs):
+            path = self.workdir / f"{name}.log"
+            text = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            out.append(f"--- {name} (pid {self._procs[name].pid}) ---\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def check_alive(self) -> None:
+        """Fail at once (with its log) when a process has exited."""
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise TopologyError(f"{name} exited with code {proc.returncode}\n{self.logs([name])}")
+
+    def stop(self, name: str) -> None:
+        """SIGTERM the process by PID, SIGKILL if it lingers."""
+        proc = self._procs.pop(name)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process by PID (a crash: no shutdown, no goodbye to replicas or sentinels)."""
+        proc = self._procs.pop(name)
+        proc.kill()
+        proc.wait(timeout=5)
+
+    def stop_all(self) -> None:
+        """Stop every process still running."""
+        for name in list(self._procs):
+            self.stop(name)
+
+
+def wait_until(
+    what: str, check: Callable[[], bool], procs: Processes, timeout: float = START_TIMEOUT
+) -> None:
+    """Poll ``check`` until True; fail after ``timeout`` (or at once if a process died) with the logs."""
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while True:
+        procs.check_alive()
+        try:
+            if check():
+                return
+        except (redis.RedisError, OSError) as exc:
+            last_error = f" (last error: {type(exc).__name__}: {exc})"
+        if time.monotonic() > deadline:
+            raise TopologyError(f"{what}: not within {timeout:.0f} s{last_error}\n{procs.logs()}")
+        time.sleep(0.05)
+
+
+def client(port: int, **kwargs: object) -> redis.Redis:
+    """A short-timeout admin client for start-up checks (no retries: the wait loop is the retry)."""
+    return redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_timeout=1,
+        socket_connect_timeout=1,
+        retry=Retry(NoBackoff(), 0),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def ask(port: int, *command: str, **kwargs: object) -> object:
+    """Run one command on 127.0.0.1:port and close the connection."""
+    with client(port, **kwargs) as c:
+        return c.execute_command(*command)
+
+
+def server_argv(port: int, workdir: Path, **options: str | tuple[str, ...]) -> list[str]:
+    """redis-server on 127.0.0.1:port, nothing persisted, files in ``workdir``; ``a_b="1"`` is ``--a-b 1``."""
+    workdir.mkdir(exist_ok=True)
+    base = {"port": str(port), "bind": "127.0.0.1", "save": "", "appendonly": "no", "dir": str(workdir)}
+    argv = [_binary("redis-server")]
+    for name, value in (base | options).items():
+        argv += ["--" + name.replace("_", "-"), *((value,) if isinstance(value, str) else value)]
+    return argv
+
+
+@dataclass
+class SentinelSetup:
+    """A master, one replica and three sentinels; ``url`` names all three sentinels."""
+
+    url: str
+    master_port: int
+    replica_port: int
+    sentinel_ports: list[int]
+    procs: Processes
+    started_in: float = 0.0
+
+    def master_addr(self, sentinel_port: int) -> tuple[str, int] | None:
+        """What one sentinel currently reports as the master."""
+        addr = ask(sentinel_port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME)
+        if not isinstance(addr, list | tuple) or len(addr) != 2:
+            return None
+        return addr[0].decode(), int(addr[1])
+
+    def wait_ready_for_failover(self, timeout: float = START_TIMEOUT) -> None:
+        """Every sentinel knows the replica and the two other sentinels (hello messages come every 2 s)."""
+
+        def ready() -> bool:
+            for port in self.sentinel_ports:
+                with client(port) as c:
+                    info = c.sentinel_master(MASTER_NAME)
+                if info["num-slaves"] < 1 or info["num-other-sentinels"] < 2:
+                    return False
+            return True
+
+        wait_until("sentinels discover the replica and each other", ready, self.procs, timeout)
+
+
+def _sentinel_conf(port: int, master_port: int, workdir: Path) -> Path:
+    workdir.mkdir(exist_ok=True)
+    conf = workdir / "sentinel.conf"  # the sentinel rewrites it (its id, what it learns), so one per sentinel
+    conf.write_text(
+        f"port {port}\n"
+        "bind 127.0.0.1\n"
+        f"dir {workdir}\n"
+        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} 2\n"
+        f"sentinel down-after-milliseconds {MASTER_NAME} 1000\n"
+        f"sentinel failover-timeout {MASTER_NAME} 5000\n"
+        f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+    )
+    return conf
+
+
+@contextmanager
+def sentinel_setup(workdir: Path) -> Iterator[SentinelSetup]:
+    """Master + replica (``--replicaof``) + 3 sentinels (quorum 2); yields once the sentinels report it."""
+    started = time.monotonic()
+    master, replica, *sentinels = free_ports(5)
+    procs = Processes(workdir)
+    try:
+        # Replica synced before the sentinels start, so their first INFO of the master already lists it
+        # (they would otherwise learn of it only at the next INFO, 10 s later).
+        procs.start("master", server_argv(master, workdir / "master", repl_diskless_sync_delay="0"))
+        procs.start(
+            "replica", server_argv(replica, workdir / "replica", replicaof=("127.0.0.1", str(master)))
+        )
+        wait_until(
+            "replica in sync with the master",
+            lambda: _info(replica, "replication").get("master_link_status") == "up",
+            procs,
+        )
+        for port in sentinels:
+            conf = _sentinel_conf(port, master, workdir / f"sentinel-{port}")
+            procs.start(f"sentinel-{port}", [_binary("redis-server"), str(conf), "--sentinel"])
+        setup = SentinelSetup(
+            url="redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in sentinels) + f"/{MASTER_NAME}/0",
+            master_port=master,
+            replica_port=replica,
+            sentinel_ports=sentinels,
+            procs=procs,
+        )
+        for port in sentinels:
+            wait_until(
+                f"sentinel {port} reports the master",
+                lambda port=port: setup.master_addr(port) == ("127.0.0.1", master),  # type: ignore[misc]
+                procs,
+            )
+        setup.started_in = time.monotonic() - started
+        yield setup
+    finally:
+        procs.stop_all()
+
+
+def _info(port: int, section: str) -> dict[str, object]:
+    with client(port) as c:
+        return dict(c.info(section))
+
+
+@dataclass
+class ClusterSetup:
+    """Three masters sharing the 16384 slots (no replicas)."""
+
+    url: str
+    ports: list[int]
+    procs: Processes
+    started_in: float = 0.0
+
+
+@contextmanager
+def cluster_setup(workdir: Path) -> Iterator[ClusterSetup]:
+    """3 cluster-enabled nodes joined by ``redis-cli --cluster create``; yields once all say ``ok``."""
+    started = time.monotonic()
+    ports = free_ports(3, with_cluster_bus=True)
+    procs = Processes(workdir)
+    try:
+        for port in ports:
+            node_dir = workdir / f"node-{port}"
+            procs.start(
+                f"node-{port}",
+                server_argv(
+                    port,
+                    node_dir,
+                    cluster_enabled="yes",
+                    cluster_config_file=str(node_dir / f"nodes-{port}.conf"),
+                    cluster_node_timeout="2000",
+                ),
+            )
+        for port in ports:
+            wait_until(f"cluster node {port} answers", lambda port=port: ask(port, "PING") is True, procs)  # type: ignore[misc]
+        create = subprocess.run(
+            [_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            capture_output=True,
+            timeout=START_TIMEOUT,
+            check=False,
+        )
+        if create.returncode != 0:
+            out = (create.stdout + create.stderr).decode(errors="replace")
+            raise TopologyError(f"redis-cli --cluster create failed ({create.returncode}):\n{out}")
+
+        def all_ok() -> bool:
+            return all(_cluster_info(p).get("cluster_state") == "ok" for p in ports)
+
+        wait_until("cluster_state:ok on every node", all_ok, procs)
+        url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
+        yield ClusterSetup(url=url, ports=ports, procs=procs, started_in=time.monotonic() - started)
+    finally:
+        procs.stop_all()
+
+
+def _cluster_info(port: int) -> dict[str, object]:
+    with client(port) as c:
+        info = c.execute_command("CLUSTER INFO")
+    return dict(info) if isinstance(info, dict) else {}
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    """PEM files: the CA and what it signed, plus an unrelated CA (for "wrong CA" tests)."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    other_ca: Path
+
+
+Key = ec.EllipticCurvePrivateKey  # P-256: generated in a millisecond, unlike RSA
+
+
+def _issue(
+    cn: str, key: Key, issuer: tuple[Key, x509.Name] | None, *exts: x509.ExtensionType
+) -> x509.Certificate:
+    """A 2-day certificate for ``key``; self-signed when ``issuer`` is None.
+
+    Carries the extensions strict X.509 verification expects (Python 3.13 turns it on by default).
+    """
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    signer, issuer_name = issuer or (key, subject)
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    )
+    for ext in exts:
+        builder = builder.add_extension(ext, critical=isinstance(ext, x509.BasicConstraints | x509.KeyUsage))
+    return builder.sign(signer, hashes.SHA256())
+
+
+def _usage(*, sign_certs: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(not sign_certs, False, False, False, False, sign_certs, sign_certs, False, False)
+
+
+def _ca(cn: str) -> tuple[Key, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key, _issue(cn, key, None, x509.BasicConstraints(True, 0), _usage(sign_certs=True))
+
+
+def _leaf(
+    ca: tuple[Key, x509.Certificate], cn: str, *exts: x509.ExtensionType
+) -> tuple[Key, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    not_ca = x509.BasicConstraints(False, None)
+    return key, _issue(cn, key, (ca[0], ca[1].subject), not_ca, _usage(sign_certs=False), *exts)
+
+
+def make_tls_material(workdir: Path) -> TlsMaterial:
+    """A throw-away CA, a server certificate for 127.0.0.1/localhost, a client certificate, another CA."""
+    ca = _ca("entra-broker test CA")
+    san = x509.SubjectAlternativeName(
+        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    )
+    server = _leaf(ca, "127.0.0.1", san, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]))
+    client = _leaf(ca, "entra-broker gateway", x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]))
+    pem = serialization.Encoding.PEM
+
+    def write(name: str, item: Key | x509.Certificate) -> Path:
+        if isinstance(item, x509.Certificate):
+            data = item.public_bytes(pem)
+        else:
+            data = item.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        (workdir / name).write_bytes(data)
+        return workdir / name
+
+    return TlsMaterial(
+        ca=write("ca.pem", ca[1]),
+        server_cert=write("server.pem", server[1]),
+        server_key=write("server.key", server[0]),
+        client_cert=write("client.pem", client[1]),
+        client_key=write("client.key", client[0]),
+        other_ca=write("other-ca.pem", _ca("an unrelated CA")[1]),
+    )
+
+
+def check_tls_support(binary: str) -> None:
+    """Fail (never skip) when this redis-server was built without TLS: ``--tls-port`` is then unknown."""
+    probe = subprocess.run(
+        [binary, "--port", "0", "--tls-port", "1", "--tls-cert-file", "/nonexistent", "--save", ""],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    out = (probe.stdout + probe.stderr).decode(errors="replace")
+    if "Bad directive" in out:  # a TLS build fails differently here: on the missing certificate file
+        raise TopologyError(
+            f"{binary} was built without TLS support (BUILD_TLS=yes), so rediss:// cannot be tested:\n{out}"
+        )
+
+
+@dataclass
+class TlsSetup:
+    """A redis-server that speaks only TLS and requires a client certificate signed by ``material.ca``."""
+
+    url: str
+    tls: TlsFiles
+    material: TlsMaterial
+    procs: Processes
+    started_in: float = 0.0
+
+
+@contextmanager
+def tls_setup(workdir: Path) -> Iterator[TlsSetup]:
+    """TLS-only redis-server (``--port 0``) with ``--tls-auth-clients yes``; yields once it answers PING."""
+    started = time.monotonic()
+    check_tls_support(_binary("redis-server"))
+    material = make_tls_material(workdir)
+    (port,) = free_ports(1)
+    tls = TlsFiles(str(material.ca), str(material.client_cert), str(material.client_key))
+    procs = Processes(workdir)
+    try:
+        procs.start(
+            "tls",
+            server_argv(
+                0,
+                workdir,
+                tls_port=str(port),
+                tls_cert_file=str(material.server_cert),
+                tls_key_file=str(material.server_key),
+                tls_ca_cert_file=str(material.ca),
+                tls_auth_clients="yes",
+            ),
+        )
+        ssl = dict(ssl=True, ssl_ca_certs=tls.ca_file, ssl_certfile=tls.cert_file, ssl_keyfile=tls.key_file)
+        wait_until(f"TLS redis-server on {port} answers", lambda: ask(port, "PING", **ssl) is True, procs)
+        url = f"rediss://127.0.0.1:{port}/0"
+        yield TlsSetup(url, tls, material, procs, started_in=time.monotonic() - started)
+    finally:
+        procs.stop_all()

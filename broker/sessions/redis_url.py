@@ -83,7 +83,10 @@ def connect(url: str, tls: TlsFiles | None = None) -> redis.Redis | RedisCluster
                 "a Sentinel URL needs the master name: redis+sentinel://h1:26379,h2:26379/mymaster/0"
             )
         db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(_hosts(parts.netloc, 26379), sentinel_kwargs=dict(common), **common)  # type: ignore[no-untyped-call]
+        # The URL's password is the data nodes'; sentinels usually have none (and a password they do not
+        # expect makes every master lookup fail), so it is not sent to them.
+        sentinel_kwargs = {k: v for k, v in common.items() if k != "password"}
+        sentinel = Sentinel(_hosts(parts.netloc, 26379), sentinel_kwargs=sentinel_kwargs, **common)  # type: ignore[no-untyped-call]
         client: redis.Redis = sentinel.master_for(path[0], db=db)
         return client
     if scheme.endswith("+cluster"):

@@ -89,3 +89,11 @@ def test_cluster_url_lists_the_startup_nodes() -> None:
 def test_bad_urls(url: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         connect(url)
+
+
+def test_sentinel_password_goes_to_the_data_nodes_only() -> None:
+    client = connect("redis+sentinel://:s3cret@127.0.0.1:26379,127.0.0.1:26380/mymaster/0")
+    pool = client.connection_pool
+    assert pool.connection_kwargs["password"] == "s3cret"
+    sentinels = pool.sentinel_manager.sentinels  # type: ignore[attr-defined]
+    assert all(s.connection_pool.connection_kwargs.get("password") is None for s in sentinels)

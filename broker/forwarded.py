@@ -1,0 +1,110 @@
+"""Which ``X-Forwarded-*`` / ``Forwarded`` headers go upstream: a pure decision on the peer and its headers.
+
+Anyone can send ``X-Forwarded-For: 10.0.0.1``, so what a client says about earlier hops is believed only
+when the TCP peer is one of ``server.trusted_proxies`` (a load balancer in front of the broker):
+
+- trusted peer: its chain is kept and the peer appended (``X-Forwarded-For``, ``Forwarded``, RFC 7239
+  section 4); the original protocol and host it reports are kept.
+- any other peer: everything it claimed is replaced by what the broker saw itself.
+
+Only the immediate peer is checked; the broker does not try to find "the real client" in the chain: it passes
+the chain on, and the upstream decides how far it trusts it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+FORWARDED_HEADERS = frozenset({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded"})
+KNOWN_PROTOS = frozenset({"http", "https"})
+UNKNOWN_PEER = "unknown"
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """``server.trusted_proxies`` as networks (host bits allowed: ``10.0.0.1/8`` means ``10.0.0.0/8``)."""
+    return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs)
+
+
+def peer_address(peer: str | None) -> IPAddress | None:
+    """The peer as an address; IPv4-mapped IPv6 (``::ffff:10.0.0.1``) as the IPv4 it is."""
+    if not peer:
+        return None
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_trusted(peer: str | None, trusted: Sequence[IPNetwork]) -> bool:
+    """Whether the TCP peer is a proxy whose forwarding headers the broker believes."""
+    address = peer_address(peer)
+    return address is not None and any(address in network for network in trusted)
+
+
+def _joined(values: Sequence[str]) -> str:
+    """Several header lines of a list-valued header as one value (RFC 9110 section 5.3)."""
+    return ", ".join(v.strip() for v in values if v.strip())
+
+
+def _first(values: Sequence[str]) -> str:
+    """The first element of a list-valued header: the hop nearest the original client."""
+    joined = _joined(values)
+    return joined.split(",", 1)[0].strip()
+
+
+def _quoted(value: str) -> str:
+    """An RFC 7230 quoted-string (``Forwarded`` values with ``:`` or ``[`` cannot be tokens)."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def forwarded_for_node(peer: str | None) -> str:
+    """The ``for=`` node of RFC 7239 section 6: IPv6 in brackets and quoted, ``unknown`` when unknown."""
+    address = peer_address(peer)
+    if address is None:
+        return UNKNOWN_PEER
+    if isinstance(address, ipaddress.IPv6Address):
+        return _quoted(f"[{address}]")
+    return str(address)
+
+
+@dataclass(frozen=True)
+class Hop:
+    """What the broker itself knows about the request: the TCP peer, the Host it asked for, the scheme."""
+
+    peer: str | None
+    host: str
+    scheme: str
+
+
+def forwarded_headers(
+    hop: Hop, incoming: Mapping[str, Sequence[str]], trusted: Sequence[IPNetwork]
+) -> dict[str, str]:
+    """The four forwarding headers to send upstream (``incoming`` maps lowercased names to all values)."""
+    address = peer_address(hop.peer)
+    peer = str(address) if address is not None else UNKNOWN_PEER
+    element = f"for={forwarded_for_node(hop.peer)};host={_quoted(hop.host)};proto={hop.scheme}"
+    if not is_trusted(hop.peer, trusted):
+        return {
+            "X-Forwarded-For": peer,
+            "X-Forwarded-Proto": hop.scheme,
+            "X-Forwarded-Host": hop.host,
+            "Forwarded": element,
+        }
+    chain = _joined(incoming.get("x-forwarded-for", ()))
+    proto = _first(incoming.get("x-forwarded-proto", ())).lower()
+    host = _first(incoming.get("x-forwarded-host", ()))
+    earlier = _joined(incoming.get("forwarded", ()))
+    return {
+        "X-Forwarded-For": f"{chain}, {peer}" if chain else peer,
+        "X-Forwarded-Proto": proto if proto in KNOWN_PROTOS else hop.scheme,
+        "X-Forwarded-Host": host or hop.host,
+        "Forwarded": f"{earlier}, {element}" if earlier else element,
+    }

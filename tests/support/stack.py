@@ -241,6 +241,8 @@ async def running_stack(
     clock: Callable[[], float] = time.time,
     gateways: int = 1,
     sessions: dict[str, Any] | None = None,
+    routes_extra: list[dict[str, Any]] | None = None,
+    server: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
     """Start dev IdP, backend and gateway on free ports; stop them afterwards.
 
@@ -249,6 +251,8 @@ async def running_stack(
     (a value of None removes the key; ``{idp_url}`` in a string value becomes the dev IdP's URL).
     ``gateways`` > 1 starts replicas sharing the config and the store (``stack.gateway_urls``); ``clock``
     drives the gateways and the dev IdP alike; ``sessions`` overrides keys of the sessions section.
+    ``routes_extra`` are appended to the routes (``{backend_url}`` in an ``upstream`` becomes the whoami
+    backend's URL); ``server`` overrides keys of the server section.
     """
     gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
     replica_ports = [gw_port] + [free_port() for _ in range(gateways - 1)]
@@ -267,6 +271,10 @@ async def running_stack(
                 value.replace("{idp_url}", idp_url) if isinstance(value, str) else value
             )
     raw["sessions"].update(sessions or {})
+    raw["server"].update(server or {})
+    for extra in routes_extra or []:
+        upstream = str(extra["upstream"]).replace("{backend_url}", backend_url)
+        raw["routes"].append({**extra, "upstream": upstream})
     text = yaml.safe_dump(raw)
     (tmp_path / "gateway.yaml").write_text(text)
     config = load_config_text(text, "test.yaml", tmp_path, monkey_env)

@@ -16,14 +16,17 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
+from broker import proxy
 from broker.config.schema import BrokerConfig
 from broker.errors import ConfigError, ConfigProblem
+from broker.forwarded import parse_networks
 from broker.handlers import callback, login, logout, protected, service
 from broker.identity import AssertionSigner, SigningKey, load_signing_keys
 from broker.middleware import error_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.oidc.verifier import source_of
+from broker.proxy_headers import Forwarding
 from broker.refresh import SessionRefresher
 from broker.routing import RouteTable
 from broker.runtime import GATEWAY, Gateway
@@ -33,8 +36,8 @@ from broker.sessions.memory import MemoryStore
 from broker.sessions.redis_store import RedisStore
 from broker.sessions.redis_url import TlsFiles
 from broker.sessions.store import SessionStore
+from broker.upstream_clients import UpstreamClients
 
-UPSTREAM_POOL_SIZE = 256
 IDP_USER_AGENT = "entra-broker"
 
 
@@ -95,19 +98,24 @@ def create_app(
     """The gateway as an aiohttp application (started by ``web.AppRunner`` or ``web.run_app``)."""
     keys = load_keys(config, base_dir)
     credentials = load_credentials(config, base_dir)
+    # Upstream TLS contexts are built now, so unusable CA or client-certificate files stop start-up.
+    upstreams = UpstreamClients(config.routes, base_dir)
+    cookie = CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url)
+    forwarding = Forwarding(
+        protected_headers=protected_header_names(config),
+        cookie_name=cookie.name,
+        scheme=urlsplit(config.server.public_url).scheme,
+        trusted=parse_networks(config.server.trusted_proxies),
+    )
     app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024**2)
 
     async def dependencies(app: web.Application) -> AsyncIterator[None]:
         session_store = store or make_store(config, base_dir)
-        # No cookie jar on either client: the broker must never carry one user's cookies to another.
+        # No cookie jar on any client: the broker must never carry one user's cookies to another.
         idp_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": IDP_USER_AGENT}
         )
-        upstream_http = aiohttp.ClientSession(
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            connector=aiohttp.TCPConnector(limit=UPSTREAM_POOL_SIZE),
-        )
+        await upstreams.start()
         sessions = SessionManager(session_store, config.sessions.idle_timeout, config.sessions.lifetime)
         discovery = DiscoveryCache(idp_http)
         app[GATEWAY] = Gateway(
@@ -115,10 +123,10 @@ def create_app(
             routes=RouteTable(config.routes),
             sessions=sessions,
             signer=AssertionSigner(keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl),
-            cookie=CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url),
+            cookie=cookie,
             discovery=discovery,
             idp_http=idp_http,
-            upstream_http=upstream_http,
+            upstreams=upstreams,
             credentials=credentials,
             refresher=SessionRefresher(
                 sessions,
@@ -129,8 +137,9 @@ def create_app(
                 config.sessions.refresh_before,
                 config.sessions.revalidate_every,
             ),
-            protected_headers=protected_header_names(config),
-            scheme=urlsplit(config.server.public_url).scheme,
+            protected_headers=forwarding.protected_headers,
+            scheme=forwarding.scheme,
+            forwarding=forwarding,
             clock=clock,
         )
         gateway = app[GATEWAY]
@@ -140,7 +149,7 @@ def create_app(
         key_refresher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await key_refresher
-        await upstream_http.close()
+        await upstreams.close()
         await idp_http.close()
         await session_store.close()
 
@@ -171,4 +180,4 @@ def add_routes(app: web.Application, config: BrokerConfig) -> None:
     r.add_route("*", "/.auth/{tail:.*}", service.reserved_not_found)
     for alias in config.server.login_aliases:
         r.add_get(alias, login.company_page)
-    r.add_route("*", "/{tail:.*}", protected.handle)
+    r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=proxy.defer_continue)

@@ -1,186 +1,300 @@
-"""Forward a request to its upstream and stream the answer back.
+"""Forward one HTTP request upstream and stream the answer back (the I/O; decisions live in
+``proxy_headers``, ``forwarded`` and ``upstream_url``).
 
-- Bodies stream both ways in chunks; nothing is buffered whole.
-- Hop-by-hop headers (RFC 9110 7.6.1) and those named in ``Connection`` are dropped both ways.
-- Client-sent identity headers are dropped in every spelling a backend could read as the same name
-  (case, ``_`` vs ``-``), together with anything under the reserved ``X-Broker-`` prefix; then the
-  broker adds its own. This is the one place headers leave the broker, so stripping here covers every
-  route, public ones included.
-- The broker's own cookie is removed from ``Cookie``; upstream redirects pass through untouched.
-- Upstream unreachable -> 502, too slow -> 504, each a clear page with the request id.
+- Bodies stream both ways as they arrive, with backpressure; nothing is buffered whole, so the gateway's
+  memory does not grow with the size of an upload or a download.
+- ``max_body`` (0 = no limit): a larger ``Content-Length`` is refused with 413 before the upstream is
+  contacted; a chunked body that grows past it aborts the upstream request, and the client gets 413 if
+  the upstream has not answered yet (once the answer has started, the connection can only be closed).
+- ``Expect: 100-continue`` is answered by the broker only after its own checks passed, so 401/403/413 go
+  out before the client sends any of the body (RFC 9110 section 10.1.1).
+- Upstream redirects pass through untouched: no redirect is followed, ``Location`` is not rewritten.
+- Upstream unreachable or untrusted TLS -> 502, too slow -> 504, each a clear page with the request id.
+  Once the response has started, a failure can only close the client's connection; it is logged.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler
 from multidict import CIMultiDict
 from yarl import URL
 
+from broker.errors import BrokerError
+from broker.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers
 from broker.middleware import error_response
+from broker.proxy_headers import Forwarding, response_headers, upstream_headers
 from broker.routing import Route
 from broker.runtime import request_id_of
+from broker.upstream_clients import Upstream
+from broker.upstream_url import replacement_for, upstream_url
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
+CONTINUE = "100-continue"
+
+
+class RequestBodyTooLarge(BrokerError):
+    """A chunked request body grew past the route's ``max_body`` while it was being forwarded."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """How an upstream failure is explained to the user."""
+
+    status: int
+    title: str
+    message: str
+    code: str
+
+
+UNREACHABLE = Failure(
+    502,
+    "The application is not reachable",
+    "The application behind this address is not answering right now. Please try again in a moment.",
+    "upstream_unreachable",
 )
-# Set by the broker itself from what it knows; a client's copies are never passed on.
-BROKER_SET = frozenset(
-    {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id"}
+UNTRUSTED = Failure(
+    502,
+    "The application's certificate is not trusted",
+    "The gateway could not verify the TLS certificate of the application behind this address, so it "
+    "did not send your request. Please tell your administrator.",
+    "upstream_tls",
 )
-RESERVED_PREFIX = "x-broker-"
-STREAM_CHUNK = 64 * 1024
+TOO_SLOW = Failure(
+    504,
+    "The application took too long to answer",
+    "The application behind this address did not answer in time. Please try again.",
+    "upstream_timeout",
+)
+BAD_PATH = Failure(
+    400,
+    "This address cannot be forwarded",
+    "The path contains an encoded '/' where the application's prefix is, so it cannot be mapped.",
+    "unmappable_path",
+)
 
 
-def header_spelling(name: str) -> str:
-    """The form two names share when a backend could read them as one (``X_User`` = ``x-user``)."""
-    return name.lower().replace("_", "-")
+def failure_for(exc: BaseException) -> Failure:
+    """Translate an aiohttp client error (where it enters) into the answer the user gets."""
+    if isinstance(exc, TimeoutError):
+        return TOO_SLOW
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return UNTRUSTED
+    return UNREACHABLE
 
 
-def connection_listed(headers: Mapping[str, str]) -> set[str]:
-    """Header names the sender marked hop-by-hop through ``Connection``."""
-    listed: set[str] = set()
-    values = (
-        headers.getall("Connection", [])
-        if isinstance(headers, CIMultiDict)
-        else [headers.get("Connection", "")]
+def failure_response(
+    request: web.Request, route: Route, failure: Failure, exc: BaseException
+) -> web.Response:
+    """Log an upstream failure for the operator (no trace: the kind says it all) and answer the user."""
+    log.warning(
+        "upstream failed: %s",
+        failure.code,
+        extra={
+            "route": route.index,
+            "request_id": request_id_of(request),
+            "error": type(exc).__name__,
+            # Only connector errors: their text names host, port and the OS or TLS error; others may quote
+            # the URL, and a query string can carry codes or tokens.
+            "detail": str(exc) if isinstance(exc, aiohttp.ClientConnectorError) else "",
+        },
     )
-    for value in values:
-        listed |= {header_spelling(v.strip()) for v in value.split(",") if v.strip()}
-    return listed
+    return error_response(request, failure.status, failure.title, failure.message, failure.code)
 
 
-def without_cookie(cookie_header: str, name: str) -> str:
-    """The ``Cookie`` header minus the broker's own cookie (the upstream must never see the ticket)."""
-    kept = []
-    for part in cookie_header.split(";"):
-        key = part.split("=", 1)[0].strip()
-        if key and key != name:
-            kept.append(part.strip())
-    return "; ".join(kept)
+def expects_continue(request: web.Request) -> bool:
+    """The client holds its body back until it hears ``100 Continue``."""
+    return request.headers.get("Expect", "").lower() == CONTINUE and request.version >= (1, 1)
 
 
-def upstream_headers(
-    incoming: CIMultiDict[str],
-    *,
-    protected: Iterable[str],
-    cookie_name: str,
-    added: Mapping[str, str],
+async def defer_continue(request: web.Request) -> None:
+    """The proxy route's expect handler: refuse unknown expectations (417) but hold ``100 Continue``
+    back until the broker has decided to forward (``forward`` sends it)."""
+    expectation = request.headers.get("Expect", "")
+    if expectation.lower() != CONTINUE:
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expectation}")
+
+
+def unread_answer(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """An answer given while the client still holds its body back for ``100 Continue``: the connection
+    closes after it, as RFC 9110 section 10.1.1 asks of a server that will not read the body."""
+    if expects_continue(request) and request.body_exists:
+        response.force_close()
+    return response
+
+
+def declared_too_large(request: web.Request, route: Route) -> bool:
+    """The declared ``Content-Length`` is over the route's ``max_body`` (0 = no limit)."""
+    limit = route.config.max_body
+    length = request.content_length
+    return bool(limit) and length is not None and length > limit
+
+
+def body_too_large(request: web.Request, route: Route) -> web.Response:
+    """413, and the connection closed after it: the client's body was not read (RFC 9110 15.5.14)."""
+    response = error_response(
+        request,
+        413,
+        "The upload is too large",
+        f"This application accepts request bodies of at most {route.config.max_body} bytes.",
+        "body_too_large",
+    )
+    response.force_close()
+    return response
+
+
+class LimitedBody:
+    """The request body as it arrives, stopped once it passes ``limit`` bytes (0 = no limit)."""
+
+    def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
+        self._content = content
+        self._limit = limit
+        self._answer: aiohttp.ClientResponse | None = None
+        self.received = 0
+        self.exceeded = False
+
+    def attach(self, answer: aiohttp.ClientResponse) -> None:
+        """Tie the upstream's answer to the body: aiohttp fails a request whose body fails only until the
+        answer has started, so from then on passing the limit must end the answer too. Raises
+        ``RequestBodyTooLarge`` if the limit was passed already."""
+        self._answer = answer
+        if self.exceeded:
+            answer.close()
+            raise RequestBodyTooLarge(f"request body passed {self._limit} bytes")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield the body chunk by chunk; raise before yielding the chunk that passes the limit."""
+        async for chunk in self._content.iter_any():
+            self.received += len(chunk)
+            if self._limit and self.received > self._limit:
+                self.exceeded = True
+                error = RequestBodyTooLarge(f"request body passed {self._limit} bytes")
+                if self._answer is not None:
+                    self._answer.content.set_exception(error)
+                    self._answer.close()
+                raise error
+            yield chunk
+
+
+def outgoing_headers(
+    request: web.Request, route: Route, settings: Forwarding, identity: Mapping[str, str], *, websocket: bool
 ) -> CIMultiDict[str]:
-    """The headers to send upstream: the client's, filtered, plus the broker's own."""
-    drop = HOP_BY_HOP | BROKER_SET | {header_spelling(p) for p in protected} | connection_listed(incoming)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        spelling = header_spelling(name)
-        if spelling in drop or spelling.startswith(RESERVED_PREFIX):
-            continue
-        if spelling == "cookie":
-            value = without_cookie(value, cookie_name)
-            if not value:
-                continue
-        out.add(name, value)
-    for name, value in added.items():
-        out[name] = value
-    return out
-
-
-def response_headers(incoming: CIMultiDict[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones (multiple ``Set-Cookie`` are kept)."""
-    drop = HOP_BY_HOP | connection_listed(incoming)
-    return CIMultiDict((k, v) for k, v in incoming.items() if header_spelling(k) not in drop)
-
-
-def forwarded_headers(request: web.Request, scheme: str) -> dict[str, str]:
-    """``X-Forwarded-*`` and ``Forwarded`` describing the client as the broker saw it."""
-    peer = request.remote or "unknown"
-    host = request.host
-    return {
-        "X-Forwarded-For": peer,
-        "X-Forwarded-Proto": scheme,
-        "X-Forwarded-Host": host,
-        "Forwarded": f'for="{peer}";proto={scheme};host="{host}"',
+    """The headers of the upstream request: the client's filtered, forwarding headers, identity."""
+    incoming = {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS}
+    added = {
+        **forwarded_headers(Hop(request.remote, request.host, settings.scheme), incoming, settings.trusted),
+        "X-Request-Id": request_id_of(request),
     }
+    if route.config.preserve_host:
+        added["Host"] = request.host
+    return upstream_headers(
+        request.headers,
+        protected=settings.protected_headers,
+        cookie_name=settings.cookie_name,
+        added={**added, **identity},
+        websocket=websocket,
+    )
 
 
-def upstream_url(route: Route, request: web.Request) -> URL:
-    """The upstream base URL joined with the request's raw path and query (encoding kept as sent)."""
-    base = URL(route.config.upstream)
-    path = base.raw_path.rstrip("/") + request.rel_url.raw_path
-    return base.with_path(path, encoded=True).with_query(request.rel_url.raw_query_string or None)
+def request_timeout(route: Route) -> aiohttp.ClientTimeout:
+    """Connect (including the wait for a pooled connection) and per-read limits; never disabled."""
+    config = route.config
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=config.connect_timeout,
+        sock_connect=config.connect_timeout,
+        sock_read=config.read_timeout,
+    )
+
+
+def target_url(request: web.Request, route: Route, upstream: Upstream) -> URL | None:
+    """The upstream URL of this request (None: the path cannot be mapped to the upstream's)."""
+    return upstream_url(
+        upstream.target,
+        route.prefix,
+        replacement_for(route.config),
+        request.rel_url.raw_path,
+        request.rel_url.raw_query_string,
+    )
+
+
+def abort(request: web.Request, route: Route, what: str, exc: BaseException) -> None:
+    """Close the client's connection mid-response: the status is sent, a page can no longer be."""
+    log.warning(
+        "%s; closing the client connection",
+        what,
+        extra={"route": route.index, "request_id": request_id_of(request), "error": type(exc).__name__},
+    )
+    if request.transport is not None:
+        request.transport.close()
 
 
 async def forward(
-    request: web.Request,
-    route: Route,
-    http: aiohttp.ClientSession,
-    *,
-    protected_headers: Iterable[str],
-    cookie_name: str,
-    added_headers: Mapping[str, str],
-    scheme: str,
+    request: web.Request, route: Route, upstream: Upstream, settings: Forwarding, identity: Mapping[str, str]
 ) -> web.StreamResponse:
     """Proxy one request to ``route``'s upstream, streaming both ways."""
-    headers = upstream_headers(
-        request.headers.copy(),
-        protected=protected_headers,
-        cookie_name=cookie_name,
-        added={**forwarded_headers(request, scheme), "X-Request-Id": request_id_of(request), **added_headers},
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=route.config.connect_timeout, sock_read=route.config.read_timeout
-    )
-    url = upstream_url(route, request)
+    url = target_url(request, route, upstream)
+    if url is None:
+        bad = error_response(request, BAD_PATH.status, BAD_PATH.title, BAD_PATH.message, BAD_PATH.code)
+        return unread_answer(request, bad)
+    headers = outgoing_headers(request, route, settings, identity, websocket=False)
+    body = LimitedBody(request.content, route.config.max_body) if request.body_exists else None
+    if body is not None and expects_continue(request):
+        await _default_expect_handler(request)
+    response: web.StreamResponse | None = None
     try:
-        async with http.request(
+        async with upstream.http.request(
             request.method,
             url,
             headers=headers,
-            data=request.content if request.body_exists else None,
+            data=body.chunks() if body is not None else None,
             allow_redirects=False,
-            timeout=timeout,
-            skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-        ) as upstream:
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            response.headers.extend(response_headers(upstream.headers.copy()))
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(STREAM_CHUNK):
-                await response.write(chunk)
-            await response.write_eof()
+            timeout=request_timeout(route),
+        ) as answer:
+            if body is not None:
+                body.attach(answer)
+            response = web.StreamResponse(status=answer.status, reason=answer.reason)
+            response.headers.extend(response_headers(answer.headers))
+            await _stream_down(request, route, answer, response)
             return response
-    except TimeoutError:
-        log.warning("upstream timed out", extra={"route": route.index, "request_id": request_id_of(request)})
-        return error_response(
-            request,
-            504,
-            "The application took too long to answer",
-            "The application behind this address did not answer in time. Please try again.",
-            "upstream_timeout",
-        )
-    except aiohttp.ClientError as exc:
-        log.warning(
-            "upstream failed: %s",
-            type(exc).__name__,
-            extra={"route": route.index, "request_id": request_id_of(request)},
-        )
-        return error_response(
-            request,
-            502,
-            "The application is not reachable",
-            "The application behind this address is not answering right now. Please try again in a moment.",
-            "upstream_unreachable",
-        )
+    except (aiohttp.ClientError, TimeoutError, RequestBodyTooLarge) as exc:
+        too_large = body is not None and body.exceeded
+        if response is not None and response.prepared:
+            what = "request body too large" if too_large else "upstream failed mid-response"
+            abort(request, route, what, exc)
+            return response
+        if too_large:
+            log.warning(
+                "request body too large", extra={"route": route.index, "request_id": request_id_of(request)}
+            )
+            return body_too_large(request, route)
+        return failure_response(request, route, failure_for(exc), exc)
+
+
+async def _stream_down(
+    request: web.Request, route: Route, answer: aiohttp.ClientResponse, response: web.StreamResponse
+) -> None:
+    """Relay the upstream's answer as it arrives. Upstream errors propagate; a client that went away
+    ends the relay quietly (leaving the ``async with`` then drops the upstream connection)."""
+    if not await _downstream(request, route, response.prepare(request)):
+        return
+    async for chunk in answer.content.iter_any():
+        if not await _downstream(request, route, response.write(chunk)):
+            return
+    await _downstream(request, route, response.write_eof())
+
+
+async def _downstream(request: web.Request, route: Route, step: Awaitable[object]) -> bool:
+    """Await one write to the client; False (logged) when the client has gone away."""
+    try:
+        await step
+    except ConnectionError:
+        log.info("client went away", extra={"route": route.index, "request_id": request_id_of(request)})
+        return False
+    return True

@@ -14,11 +14,13 @@ from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity import AssertionSigner
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
+from broker.proxy_headers import Forwarding
 from broker.refresh import SessionRefresher
 from broker.routing import RouteTable, split_host
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
 from broker.sessions.model import Session
+from broker.upstream_clients import UpstreamClients
 
 
 @dataclass
@@ -32,11 +34,12 @@ class Gateway:
     cookie: CookiePolicy
     discovery: DiscoveryCache
     idp_http: aiohttp.ClientSession
-    upstream_http: aiohttp.ClientSession
+    upstreams: UpstreamClients
     credentials: dict[str, ClientCredential]
     refresher: SessionRefresher
     protected_headers: frozenset[str]
     scheme: str
+    forwarding: Forwarding
     clock: Callable[[], float] = time.time
 
     def tenant(self, code: str) -> TenantConfig | None:

@@ -1,6 +1,11 @@
 """The catch-all: every request that is not the broker's own goes through these named stages.
 
-match route -> (session) -> login required? -> policy -> identity headers -> forward upstream
+match route -> (session) -> login required? -> policy -> body size -> identity headers -> forward upstream
+                                                                                      or relay WebSocket
+
+A WebSocket upgrade takes the same stages as any request (no session -> 401, never a redirect: a script
+cannot follow one; policy -> 403) and is refused with 403 on routes with ``websockets: false``.
+Every answer given before forwarding is given without reading the request body.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from broker.handlers.login import login_path
 from broker.middleware import error_response
 from broker.pages import views
 from broker.policy import decide_access
-from broker.proxy import forward
+from broker.proxy import body_too_large, declared_too_large, forward, unread_answer
+from broker.proxy_headers import is_websocket_upgrade
 from broker.routing import Route, matching_path
 from broker.runtime import Gateway, gateway_of, request_id_of, wants_html
 from broker.sessions.model import Session
+from broker.websocket_relay import relay
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +47,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return error_response(
             request, 404, "No application here", "This address is not served by the gateway.", "no_route"
         )
+    upgrade = is_websocket_upgrade(request.headers)
     mode = route.config.auth
     anonymous_ok = mode == "public" or route.is_public_path(path)
     session = None
     if not anonymous_ok or mode == "optional":
         session = await gw.current_session(request)
     if session is None and mode == "enforce" and not anonymous_ok:
-        return _login_required(request, route)
+        return unread_answer(request, _login_required(request, route, upgrade))
     if session is not None and not anonymous_ok:
         decision = decide_access(route, session)
         if not decision.allowed:
@@ -55,21 +63,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 decision.reason,
                 extra={"event": "access_denied", "user": session.user_key, "route": route.index},
             )
-            return _forbidden(request, session, decision.reason)
+            return unread_answer(request, _forbidden(request, session, decision.reason))
+    if declared_too_large(request, route):
+        return body_too_large(request, route)
+    if upgrade and not route.config.websockets:
+        return error_response(
+            request,
+            403,
+            "WebSockets are not enabled here",
+            "This application is not configured to accept WebSocket connections through the gateway.",
+            "websockets_disabled",
+        )
     added = (
         _identity_headers(gw, route, session, request.host)
         if session is not None and not anonymous_ok
         else {}
     )
-    return await forward(
-        request,
-        route,
-        gw.upstream_http,
-        protected_headers=gw.protected_headers,
-        cookie_name=gw.cookie.name,
-        added_headers=added,
-        scheme=gw.scheme,
-    )
+    upstream = gw.upstreams.for_route(route.index)
+    if upgrade:
+        return await relay(request, route, upstream, gw.forwarding, added)
+    return await forward(request, route, upstream, gw.forwarding, added)
 
 
 def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) -> dict[str, str]:
@@ -88,14 +101,15 @@ def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) ->
     return headers
 
 
-def _login_required(request: web.Request, route: Route) -> web.StreamResponse:
-    """Browsers go to the route's company login (or the chooser); API clients get 401 JSON."""
+def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.StreamResponse:
+    """Browsers go to the route's company login (or the chooser); API clients and WebSocket upgrades
+    get 401 JSON."""
     rd = request.rel_url.raw_path_qs if request.method in ("GET", "HEAD") else "/"
     code = route.login_code
     target = (
         login_path(code, rd) if code else "/.auth/login" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
     )
-    if wants_html(request) and request.method in ("GET", "HEAD"):
+    if wants_html(request) and request.method in ("GET", "HEAD") and not upgrade:
         raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
     response = error_response(
         request, 401, "Sign-in required", "Sign in to use this application.", "login_required"

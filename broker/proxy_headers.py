@@ -1,0 +1,128 @@
+"""Which headers cross the broker, in each direction. Pure: header multidicts in, header multidicts out.
+
+- Hop-by-hop headers (RFC 9110 section 7.6.1) and those named in ``Connection`` are dropped both ways.
+- Client-sent identity headers are dropped in every spelling a backend could read as the same name
+  (case, ``_`` vs ``-``), together with anything under the reserved ``X-Broker-`` prefix; then the
+  broker adds its own. Every request leaves the broker through here, so stripping here covers every
+  route, public ones included.
+- The broker's own cookie is removed from ``Cookie``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from multidict import CIMultiDict, MultiMapping
+
+from broker.forwarded import IPNetwork
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Set by the broker itself from what it knows; a client's copies are never passed on.
+BROKER_SET = frozenset(
+    {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id"}
+)
+# The broker answers ``Expect: 100-continue`` itself once its own checks pass (RFC 9110 section 10.1.1);
+# passing it on would make the upstream client wait for a second, upstream ``100 Continue``.
+ANSWERED_BY_BROKER = frozenset({"expect"})
+# A WebSocket handshake is made afresh on each side: the upstream client generates its own key.
+WEBSOCKET_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+RESERVED_PREFIX = "x-broker-"
+
+
+@dataclass(frozen=True)
+class Forwarding:
+    """What every forwarded request shares, fixed at start-up."""
+
+    protected_headers: frozenset[str]
+    cookie_name: str
+    scheme: str
+    trusted: tuple[IPNetwork, ...] = ()
+
+
+def header_spelling(name: str) -> str:
+    """The form two names share when a backend could read them as one (``X_User`` = ``x-user``)."""
+    return name.lower().replace("_", "-")
+
+
+def connection_listed(headers: MultiMapping[str]) -> set[str]:
+    """Header names the sender marked hop-by-hop through ``Connection``."""
+    listed: set[str] = set()
+    for value in headers.getall("Connection", []):
+        listed |= {header_spelling(v.strip()) for v in value.split(",") if v.strip()}
+    return listed
+
+
+def is_websocket_upgrade(headers: MultiMapping[str]) -> bool:
+    """A WebSocket opening handshake (RFC 6455 4.1): ``Upgrade: websocket`` and ``Connection: upgrade``."""
+    upgrade = {v.strip().lower() for value in headers.getall("Upgrade", []) for v in value.split(",")}
+    return "websocket" in upgrade and "upgrade" in connection_listed(headers)
+
+
+def without_cookie(cookie_header: str, name: str) -> str:
+    """The ``Cookie`` header minus the broker's own cookie (the upstream must never see the ticket)."""
+    kept = []
+    for part in cookie_header.split(";"):
+        key = part.split("=", 1)[0].strip()
+        if key and key != name:
+            kept.append(part.strip())
+    return "; ".join(kept)
+
+
+def upstream_headers(
+    incoming: MultiMapping[str],
+    *,
+    protected: Iterable[str],
+    cookie_name: str,
+    added: Mapping[str, str],
+    websocket: bool = False,
+) -> CIMultiDict[str]:
+    """The headers to send upstream: the client's, filtered, plus the broker's own."""
+    drop = (
+        HOP_BY_HOP
+        | BROKER_SET
+        | ANSWERED_BY_BROKER
+        | {header_spelling(p) for p in protected}
+        | connection_listed(incoming)
+    )
+    if websocket:
+        drop |= WEBSOCKET_HANDSHAKE
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in incoming.items():
+        spelling = header_spelling(name)
+        if spelling in drop or spelling.startswith(RESERVED_PREFIX):
+            continue
+        if spelling == "cookie":
+            value = without_cookie(value, cookie_name)
+            if not value:
+                continue
+        out.add(name, value)
+    for name, value in added.items():
+        out[name] = value
+    return out
+
+
+def response_headers(incoming: MultiMapping[str]) -> CIMultiDict[str]:
+    """The upstream's response headers minus hop-by-hop ones (multiple ``Set-Cookie`` are kept)."""
+    drop = HOP_BY_HOP | connection_listed(incoming)
+    return CIMultiDict((k, v) for k, v in incoming.items() if header_spelling(k) not in drop)

@@ -1,0 +1,128 @@
+"""The HTTP clients that reach upstreams: one pooled ``ClientSession`` per distinct way of connecting.
+
+Routes that reach their upstreams the same way (same unix socket or TCP, same TLS settings, same idle
+timeout) share one session and its keep-alive pool. TLS contexts are built once, when the app is created,
+so a missing CA bundle or an unreadable client key stops start-up with a config error instead of failing
+the first request. No client has a cookie jar: the broker must never carry one user's cookies to another.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from broker.config.schema import (
+    DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+    DEFAULT_UPSTREAM_READ_TIMEOUT,
+    RouteConfig,
+    UpstreamTlsConfig,
+)
+from broker.errors import ConfigError, ConfigProblem
+from broker.upstream_url import UpstreamTarget, parse_upstream
+
+DEFAULT_POOL_SIZE = 256
+# aiohttp would add these on its own; the upstream must see the client's (or none), not aiohttp's.
+SKIP_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
+# For requests made without a per-route timeout (the WebSocket handshake); never disabled.
+DEFAULT_TIMEOUT = aiohttp.ClientTimeout(
+    total=None,
+    connect=DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+    sock_connect=DEFAULT_UPSTREAM_CONNECT_TIMEOUT,
+    sock_read=DEFAULT_UPSTREAM_READ_TIMEOUT,
+)
+
+
+def ssl_context(tls: UpstreamTlsConfig, base_dir: Path) -> ssl.SSLContext:
+    """How to trust an https upstream: system CAs, the route's ``ca_file``, or (explicitly) nothing;
+    plus the client certificate to present when the upstream asks for one (mutual TLS)."""
+    if tls.verify:
+        cafile = str(base_dir / tls.ca_file) if tls.ca_file else None
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    else:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.cert_file:
+        key = str(base_dir / tls.key_file) if tls.key_file else None
+        context.load_cert_chain(str(base_dir / tls.cert_file), key)
+    return context
+
+
+@dataclass(frozen=True)
+class PoolKey:
+    """What makes two routes' connections interchangeable."""
+
+    unix_socket: str | None
+    tls: UpstreamTlsConfig | None
+    idle_timeout: float
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """How one route reaches its upstream: where, and through which pooled client."""
+
+    target: UpstreamTarget
+    http: aiohttp.ClientSession
+
+
+def pool_key(route: RouteConfig, target: UpstreamTarget) -> PoolKey:
+    """The pool a route's connections belong to (TLS settings matter only for https)."""
+    tls = route.tls if target.base.scheme == "https" else None
+    return PoolKey(target.unix_socket, tls, route.idle_timeout)
+
+
+class UpstreamClients:
+    """Every route's upstream client; sessions open with ``start()`` and close with ``close()``."""
+
+    def __init__(
+        self, routes: Sequence[RouteConfig], base_dir: Path, pool_size: int = DEFAULT_POOL_SIZE
+    ) -> None:
+        self._targets = [parse_upstream(r.upstream) for r in routes]
+        self._keys = [pool_key(r, t) for r, t in zip(routes, self._targets, strict=True)]
+        self._pool_size = pool_size
+        self._contexts: dict[UpstreamTlsConfig, ssl.SSLContext] = {}
+        problems: list[ConfigProblem] = []
+        for i, key in enumerate(self._keys):
+            if key.tls is None or key.tls in self._contexts:
+                continue
+            try:
+                self._contexts[key.tls] = ssl_context(key.tls, base_dir)
+            except (OSError, ssl.SSLError) as exc:
+                where = f"routes[{i}].tls"
+                problems.append(ConfigProblem(where, None, where, f"cannot load TLS files: {exc}"))
+        if problems:
+            raise ConfigError(problems)
+        self._sessions: dict[PoolKey, aiohttp.ClientSession] = {}
+
+    def _connector(self, key: PoolKey) -> aiohttp.BaseConnector:
+        if key.unix_socket is not None:
+            return aiohttp.UnixConnector(
+                key.unix_socket, limit=self._pool_size, keepalive_timeout=key.idle_timeout
+            )
+        context = self._contexts[key.tls] if key.tls is not None else True
+        return aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=key.idle_timeout, ssl=context)
+
+    async def start(self) -> None:
+        """Open one session per pool (inside the running event loop)."""
+        for key in dict.fromkeys(self._keys):
+            self._sessions[key] = aiohttp.ClientSession(
+                connector=self._connector(key),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                auto_decompress=False,
+                skip_auto_headers=SKIP_AUTO_HEADERS,
+                timeout=DEFAULT_TIMEOUT,
+            )
+
+    def for_route(self, index: int) -> Upstream:
+        """The upstream of ``routes[index]``."""
+        return Upstream(self._targets[index], self._sessions[self._keys[index]])
+
+    async def close(self) -> None:
+        """Close every session and its pooled connections."""
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()

@@ -1,6 +1,7 @@
 """Wiring only: build the gateway's dependencies from a config and register handlers and middleware.
 
-Middleware order: request id first (so every error carries one), then error translation.
+Middleware order: request id first (so every error carries one), metrics (so translated errors are
+counted with their final status), then error translation.
 Handler order: the broker's own ``/.auth/*`` paths, operator login aliases, then the proxy catch-all.
 """
 
@@ -22,7 +23,8 @@ from broker.errors import ConfigError, ConfigProblem
 from broker.forwarded import parse_networks
 from broker.handlers import callback, login, logout, protected, service
 from broker.identity import AssertionSigner, SigningKey, load_signing_keys
-from broker.middleware import error_middleware, request_id_middleware
+from broker.metrics import METRICS, Metrics
+from broker.middleware import error_middleware, metrics_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.oidc.verifier import source_of
@@ -107,7 +109,11 @@ def create_app(
         scheme=urlsplit(config.server.public_url).scheme,
         trusted=parse_networks(config.server.trusted_proxies),
     )
-    app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024**2)
+    app = web.Application(
+        middlewares=[request_id_middleware, metrics_middleware, error_middleware], client_max_size=1024**2
+    )
+    metrics = Metrics()
+    app[METRICS] = metrics
 
     async def dependencies(app: web.Application) -> AsyncIterator[None]:
         session_store = store or make_store(config, base_dir)
@@ -136,6 +142,7 @@ def create_app(
                 credentials,
                 config.sessions.refresh_before,
                 config.sessions.revalidate_every,
+                metrics,
             ),
             protected_headers=forwarding.protected_headers,
             scheme=forwarding.scheme,

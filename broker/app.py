@@ -2,15 +2,15 @@
 
 Middleware order: request id first (so every error carries one), metrics (so translated errors are
 counted with their final status), then error translation.
-Handler order: the broker's own ``/.auth/*`` paths, operator login aliases, then the proxy catch-all.
+Handler order: the broker's own ``/.auth/*`` paths, then the proxy catch-all.
+A config reload (``reload.py``) swaps the per-config ``Gateway``; ``Services`` live as long as the app.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -18,6 +18,7 @@ import aiohttp
 from aiohttp import web
 
 from broker import proxy
+from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
 from broker.errors import ConfigError, ConfigProblem
 from broker.forwarded import parse_networks
@@ -27,11 +28,11 @@ from broker.metrics import METRICS, Metrics
 from broker.middleware import error_middleware, metrics_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
-from broker.oidc.verifier import source_of
 from broker.proxy_headers import Forwarding
 from broker.refresh import SessionRefresher
+from broker.reload import DEFAULT_WATCH_INTERVAL, RELOADER, Reloader
 from broker.routing import RouteTable
-from broker.runtime import GATEWAY, Gateway
+from broker.runtime import GATEWAY, Gateway, GatewayHolder
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
 from broker.sessions.memory import MemoryStore
@@ -90,18 +91,41 @@ def protected_header_names(config: BrokerConfig) -> frozenset[str]:
     return frozenset(names)
 
 
-def create_app(
-    config: BrokerConfig,
-    base_dir: Path,
-    *,
-    clock: Callable[[], float] = time.time,
-    store: SessionStore | None = None,
-) -> web.Application:
-    """The gateway as an aiohttp application (started by ``web.AppRunner`` or ``web.run_app``)."""
-    keys = load_keys(config, base_dir)
-    credentials = load_credentials(config, base_dir)
+@dataclass
+class Services:
+    """What outlives a config reload: the session store, the IdP client, the key cache, the metrics."""
+
+    store: SessionStore
+    idp_http: aiohttp.ClientSession
+    discovery: DiscoveryCache
+    metrics: Metrics
+    clock: Callable[[], float]
+
+
+@dataclass
+class Prepared:
+    """The parts of a gateway built from files before any I/O: keys, credentials, upstream TLS."""
+
+    config: BrokerConfig
+    keys: list[SigningKey]
+    credentials: dict[str, ClientCredential]
+    upstreams: UpstreamClients
+
+
+def prepare(config: BrokerConfig, base_dir: Path) -> Prepared:
+    """Load what the config names on disk; ``ConfigError`` when a file is unusable (start-up or reload)."""
     # Upstream TLS contexts are built now, so unusable CA or client-certificate files stop start-up.
-    upstreams = UpstreamClients(config.routes, base_dir)
+    return Prepared(
+        config,
+        load_keys(config, base_dir),
+        load_credentials(config, base_dir),
+        UpstreamClients(config.routes, base_dir),
+    )
+
+
+def build_gateway(prepared: Prepared, services: Services) -> Gateway:
+    """A gateway for one config generation, on the shared services."""
+    config = prepared.config
     cookie = CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url)
     forwarding = Forwarding(
         protected_headers=protected_header_names(config),
@@ -109,6 +133,53 @@ def create_app(
         scheme=urlsplit(config.server.public_url).scheme,
         trusted=parse_networks(config.server.trusted_proxies),
     )
+    sessions = SessionManager(services.store, config.sessions.idle_timeout, config.sessions.lifetime)
+    return Gateway(
+        config=config,
+        routes=RouteTable(config.routes),
+        sessions=sessions,
+        signer=AssertionSigner(
+            prepared.keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl
+        ),
+        cookie=cookie,
+        discovery=services.discovery,
+        idp_http=services.idp_http,
+        upstreams=prepared.upstreams,
+        credentials=prepared.credentials,
+        refresher=SessionRefresher(
+            sessions,
+            services.discovery,
+            services.idp_http,
+            config.tenants,
+            prepared.credentials,
+            config.sessions.refresh_before,
+            config.sessions.revalidate_every,
+            services.metrics,
+        ),
+        protected_headers=forwarding.protected_headers,
+        scheme=forwarding.scheme,
+        forwarding=forwarding,
+        clock=services.clock,
+    )
+
+
+def create_app(
+    config: BrokerConfig,
+    base_dir: Path,
+    *,
+    clock: Callable[[], float] = time.time,
+    store: SessionStore | None = None,
+    config_path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    watch_interval: float = DEFAULT_WATCH_INTERVAL,
+) -> web.Application:
+    """The gateway as an aiohttp application (started by ``web.AppRunner`` or ``web.run_app``).
+
+    With ``config_path`` the config is reloaded when the file changes (and on ``reload_config``, which
+    SIGHUP triggers in ``broker run``); ``environ`` resolves its ``${VAR}`` references (default: the
+    process environment).
+    """
+    prepared = prepare(config, base_dir)
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware, error_middleware], client_max_size=1024**2
     )
@@ -116,57 +187,37 @@ def create_app(
     app[METRICS] = metrics
 
     async def dependencies(app: web.Application) -> AsyncIterator[None]:
-        session_store = store or make_store(config, base_dir)
         # No cookie jar on any client: the broker must never carry one user's cookies to another.
         idp_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": IDP_USER_AGENT}
         )
-        await upstreams.start()
-        sessions = SessionManager(session_store, config.sessions.idle_timeout, config.sessions.lifetime)
-        discovery = DiscoveryCache(idp_http)
-        app[GATEWAY] = Gateway(
-            config=config,
-            routes=RouteTable(config.routes),
-            sessions=sessions,
-            signer=AssertionSigner(keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl),
-            cookie=cookie,
-            discovery=discovery,
-            idp_http=idp_http,
-            upstreams=upstreams,
-            credentials=credentials,
-            refresher=SessionRefresher(
-                sessions,
-                discovery,
-                idp_http,
-                config.tenants,
-                credentials,
-                config.sessions.refresh_before,
-                config.sessions.revalidate_every,
-                metrics,
-            ),
-            protected_headers=forwarding.protected_headers,
-            scheme=forwarding.scheme,
-            forwarding=forwarding,
-            clock=clock,
+        services = Services(
+            store or make_store(config, base_dir), idp_http, DiscoveryCache(idp_http), metrics, clock
         )
-        gateway = app[GATEWAY]
-        sources = list(dict.fromkeys(source_of(t) for t in config.tenants.values()))
-        key_refresher = asyncio.create_task(gateway.discovery.refresh_forever(sources), name="key-refresh")
+        await prepared.upstreams.start()
+        app[GATEWAY] = GatewayHolder(build_gateway(prepared, services))
+        reloader = Reloader(
+            app,
+            config_path,
+            load=lambda path: load_config(path, environ),
+            assemble=lambda new_config: build_gateway(prepare(new_config, base_dir), services),
+        )
+        app[RELOADER] = reloader
+        await reloader.start(watch_interval)
         yield
-        key_refresher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await key_refresher
-        await upstreams.close()
+        await reloader.stop()
+        await app[GATEWAY].current.upstreams.close()
         await idp_http.close()
-        await session_store.close()
+        await services.store.close()
 
     app.cleanup_ctx.append(dependencies)
-    add_routes(app, config)
+    add_routes(app)
     return app
 
 
-def add_routes(app: web.Application, config: BrokerConfig) -> None:
-    """Register the broker's own paths, login aliases and the proxy catch-all, in that order."""
+def add_routes(app: web.Application) -> None:
+    """Register the broker's own paths, then the proxy catch-all (which also serves login aliases, so
+    they change with a reload)."""
     r = app.router
     r.add_get("/.auth/login", login.chooser_page)
     r.add_post("/.auth/login", login.choose)
@@ -185,6 +236,4 @@ def add_routes(app: web.Application, config: BrokerConfig) -> None:
     r.add_get("/.auth/healthz", service.healthz)
     r.add_get("/.auth/readyz", service.readyz)
     r.add_route("*", "/.auth/{tail:.*}", service.reserved_not_found)
-    for alias in config.server.login_aliases:
-        r.add_get(alias, login.company_page)
     r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=proxy.defer_continue)

@@ -60,7 +60,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from broker.serve import run
 
     try:
-        return run(config, Path(args.config).parent, args.listen or config.server.listen)
+        return run(config, Path(args.config), args.listen or config.server.listen)
     except ConfigError as exc:
         _print_config_error(exc)
         return 1

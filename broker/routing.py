@@ -100,6 +100,11 @@ class Route:
         codes = self.config.allow.login_codes
         return codes[0] if len(codes) == 1 else None
 
+    @property
+    def label(self) -> str:
+        """How metrics and logs name the route: its host and path prefix (bounded by the config)."""
+        return f"{self.host}{self.prefix}"
+
     def audience(self, host: str) -> str:
         """The assertion audience: configured, else ``https://{host}{prefix}`` (routes on a host differ)."""
         return self.config.audience or f"https://{host}{self.prefix.rstrip('/') or ''}"

@@ -1,4 +1,10 @@
-"""The gateway's runtime dependencies, built once by ``app.py`` and reached through one ``web.AppKey``."""
+"""The gateway's runtime dependencies, reached through one ``web.AppKey``.
+
+``Gateway`` is everything derived from one config file; a reload builds a new one and swaps it into the
+``GatewayHolder`` atomically. Each request pins the gateway it started with (``gateway_of``), so in-flight
+requests finish on the config they began with. The long-lived services (session store, IdP client, key
+cache, metrics) are shared by every generation: sessions survive reloads.
+"""
 
 from __future__ import annotations
 
@@ -69,25 +75,50 @@ class Gateway:
         return f"{public.scheme}://{public.netloc}"
 
     async def current_session(self, request: web.Request) -> Session | None:
-        """The live, fresh session of this request's cookie (memoised per request)."""
+        """The live, fresh session of this request's cookie (memoised per request).
+
+        A session of a company that is no longer configured is refused (the company was removed at a
+        reload): nothing that company's users held still opens a door.
+        """
         if SESSION_KEY in request:
             return request[SESSION_KEY]
         ticket = self.cookie.read(request)
         now = self.clock()
         loaded = await self.sessions.load(ticket, now) if ticket else None
+        if loaded is not None and loaded[1].login_code not in self.config.tenants:
+            loaded = None
         session = await self.refresher.ensure_fresh(loaded[0], loaded[1], now) if loaded else None
         request[SESSION_KEY] = session
         return session
 
 
-GATEWAY = web.AppKey("gateway", Gateway)
+class GatewayHolder:
+    """The current gateway; replaced as a whole by a reload."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.current = gateway
+        self.generation = 1
+
+    def swap(self, gateway: Gateway) -> Gateway:
+        """Install a new gateway; returns the previous one (still serving its in-flight requests)."""
+        previous, self.current = self.current, gateway
+        self.generation += 1
+        return previous
+
+
+GATEWAY = web.AppKey("gateway", GatewayHolder)
+PINNED_GATEWAY = web.RequestKey("gateway", Gateway)
 SESSION_KEY: web.RequestKey[Session | None] = web.RequestKey("session")
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def gateway_of(request: web.Request) -> Gateway:
-    """The gateway serving this request."""
-    return request.app[GATEWAY]
+    """The gateway serving this request: the current one when it arrived, for its whole life."""
+    pinned = request.get(PINNED_GATEWAY)
+    if pinned is None:
+        pinned = request.app[GATEWAY].current
+        request[PINNED_GATEWAY] = pinned
+    return pinned
 
 
 def request_id_of(request: web.Request) -> str:

@@ -4,6 +4,7 @@
   spreads connections); the parent forwards SIGTERM/SIGINT/SIGHUP and waits for them.
 - SIGTERM / SIGINT: stop accepting, let in-flight requests finish for up to ``server.shutdown_timeout``.
 - ``server.metrics_listen``: Prometheus ``/metrics`` on its own address (aggregated over workers).
+- SIGHUP reloads the config (validated in full; a bad file keeps the running config).
 - uvloop is used when installed (it is a dependency on Linux).
 """
 
@@ -23,6 +24,7 @@ from aiohttp import web
 from broker.app import create_app
 from broker.config.schema import BrokerConfig
 from broker.metrics import METRICS, metrics_app
+from broker.reload import reload_config
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,14 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-async def serve_until_stopped(config: BrokerConfig, base_dir: Path, listen: str, *, reuse_port: bool) -> None:
-    """Run one worker: the gateway (and metrics) until SIGTERM/SIGINT, then shut down gracefully."""
-    app = create_app(config, base_dir)
+async def serve_until_stopped(
+    config: BrokerConfig, config_path: Path, listen: str, *, reuse_port: bool
+) -> None:
+    """Run one worker: the gateway (and metrics) until SIGTERM/SIGINT, then shut down gracefully.
+
+    SIGHUP reloads the config file (which is also watched for changes).
+    """
+    app = create_app(config, config_path.parent, config_path=config_path)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.server.shutdown_timeout)
     await runner.setup()
     host, port = split_listen(listen)
@@ -61,6 +68,14 @@ async def serve_until_stopped(config: BrokerConfig, base_dir: Path, listen: str,
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_sighup() -> None:
+        task = asyncio.create_task(reload_config(app))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_sighup)
     log.info("gateway listening", extra={"listen": listen, "pid": os.getpid()})
     await stop.wait()
     log.info("shutting down: no new connections, finishing in-flight requests")
@@ -70,19 +85,19 @@ async def serve_until_stopped(config: BrokerConfig, base_dir: Path, listen: str,
     log.info("stopped")
 
 
-def _run_worker(config: BrokerConfig, base_dir: Path, listen: str, reuse_port: bool) -> None:
+def _run_worker(config: BrokerConfig, config_path: Path, listen: str, reuse_port: bool) -> None:
     loop = new_event_loop()
     try:
-        loop.run_until_complete(serve_until_stopped(config, base_dir, listen, reuse_port=reuse_port))
+        loop.run_until_complete(serve_until_stopped(config, config_path, listen, reuse_port=reuse_port))
     finally:
         loop.close()
 
 
-def run(config: BrokerConfig, base_dir: Path, listen: str) -> int:
+def run(config: BrokerConfig, config_path: Path, listen: str) -> int:
     """Serve with ``server.workers`` processes; returns the exit code."""
     workers = config.server.workers
     if workers == 1:
-        _run_worker(config, base_dir, listen, reuse_port=False)
+        _run_worker(config, config_path, listen, reuse_port=False)
         return 0
     # Set by the CLI before prometheus_client was imported (see cli.cmd_run); created here otherwise.
     metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="broker-metric"))
@@ -92,7 +107,7 @@ def run(config: BrokerConfig, base_dir: Path, listen: str) -> int:
         if pid == 0:  # the worker
             code = 0
             try:
-                _run_worker(config, base_dir, listen, reuse_port=True)
+                _run_worker(config, config_path, listen, reuse_port=True)
             except BaseException:
                 log.exception("worker failed")
                 code = 1

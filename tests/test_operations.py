@@ -128,7 +128,9 @@ def write_config(tmp_path: Path, backend: str, gw_port: int, metrics_port: int) 
     return path
 
 
-async def test_broker_run_workers_metrics_and_graceful_shutdown(tmp_path: Path, slow_backend: str) -> None:
+async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
+    tmp_path: Path, slow_backend: str
+) -> None:
     gw_port, metrics_port = free_port(), free_port()
     config = write_config(tmp_path, slow_backend, gw_port, metrics_port)
     proc = subprocess.Popen(
@@ -156,6 +158,9 @@ async def test_broker_run_workers_metrics_and_graceful_shutdown(tmp_path: Path, 
                 metrics = await resp.text()
             assert "broker_requests_total{route=" in metrics
 
+            proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
+            await asyncio.sleep(0.5)
+
             in_flight = asyncio.create_task(http.get(f"{base}/_demo/slow?seconds=2"))
             await asyncio.sleep(0.5)
             proc.send_signal(signal.SIGTERM)
@@ -165,6 +170,7 @@ async def test_broker_run_workers_metrics_and_graceful_shutdown(tmp_path: Path, 
         assert await asyncio.to_thread(proc.wait, 20) == 0
         output = proc.stdout.read().decode() if proc.stdout else ""
         assert output.count('"shutting down') == 2 and output.count('"stopped"') == 2, output[-2000:]
+        assert output.count('"config reloaded"') == 2, output[-2000:]
         with pytest.raises(aiohttp.ClientConnectionError):
             async with aiohttp.ClientSession() as http, http.get(f"{base}/.auth/healthz"):
                 pass

@@ -42,9 +42,23 @@ def _return_to(request: web.Request, gw: Gateway) -> str:
 
 
 async def company_page(request: web.Request) -> web.StreamResponse:
-    """GET /.auth/login/{code} (and operator aliases such as /login/{code})."""
-    gw = gateway_of(request)
-    code = request.match_info["code"]
+    """GET /.auth/login/{code}."""
+    return await render_company_page(request, gateway_of(request), request.match_info["code"])
+
+
+def alias_code(aliases: list[str], path: str) -> str | None:
+    """The login code in an operator alias path (``/login/{code}`` matches ``/login/contoso``)."""
+    for alias in aliases:
+        prefix, _, suffix = alias.partition("{code}")
+        if path.startswith(prefix) and path.endswith(suffix) and len(path) > len(prefix) + len(suffix):
+            code = path[len(prefix) : len(path) - len(suffix)]
+            if "/" not in code:
+                return code
+    return None
+
+
+async def render_company_page(request: web.Request, gw: Gateway, code: str) -> web.StreamResponse:
+    """The company's page (also behind operator aliases such as /login/{code})."""
     tenant = gw.tenant(code)
     if tenant is None:
         return _unknown(request, gw, code)

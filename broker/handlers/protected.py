@@ -15,8 +15,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from broker.handlers.login import login_path
-from broker.middleware import error_response
+from broker.handlers.login import alias_code as login_alias_code
+from broker.handlers.login import login_path, render_company_page
+from broker.middleware import ROUTE_LABEL_KEY, error_response
+from broker.observability import audit
 from broker.pages import views
 from broker.policy import decide_access
 from broker.proxy import body_too_large, declared_too_large, forward, unread_answer
@@ -42,7 +44,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "This address is not valid (it contains dot segments or backslashes).",
             "ambiguous_path",
         )
+    if request.method in ("GET", "HEAD") and gw.config.server.login_aliases:
+        code = login_alias_code(gw.config.server.login_aliases, path)
+        if code is not None:
+            return await render_company_page(request, gw, code)
     route = gw.routes.match(request.host, path)
+    request[ROUTE_LABEL_KEY] = route.label if route is not None else "unrouted"
     if route is None:
         return error_response(
             request, 404, "No application here", "This address is not served by the gateway.", "no_route"
@@ -58,10 +65,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if session is not None and not anonymous_ok:
         decision = decide_access(route, session)
         if not decision.allowed:
-            log.warning(
-                "access denied: %s",
-                decision.reason,
-                extra={"event": "access_denied", "user": session.user_key, "route": route.index},
+            audit(
+                "access_denied",
+                who=session.user_key,
+                company=session.login_code,
+                why=decision.reason,
+                route=route.label,
             )
             return unread_answer(request, _forbidden(request, session, decision.reason))
     if declared_too_large(request, route):

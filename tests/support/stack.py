@@ -288,7 +288,15 @@ async def running_stack(
         backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
         stack.runners.append(await serve(backend, backend_port))
         for port in replica_ports:
-            stack.runners.append(await serve(create_app(config, tmp_path, clock=clock), port))
+            app = create_app(
+                config,
+                tmp_path,
+                clock=clock,
+                config_path=tmp_path / "gateway.yaml",
+                environ=monkey_env,
+                watch_interval=0.1,
+            )
+            stack.runners.append(await serve(app, port))
         yield stack
     finally:
         for runner in reversed(stack.runners):

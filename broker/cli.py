@@ -38,6 +38,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate a config file; print every problem; exit 0 when usable."""
     try:
         config = load_config(args.file)
+        from broker.app import prepare
+
+        # Load what the config names on disk too (keys, certificates, TLS files): a file that exists but
+        # cannot be used must fail here, not at start-up.
+        prepare(config, Path(args.file).parent)
     except ConfigError as exc:
         _print_config_error(exc)
         return 1

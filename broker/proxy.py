@@ -27,6 +27,7 @@ from yarl import URL
 
 from broker.errors import BrokerError
 from broker.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers
+from broker.metrics import METRICS
 from broker.middleware import error_response
 from broker.proxy_headers import Forwarding, response_headers, upstream_headers
 from broker.routing import Route
@@ -80,6 +81,12 @@ BAD_PATH = Failure(
 )
 
 
+def count_upstream_error(request: web.Request, route: Route, kind: str) -> None:
+    """``broker_upstream_errors_total{route, kind}``: unreachable, tls, timeout, aborted."""
+    if METRICS in request.app:
+        request.app[METRICS].upstream_errors.labels(route.label, kind).inc()
+
+
 def failure_for(exc: BaseException) -> Failure:
     """Translate an aiohttp client error (where it enters) into the answer the user gets."""
     if isinstance(exc, TimeoutError):
@@ -93,6 +100,7 @@ def failure_response(
     request: web.Request, route: Route, failure: Failure, exc: BaseException
 ) -> web.Response:
     """Log an upstream failure for the operator (no trace: the kind says it all) and answer the user."""
+    count_upstream_error(request, route, failure.code.removeprefix("upstream_"))
     log.warning(
         "upstream failed: %s",
         failure.code,
@@ -226,6 +234,7 @@ def target_url(request: web.Request, route: Route, upstream: Upstream) -> URL | 
 
 def abort(request: web.Request, route: Route, what: str, exc: BaseException) -> None:
     """Close the client's connection mid-response: the status is sent, a page can no longer be."""
+    count_upstream_error(request, route, "aborted")
     log.warning(
         "%s; closing the client connection",
         what,

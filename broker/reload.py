@@ -1,4 +1,5 @@
 """Live config reload: on file change and on SIGHUP, validate in full, then swap atomically.
+(The reloader also owns the other config-dependent background tasks: key refresh, session counts.)
 
 - A bad file (YAML, schema, unreadable key or certificate) keeps the last good config running; every
   problem is logged with file:line and counted in ``broker_config_reloads_total{result="error"}``.
@@ -21,10 +22,12 @@ from pathlib import Path
 from aiohttp import web
 
 from broker.config.schema import BrokerConfig
-from broker.errors import ConfigError
+from broker.errors import ConfigError, SessionStoreUnavailable
 from broker.metrics import METRICS
 from broker.oidc.verifier import source_of
 from broker.runtime import GATEWAY, Gateway
+from broker.sessions.manager import company_index
+from broker.tasks import cancel_and_wait, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,7 @@ DEFAULT_WATCH_INTERVAL = 1.0
 # After a swap, the old generation's upstream clients stay open this much longer than the longest
 # read timeout, so a streaming response that started before the reload is never cut.
 RETIRE_MARGIN = 30.0
+SESSION_SAMPLE_INTERVAL = 30.0
 
 
 def _file_state(path: Path) -> tuple[int, int, int] | None:
@@ -61,20 +65,20 @@ class Reloader:
         self._key_refresher: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._retiring: list[Gateway] = []
+        self._stopping = asyncio.Event()
 
     async def start(self, watch_interval: float) -> None:
-        """Keep the current companies' keys fresh and, with a config file, watch it."""
+        """Keep the current companies' keys fresh, sample session counts and, with a config file, watch it."""
         self._restart_key_refresher(self._app[GATEWAY].current)
+        sampler = asyncio.create_task(self._sample_sessions(), name="session-gauge")
+        self._tasks.add(sampler)
         if self._path is not None:
             self._watcher = asyncio.create_task(self._watch(watch_interval), name="config-watch")
 
     async def stop(self) -> None:
-        """Cancel background work and close the retired generations' upstream clients."""
-        for task in [self._watcher, self._key_refresher, *self._tasks]:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        """Stop background work (bounded: see ``tasks.py``) and close the retired generations' clients."""
+        self._stopping.set()
+        await cancel_and_wait([self._watcher, self._key_refresher, *self._tasks])
         for gateway in self._retiring:
             await gateway.upstreams.close()
 
@@ -117,7 +121,8 @@ class Reloader:
         longest = max((r.read_timeout for r in gateway.config.routes), default=0.0)
 
         async def close_later() -> None:
-            await asyncio.sleep(longest + RETIRE_MARGIN)
+            if await sleep_unless(self._stopping, longest + RETIRE_MARGIN):
+                return  # stop() closes it
             self._retiring.remove(gateway)
             await gateway.upstreams.close()
 
@@ -125,11 +130,27 @@ class Reloader:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def sample_sessions(self) -> None:
+        """Set ``broker_active_sessions{company}`` from each company's session index.
+
+        An upper bound: a session that ended by idle timeout stays listed until its lifetime is over.
+        """
+        gateway = self._app[GATEWAY].current
+        gauge = self._app[METRICS].active_sessions
+        for code in gateway.config.tenants:
+            gauge.labels(code).set(await gateway.sessions.store.index_size(company_index(code)))
+
+    async def _sample_sessions(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(SessionStoreUnavailable):
+                await self.sample_sessions()
+            if await sleep_unless(self._stopping, SESSION_SAMPLE_INTERVAL):
+                return
+
     async def _watch(self, interval: float) -> None:
         assert self._path is not None
         seen = _file_state(self._path)
-        while True:
-            await asyncio.sleep(interval)
+        while not await sleep_unless(self._stopping, interval):
             state = _file_state(self._path)
             if state is None or state == seen:
                 continue  # a missing file mid-rename is not a change yet

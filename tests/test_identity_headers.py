@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import aiohttp
 import pytest
 from yarl import URL
 
-from tests.support.stack import ADELE, Stack
+from tests.support.stack import ADELE, Stack, running_stack
 
 SPOOFED = {
     "X-Broker-Assertion": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJldmlsIn0.",
@@ -67,3 +69,27 @@ async def test_traversal_from_a_public_path_is_refused(stack: Stack, raw: str) -
         async with client.get(url, headers={"Accept": "application/json"}) as resp:
             body = await resp.json()
             assert resp.status == 400 and body["error"] == "ambiguous_path"
+
+
+async def test_optional_auth_passes_anonymous_requests_and_identifies_signed_in_ones(tmp_path: Path) -> None:
+    """auth: optional is SSO beside the app's own login: no redirect, identity only when signed in."""
+    optional = {
+        "host": "127.0.0.1",
+        "path": "/app/",
+        "upstream": "{backend_url}",
+        "auth": "optional",
+        "headers": {"X-Remote-User": "preferred_username"},
+    }
+    async with (
+        running_stack("memory", tmp_path, {}, routes_extra=[optional]) as stack,
+        stack.browser() as browser,
+    ):
+        async with browser.get(f"{stack.gateway_url}/app/page", allow_redirects=False) as resp:
+            assert resp.status == 200  # anonymous: passed through, not redirected
+        status, body = await stack.whoami(browser, "/app/page", **SPOOFED)
+        assert status == 200 and header_values(body["headers"], "X-Broker-Assertion") == []
+        assert header_values(body["headers"], "X-Remote-User") == []  # spoofed copies stripped
+        await stack.login(browser, "contoso", ADELE.username)
+        status, body = await stack.whoami(browser, "/app/page")
+        assert status == 200 and body["assertion"]["valid"] is True
+        assert header_values(body["headers"], "X-Remote-User") == [ADELE.username]

@@ -20,6 +20,7 @@ import yaml
 from broker.demo import create_demo_app
 from broker.identity import generate_es256_pem
 from broker.metrics import METRICS, metrics_app
+from broker.reload import RELOADER
 from tests.support.servers import free_port, serve, start_redis
 from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, running_stack
 
@@ -74,13 +75,22 @@ async def test_readiness_waits_for_the_identity_providers(tmp_path: Path) -> Non
             await stack.login(browser, "contoso", ADELE.username)
 
 
-async def test_metrics_count_requests_and_logins(tmp_path: Path) -> None:
-    async with running_stack("memory", tmp_path, {}) as stack:
-        async with stack.browser() as browser:
+async def test_metrics_count_requests_logins_upstream_errors_and_sessions(tmp_path: Path) -> None:
+    dead = {
+        "host": "127.0.0.1",
+        "path": "/dead/",
+        "upstream": f"http://127.0.0.1:{free_port()}",
+        "auth": "public",
+    }
+    async with running_stack("memory", tmp_path, {}, routes_extra=[dead]) as stack:
+        async with stack.browser() as browser, stack.browser() as other:
             await stack.login(browser, "contoso", ADELE.username)
+            await stack.login(other, "contoso", ADELE.username)
             await stack.whoami(browser, "/")
+            assert (await stack.whoami(browser, "/dead/x"))[0] == 502
         app = stack.runners[-1].app
         assert app is not None
+        await app[RELOADER].sample_sessions()
         port = free_port()
         runner = await serve(metrics_app(app[METRICS]), port)
         try:
@@ -88,8 +98,12 @@ async def test_metrics_count_requests_and_logins(tmp_path: Path) -> None:
                 text = await resp.text()
         finally:
             await runner.cleanup()
-        assert 'broker_logins_total{aadsts="",company="contoso",result="success"} 1.0' in text
-        assert "broker_requests_total{" in text and "broker_request_seconds_bucket{" in text
+        assert 'broker_logins_total{aadsts="",company="contoso",result="success"} 2.0' in text
+        assert 'broker_requests_total{route="127.0.0.1/",status="200"}' in text
+        assert 'broker_requests_total{route="127.0.0.1/dead/",status="502"} 1.0' in text
+        assert 'broker_upstream_errors_total{kind="unreachable",route="127.0.0.1/dead/"} 1.0' in text
+        assert 'broker_active_sessions{company="contoso"} 2.0' in text
+        assert "broker_request_seconds_bucket{" in text
 
 
 @pytest.fixture

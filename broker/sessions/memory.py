@@ -68,6 +68,10 @@ class MemoryStore:
             return {}
         return dict(entry[1])
 
+    async def index_size(self, index: str) -> int:
+        """Members of a live index."""
+        return len(await self.index_get(index))
+
     async def index_remove(self, index: str, member: str) -> None:
         """Remove a member (and the index once empty)."""
         entry = self._indexes.get(index)

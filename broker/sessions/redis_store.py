@@ -20,6 +20,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from broker.errors import SessionStoreUnavailable
 from broker.sessions.redis_url import TlsFiles, connect
+from broker.tasks import cancel_and_wait, sleep_unless
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,11 @@ class RedisStore:
             raw = await self._client.hgetall(self._prefix + index)
         return {(k.decode() if isinstance(k, bytes) else str(k)): _as_bytes(v) or b"" for k, v in raw.items()}
 
+    async def index_size(self, index: str) -> int:
+        """HLEN."""
+        with _unavailable_on_error("read"):
+            return int(await self._client.hlen(self._prefix + index))
+
     async def index_remove(self, index: str, member: str) -> None:
         """HDEL."""
         with _unavailable_on_error("delete"):
@@ -112,20 +118,20 @@ class RedisStore:
         if not acquired:
             yield False
             return
-        keeper = asyncio.create_task(self._keep_lease(lock, lease_seconds))
+        released = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(lock, lease_seconds, released))
         try:
             yield True
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            released.set()
+            await cancel_and_wait([keeper])
             with contextlib.suppress(*REDIS_ERRORS):  # LockError is a RedisError
                 await lock.release()
 
     @staticmethod
-    async def _keep_lease(lock: Lock, lease_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(lease_seconds / 3)
+    async def _keep_lease(lock: Lock, lease_seconds: float, released: asyncio.Event) -> None:
+        # Checks ``released`` too: a cancellation arriving during the EXTEND may be swallowed by redis-py.
+        while not await sleep_unless(released, lease_seconds / 3):
             try:
                 await lock.extend(lease_seconds, replace_ttl=True)
             except REDIS_ERRORS as exc:  # LockError (lost it) is a RedisError

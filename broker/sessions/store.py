@@ -36,6 +36,9 @@ class SessionStore(Protocol):
     async def index_remove(self, index: str, member: str) -> None:
         """Remove ``member`` from ``index``."""
 
+    async def index_size(self, index: str) -> int:
+        """How many members ``index`` has (without loading them)."""
+
     def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AbstractAsyncContextManager[bool]:
         """Hold ``name`` exclusively (across every replica sharing the store).
 

@@ -163,3 +163,17 @@ def test_example_config_loads_and_documents_every_option(tmp_path: Path) -> None
     assert "contoso" in config.tenants
     missing = {name for name in schema_field_names() if f"{name}:" not in text}
     assert not missing, f"options not documented in broker.example.yaml: {sorted(missing)}"
+
+
+def test_check_config_loads_the_key_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from broker.cli import main as broker_cli
+
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    (tmp_path / "b.yaml").write_text(GOOD.replace("${SECRET}", "x"))
+    assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 1
+    assert "signing.keys: cannot load key" in capsys.readouterr().err
+    from broker.identity import generate_es256_pem
+
+    (tmp_path / "key.pem").write_bytes(generate_es256_pem())
+    assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 0
+    assert "OK (1 companies, 1 routes)" in capsys.readouterr().out

@@ -279,3 +279,14 @@ async def test_lock_of_a_crashed_holder_is_free_after_its_lease(
 
 async def _sleep_until(deadline: float) -> None:
     await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+async def test_index_size_counts_members_without_loading_them(
+    store: SessionStore, request: pytest.FixtureRequest
+) -> None:
+    index = f"contract:size:{request.node.name}"
+    assert await store.index_size(index) == 0
+    for i in range(3):
+        await store.index_add(index, f"m{i}", b"v", 60)
+    await store.index_remove(index, "m1")
+    assert await store.index_size(index) == 2

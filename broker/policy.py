@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from broker.config.schema import RolesConfig
 from broker.routing import Route
@@ -24,6 +25,28 @@ def map_roles(
     if not roles and rules.default is not None:
         roles = [rules.default]
     return (roles[-1] if roles else None), roles
+
+
+def string_list(value: object) -> list[str]:
+    """The strings of a JSON list claim (anything else in it, or a non-list, is ignored)."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def identity_from_claims(rules: RolesConfig, claims: Mapping[str, Any], groups: list[str]) -> dict[str, Any]:
+    """The session fields a validated ID token decides, at login and at every refresh alike.
+
+    Display data and broker roles only: the user key (``tid`` + ``oid``) is set once at login and a
+    refresh may never change it. ``groups`` comes from the token or, on overage, from Graph.
+    """
+    role, roles = map_roles(rules, string_list(claims.get("roles")), groups)
+    return {
+        "name": str(claims.get("name", "")),
+        "preferred_username": str(claims.get("preferred_username", "")),
+        "email": str(claims.get("email", "")),
+        "role": role,
+        "roles": roles,
+        "groups": groups,
+    }
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
 from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
-from broker.policy import map_roles
+from broker.policy import identity_from_claims, string_list
 from broker.sessions.manager import SessionManager
 from broker.sessions.model import Session
 from broker.sessions.sealing import SealKey
@@ -141,23 +141,17 @@ class SessionRefresher:
             or str(claims["oid"]).lower() != session.oid.lower()
         ):
             raise SessionEnded("refreshed ID token names another user")
-        groups = [g for g in claims.get("groups", []) if isinstance(g, str)]
+        groups = string_list(claims.get("groups"))
         if has_group_overage(claims):
             if tenant.groups_overage != "graph" or not tokens.access_token:
                 raise SessionEnded("group overage and groups_overage is deny")
             groups = await fetch_groups(self.http, tenant.graph_url, tokens.access_token)
-        app_roles = [r for r in claims.get("roles", []) if isinstance(r, str)]
-        role, roles = map_roles(tenant.roles, app_roles, groups)
-        if tenant.roles.require_role and not roles:
+        identity = identity_from_claims(tenant.roles, claims, groups)
+        if tenant.roles.require_role and not identity["roles"]:
             raise SessionEnded("the user's last role was removed (require_role)")
         return replace(
             session,
-            name=str(claims.get("name", session.name)),
-            preferred_username=str(claims.get("preferred_username", session.preferred_username)),
-            email=str(claims.get("email", session.email)),
-            role=role,
-            roles=roles,
-            groups=groups,
+            **identity,
             id_token=tokens.id_token,
             # Entra rotates refresh tokens: keep the new one (the old one may stop working at any time).
             refresh_token=tokens.refresh_token or refresh_token,

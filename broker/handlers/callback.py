@@ -24,7 +24,7 @@ from broker.oidc.client import redeem_code
 from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
 from broker.pages import views
-from broker.policy import map_roles
+from broker.policy import identity_from_claims, string_list
 from broker.runtime import Gateway, gateway_of, request_id_of
 from broker.sessions.model import LoginState, Session
 
@@ -104,7 +104,7 @@ async def _complete(
             request_id_of(request),
             link=(retry, "Try again"),
         )
-    groups = _strings(claims.get("groups"))
+    groups = string_list(claims.get("groups"))
     if has_group_overage(claims):
         resolved = await _overage_groups(request, gw, tenant, login, tokens.access_token, retry)
         if isinstance(resolved, web.StreamResponse):
@@ -140,10 +140,6 @@ async def _complete(
 def _count(request: web.Request, company: str, result: str, aadsts: int | None = None) -> None:
     if METRICS in request.app:
         request.app[METRICS].logins.labels(company, result, str(aadsts or "")).inc()
-
-
-def _strings(value: object) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 async def _overage_groups(
@@ -182,17 +178,11 @@ def _session_from_claims(
     refresh_token: str | None,
 ) -> Session:
     """The session for a validated token. Identity is ``tid`` + ``oid``; email and UPN are display only."""
-    role, roles = map_roles(tenant.roles, _strings(claims.get("roles")), groups)
     return Session(
         login_code=code,
         tid=str(claims["tid"]),
         oid=str(claims["oid"]),
-        name=str(claims.get("name", "")),
-        preferred_username=str(claims.get("preferred_username", "")),
-        email=str(claims.get("email", "")),
-        role=role,
-        roles=roles,
-        groups=groups,
+        **identity_from_claims(tenant.roles, claims, groups),
         sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         login_hint=claims.get("login_hint") if isinstance(claims.get("login_hint"), str) else None,
         id_token=id_token,

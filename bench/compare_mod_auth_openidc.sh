@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Side by side: Apache httpd 2.4 (event MPM) + mod_auth_openidc with a Redis cache vs the gateway (Redis
+# store, 2 workers), same nginx backend, same dev IdP, same wrk load, in alternation.
+#
+#   bench/compare_mod_auth_openidc.sh              # 3 rounds x 10 s per side
+#   DURATION=5 ROUNDS=3 bench/compare_mod_auth_openidc.sh   # THREADS, CONNECTIONS, SHOW_WRK=1, KEEP_WORK=1
+#
+# Installs apache2 + libapache2-mod-auth-openidc (and wrk, nginx, redis-server) with apt-get when missing.
+# Apache runs from a self-contained config in a temp dir (ServerRoot /etc/apache2, explicit LoadModule
+# lines), so the system's Apache config is neither read nor changed. If mod_auth_openidc cannot log in, the
+# script prints every hop of the failed login and Apache's error log, then still measures the gateway.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROUNDS="${ROUNDS:-3}"
+
+need_apt wrk wrk
+need_apt nginx nginx
+need_apt redis-server redis-server
+need_apt curl curl
+need_apt apache2 apache2
+if [[ ! -e /usr/lib/apache2/modules/mod_auth_openidc.so ]]; then
+  need_apt /nonexistent-force-install libapache2-mod-auth-openidc
+fi
+
+start_redis
+start_nginx
+start_devidp
+start_gateway
+
+# --- Apache + mod_auth_openidc -------------------------------------------------------------------------
+AP_PORT=$(free_port)
+AP_URL="http://localhost:$AP_PORT"
+MODS=/usr/lib/apache2/modules
+mkdir -p "$WORK/apache"
+CRYPTO_PASSPHRASE="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+cat >"$WORK/apache/httpd.conf" <<CONF
+ServerRoot /etc/apache2
+ServerName localhost
+DefaultRuntimeDir $WORK/apache
+PidFile $WORK/apache/httpd.pid
+ErrorLog $WORK/apache/error.log
+LogLevel ${APACHE_LOGLEVEL:-warn}
+Listen 127.0.0.1:$AP_PORT
+LoadModule mpm_event_module $MODS/mod_mpm_event.so
+<IfModule !unixd_module>
+  LoadModule unixd_module $MODS/mod_unixd.so
+</IfModule>
+LoadModule authn_core_module $MODS/mod_authn_core.so
+LoadModule authz_core_module $MODS/mod_authz_core.so
+LoadModule authz_user_module $MODS/mod_authz_user.so
+LoadModule proxy_module $MODS/mod_proxy.so
+LoadModule proxy_http_module $MODS/mod_proxy_http.so
+LoadModule auth_openidc_module $MODS/mod_auth_openidc.so
+User www-data
+Group www-data
+# Debian's defaults for the event MPM (mods-available/mpm_event.conf).
+# StartServers 3: 75 threads >= 64 wrk connections from the start (Debian default: 2)
+StartServers 3
+MinSpareThreads 25
+MaxSpareThreads 75
+ThreadLimit 64
+ThreadsPerChild 25
+MaxRequestWorkers 150
+MaxConnectionsPerChild 0
+KeepAlive On
+MaxKeepAliveRequests 0
+KeepAliveTimeout 5
+
+OIDCProviderMetadataURL $IDP_URL/$TENANT_ID/v2.0/.well-known/openid-configuration
+OIDCClientID $CLIENT_ID
+OIDCClientSecret $CONTOSO_CLIENT_SECRET
+OIDCProviderTokenEndpointAuth client_secret_post
+OIDCRedirectURI $AP_URL/redirect_uri
+OIDCCryptoPassphrase $CRYPTO_PASSPHRASE
+OIDCScope "openid profile email offline_access"
+OIDCResponseType code
+OIDCResponseMode ${OIDC_RESPONSE_MODE:-form_post}
+OIDCPKCEMethod S256
+OIDCCacheType redis
+OIDCRedisCacheServer 127.0.0.1:$REDIS_PORT
+OIDCSessionType server-cache
+OIDCRemoteUserClaim preferred_username
+OIDCPassClaimsAs headers
+
+ProxyPass /redirect_uri !
+# The same Apache as a plain proxy, without authentication (baseline).
+ProxyPass /noauth/ http://127.0.0.1:$NGINX_PORT/
+ProxyPass / http://127.0.0.1:$NGINX_PORT/
+<Location />
+  AuthType openid-connect
+  Require valid-user
+</Location>
+<Location /noauth/>
+  AuthType None
+  Require all granted
+</Location>
+CONF
+apache2 -f "$WORK/apache/httpd.conf" -t >"$WORK/apache/configtest.log" 2>&1 ||
+  { cat "$WORK/apache/configtest.log" >&2; exit 1; }
+chown www-data "$WORK/apache" 2>/dev/null || true
+apache2 -f "$WORK/apache/httpd.conf" -DFOREGROUND >"$WORK/apache/stdout.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 50); do
+  curl -s -o /dev/null "$AP_URL/" && break
+  sleep 0.1
+done
+
+GW_COOKIE="$(gateway_cookie)"
+log "gateway login OK: ${GW_COOKIE%%=*}=<${#GW_COOKIE} chars>"
+MOD_COOKIE=""
+MOD_FAIL=""
+if MOD_COOKIE="$("$PY" "$REPO/bench/login.py" --mod-auth-openidc --url "$AP_URL/" --user "$BENCH_USER" 2>"$WORK/mod-login.err")"; then
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $MOD_COOKIE" "$AP_URL/")
+  if [[ $code == 200 ]]; then
+    log "mod_auth_openidc login OK: ${MOD_COOKIE%%=*}=<${#MOD_COOKIE} chars>"
+  else
+    MOD_FAIL="mod_auth_openidc's session cookie did not authenticate: HTTP $code"
+  fi
+else
+  MOD_FAIL="mod_auth_openidc login through the dev IdP failed:
+$(cat "$WORK/mod-login.err")
+--- Apache error log (last 30 lines) ---
+$(tail -30 "$WORK/apache/error.log" 2>/dev/null)"
+fi
+if [[ -n $MOD_FAIL ]]; then
+  echo "$MOD_FAIL"
+  echo "=> measuring the gateway only"
+fi
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, authenticated GET / proxied to nginx, $ROUNDS rounds in alternation"
+echo "Apache $(apache2 -v | sed -n 's/^Server version: //p') event MPM + mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null) (Redis cache) vs gateway (${GW_WORKERS:-2} workers, Redis store)"
+machine_line
+print_header
+MOD_SUM=0 GW_SUM=0 MOD_P99S=() GW_P99S=()
+for round in $(seq "$ROUNDS"); do
+  if [[ -z $MOD_FAIL ]]; then
+    run_wrk "mod_auth_openidc#$round" "$AP_URL/" -H "Cookie: $MOD_COOKIE"
+    print_row "mod_auth_openidc, round $round"
+    MOD_SUM=$((MOD_SUM + R_RPS))
+    MOD_P99S+=("$R_P99")
+  fi
+  run_wrk "gateway#$round" "$GW_URL/" -H "Cookie: $GW_COOKIE"
+  print_row "gateway, round $round"
+  GW_SUM=$((GW_SUM + R_RPS))
+  GW_P99S+=("$R_P99")
+done
+run_wrk apache-noauth "$AP_URL/noauth/"
+print_row "Apache plain proxy, no auth"
+run_wrk gateway-public "$GW_URL/pub/"
+print_row "gateway public route, no auth"
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+GW_RPS=$((GW_SUM / ROUNDS))
+GW_P99=$(median "${GW_P99S[@]}")
+echo "gateway:          mean $GW_RPS req/s, median p99 $GW_P99 ms"
+if [[ -z $MOD_FAIL ]]; then
+  MOD_RPS=$((MOD_SUM / ROUNDS))
+  MOD_P99=$(median "${MOD_P99S[@]}")
+  echo "mod_auth_openidc: mean $MOD_RPS req/s, median p99 $MOD_P99 ms"
+  echo "gateway / mod_auth_openidc req/s: $(ratio "$GW_RPS" "$MOD_RPS")   (issue 7 target >= 2)"
+  echo "gateway / mod_auth_openidc p99:   $(ratio "$GW_P99" "$MOD_P99")   (issue 7 target <= 0.5)"
+else
+  echo "mod_auth_openidc: not measured (see above)"
+  exit 2
+fi

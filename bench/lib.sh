@@ -1,0 +1,240 @@
+# Shared pieces of the wrk benchmarks (sourced by run_gateway_bench.sh and compare_mod_auth_openidc.sh).
+#
+# Everything listens on 127.0.0.1 on free ports; every started process's PID is recorded in PIDS and
+# killed (TERM, then KILL after 5 s) by the EXIT trap. Nothing is written outside $WORK (a temp dir).
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${VENV:-$REPO/.venv}"
+BROKER="$VENV/bin/broker"
+PY="$VENV/bin/python"
+DURATION="${DURATION:-10}"
+THREADS="${THREADS:-2}"
+CONNECTIONS="${CONNECTIONS:-64}"
+WORK="$(mktemp -d /tmp/broker-bench.XXXXXX)"
+chmod 755 "$WORK" # nginx and apache workers drop root and must read their files here
+PIDS=()
+
+# Fixed IDs of the generated dev IdP directory (same GUIDs as config/devidp.yaml's Contoso).
+TENANT_ID=3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c
+CLIENT_ID=6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d
+BENCH_USER=adele@contoso.example
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for _ in $(seq 50); do
+    local alive=0
+    for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.1
+  done
+  for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  if [[ -z "${KEEP_WORK:-}" ]]; then rm -rf "$WORK"; else log "logs kept in $WORK"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+need_apt() { # need_apt BINARY PACKAGE...
+  local bin="$1"
+  shift
+  if ! command -v "$bin" >/dev/null 2>&1; then
+    if [[ $(id -u) != 0 ]]; then
+      log "missing $bin: run as root or: apt-get install -y $*"
+      exit 1
+    fi
+    log "installing $* with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >"$WORK/apt.log" 2>&1 ||
+      { apt-get update -q >>"$WORK/apt.log" 2>&1 &&
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >>"$WORK/apt.log" 2>&1; } ||
+      { tail -20 "$WORK/apt.log" >&2; exit 1; }
+  fi
+}
+
+free_port() {
+  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_http() { # wait_http URL [seconds]: until the URL answers 200
+  local url="$1" deadline=$((SECONDS + ${2:-20}))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if ((SECONDS > deadline)); then
+      log "$url did not become ready; logs in $WORK"
+      KEEP_WORK=1
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+start_redis() {
+  REDIS_PORT=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --daemonize no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 50); do
+    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  log "redis-server did not start"
+  return 1
+}
+
+start_nginx() {
+  NGINX_PORT=$(free_port)
+  mkdir -p "$WORK/nginx/html"
+  printf '<!doctype html><title>bench</title><p>Hello from the nginx backend.</p>\n' \
+    >"$WORK/nginx/html/index.html"
+  chmod -R a+rX "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    root $WORK/nginx/html;
+    default_type text/html;
+    location / { try_files /index.html =404; }
+  }
+}
+EOF
+  nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$NGINX_PORT/"
+}
+
+# The dev IdP with its own small directory: Contoso, one confidential client whose redirect URIs are the
+# gateway's callback and mod_auth_openidc's redirect URI on localhost (loopback ports are ignored).
+start_devidp() {
+  IDP_PORT=$(free_port)
+  IDP_URL="http://127.0.0.1:$IDP_PORT"
+  CONTOSO_CLIENT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  FABRIKAM_CLIENT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  export CONTOSO_CLIENT_SECRET FABRIKAM_CLIENT_SECRET
+  cat >"$WORK/devidp.yaml" <<EOF
+tenants:
+  - tenant_id: $TENANT_ID
+    display_name: Contoso
+    domains: [contoso.example]
+    clients:
+      - client_id: $CLIENT_ID
+        client_secret: \${CONTOSO_CLIENT_SECRET}
+        display_name: Entra Broker (Contoso)
+        redirect_uris:
+          - http://localhost:8080/.auth/callback
+          - http://localhost:8080/redirect_uri
+        post_logout_redirect_uris: [http://localhost:8080/.auth/logout/done]
+    users:
+      - oid: 5d1f6b2a-8c3e-4f7a-9b0d-1e2c3a4b5d6e
+        name: Adele Vance
+        username: $BENCH_USER
+        email: $BENCH_USER
+        given_name: Adele
+        family_name: Vance
+        roles: [Wiki.Admin]
+        groups: [c7e9a1b3-2d4f-4a6b-8c0e-9f1a2b3c4d5e]
+EOF
+  "$BROKER" devidp --config "$WORK/devidp.yaml" --listen "127.0.0.1:$IDP_PORT" --public-url "$IDP_URL" \
+    >"$WORK/devidp.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "$IDP_URL/$TENANT_ID/v2.0/.well-known/openid-configuration"
+}
+
+# The gateway: Redis store, server.workers (default 2), /pub/ public and / enforced, both to nginx.
+start_gateway() {
+  GW_PORT=$(free_port)
+  GW_URL="http://localhost:$GW_PORT"
+  "$BROKER" keygen --out "$WORK/assertion.pem" >/dev/null
+  cat >"$WORK/broker.yaml" <<EOF
+server:
+  public_url: $GW_URL
+  listen: 127.0.0.1:$GW_PORT
+  workers: ${GW_WORKERS:-2}
+sessions:
+  store: redis://127.0.0.1:$REDIS_PORT/0
+  idle_timeout: 8h
+  lifetime: 24h
+signing:
+  keys: [$WORK/assertion.pem]
+tenants:
+  contoso:
+    display_name: Contoso Ltd
+    tenant_id: $TENANT_ID
+    client_id: $CLIENT_ID
+    client_secret: \${CONTOSO_CLIENT_SECRET}
+    authority: $IDP_URL
+    email_domains: [contoso.example]
+    roles:
+      order: [reader, writer, admin]
+      default: reader
+      app_roles: {Wiki.Admin: admin}
+routes:
+  - host: localhost
+    path: /pub/
+    upstream: http://127.0.0.1:$NGINX_PORT
+    auth: public
+  - host: localhost
+    path: /
+    upstream: http://127.0.0.1:$NGINX_PORT
+    auth: enforce
+    headers: {X-Remote-User: preferred_username}
+EOF
+  "$BROKER" run --config "$WORK/broker.yaml" >"$WORK/gateway.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "$GW_URL/.auth/readyz" 30
+}
+
+gateway_cookie() {
+  "$PY" "$REPO/bench/login.py" --gateway "$GW_URL" --code contoso --user "$BENCH_USER"
+}
+
+# run_wrk LABEL URL [wrk args...]: runs wrk, prints nothing, sets R_RPS R_P50 R_P99 R_ERR (ms for latency),
+# and appends "LABEL|rps|p50|p99|errors" to $WORK/results.
+run_wrk() {
+  local label="$1" url="$2"
+  shift 2
+  local out="$WORK/wrk.$RANDOM.txt"
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$out" 2>&1 || {
+    cat "$out" >&2
+    return 1
+  }
+  read -r R_RPS R_P50 R_P99 R_ERR < <(awk '
+    function ms(v) {
+      if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+      if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+      if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 }
+      return v + 0
+    }
+    /^ *50%/ { p50 = ms($2) }
+    /^ *99%/ { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
+    /Non-2xx or 3xx responses:/ { err += $5 }
+    END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, err }' "$out")
+  if [[ -n "${SHOW_WRK:-}" ]]; then cat "$out" >&2; fi
+  echo "$label|$R_RPS|$R_P50|$R_P99|$R_ERR" >>"$WORK/results"
+}
+
+print_header() {
+  printf '%-34s %10s %9s %9s %8s\n' target "req/s" "p50 ms" "p99 ms" errors
+}
+
+print_row() { # print_row LABEL (uses R_*)
+  printf '%-34s %10s %9s %9s %8s\n' "$1" "$R_RPS" "$R_P50" "$R_P99" "$R_ERR"
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+machine_line() {
+  echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
+}

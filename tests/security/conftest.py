@@ -1,0 +1,73 @@
+"""The whole product plus a recording upstream, for abuse cases that must prove what reached the backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.stack import Stack, running_stack
+from tests.support.upstreams import Recorder, recording_app, serve_on
+
+HOST = "127.0.0.1"
+
+
+@dataclass
+class Target:
+    """A running stack whose ``/rec/`` (public) and ``/recsecure/`` (contoso only) go to a recorder."""
+
+    stack: Stack
+    recorder: Recorder
+
+    @property
+    def port(self) -> int:
+        """The gateway's port."""
+        return int(self.stack.gateway_url.rsplit(":", 1)[1])
+
+    def paths_seen(self) -> list[str]:
+        """Every raw path the recording upstream received, in order."""
+        return [seen.raw_path_qs for seen in self.recorder.requests]
+
+    async def raw(self, data: bytes, timeout: float = 3.0) -> bytes:
+        """Send bytes on one connection as they are; return everything answered until the server closes
+        (or ``timeout``)."""
+        reader, writer = await asyncio.open_connection(HOST, self.port)
+        try:
+            writer.write(data)
+            await writer.drain()
+            chunks: list[bytes] = []
+            try:
+                async with asyncio.timeout(timeout):
+                    while chunk := await reader.read(65536):
+                        chunks.append(chunk)
+            except TimeoutError:
+                pass
+            return b"".join(chunks)
+        finally:
+            writer.close()
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[Target]:
+    """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
+    app, recorder = recording_app()
+    runner, upstream = await serve_on(app)
+    routes: list[dict[str, Any]] = [
+        {"host": HOST, "path": "/rec/", "upstream": upstream, "auth": "public"},
+        {
+            "host": HOST,
+            "path": "/recsecure/",
+            "upstream": upstream,
+            "allow": {"login_codes": ["contoso"]},
+            "headers": {"X-Remote-User": "preferred_username"},
+        },
+    ]
+    try:
+        async with running_stack("memory", tmp_path, {}, routes_extra=routes) as stack:
+            yield Target(stack, recorder)
+    finally:
+        await runner.cleanup()

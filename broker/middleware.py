@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion10, web
 from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
@@ -44,6 +44,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
     incoming = request.headers.get("X-Request-Id", "")
     request[REQUEST_ID_KEY] = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
     current_request_id.set(request[REQUEST_ID_KEY])
+    if request.version < HttpVersion10:
+        # HTTP/0.9 has no Host header: routing would fall back to the listening address. Refuse it, as
+        # an HTTP/1.1 request without Host is refused.
+        return error_response(request, 400, "Bad request", "HTTP/1.0 or later is required.", "http_version")
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id_of(request)

@@ -34,6 +34,30 @@ HOP_BY_HOP = frozenset(
 BROKER_SET = frozenset(
     {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded", "x-request-id"}
 )
+# Headers some upstreams read as the client's address, scheme or the "real" URL. The broker never sets
+# them (it sends X-Forwarded-* and Forwarded, built from what it saw), and a client's copies would let it
+# pose as another IP or path to an upstream that trusts them, so they are dropped on every route.
+CLIENT_CLAIMED = frozenset(
+    {
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "cf-connecting-ip",
+        "x-cluster-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "x-forwarded-port",
+        "x-forwarded-prefix",
+        "x-forwarded-uri",
+        "x-forwarded-path",
+        "x-forwarded-server",
+        "x-forwarded-scheme",
+        "x-forwarded-ssl",
+        "front-end-https",
+        "x-url-scheme",
+    }
+)
 # The broker answers ``Expect: 100-continue`` itself once its own checks pass (RFC 9110 section 10.1.1);
 # passing it on would make the upstream client wait for a second, upstream ``100 Continue``.
 ANSWERED_BY_BROKER = frozenset({"expect"})
@@ -101,6 +125,7 @@ def upstream_headers(
     drop = (
         HOP_BY_HOP
         | BROKER_SET
+        | CLIENT_CLAIMED
         | ANSWERED_BY_BROKER
         | {header_spelling(p) for p in protected}
         | connection_listed(incoming)

@@ -7,6 +7,7 @@ never one the browser chose (no session fixation).
 
 from __future__ import annotations
 
+import hmac
 import logging
 import secrets
 from collections.abc import Mapping
@@ -16,7 +17,7 @@ from aiohttp import web
 
 from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, InvalidToken
-from broker.handlers.login import login_path
+from broker.handlers.login import binding_hash, login_path
 from broker.metrics import METRICS
 from broker.observability import audit
 from broker.oidc import errors as aadsts
@@ -27,6 +28,7 @@ from broker.pages import views
 from broker.policy import identity_from_claims, string_list
 from broker.runtime import Gateway, gateway_of, request_id_of
 from broker.sessions.model import LoginState, Session
+from broker.sessions.sealing import SealKey
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,11 @@ async def callback(request: web.Request) -> web.StreamResponse:
     """GET or POST /.auth/callback."""
     gw = gateway_of(request)
     params: Mapping[str, Any] = await request.post() if request.method == "POST" else request.query
+    binding = gw.cookie.read_login_binding(request)
+    well_formed = SealKey.parse(str(params.get("state", ""))) is not None
+    if binding is None and request.method == "POST" and params.get("bounced") != "1" and well_formed:
+        # A cross-site form_post arrives without our SameSite=Lax cookies: re-post it same-site first.
+        return views.callback_bounce({k: str(v) for k, v in params.items()}, request_id_of(request))
     state_value = str(params.get("state", ""))
     login = await gw.sessions.take_login_state(state_value, gw.clock()) if state_value else None
     if login is None:
@@ -49,6 +56,18 @@ async def callback(request: web.Request) -> web.StreamResponse:
         )
     tenant = gw.tenant(login.login_code)
     retry = login_path(login.login_code, login.return_to)
+    if binding is None or not hmac.compare_digest(binding_hash(binding), login.browser_binding):
+        # Login CSRF: this state was started by another browser (e.g. an attacker's, whose Entra answer
+        # is being replayed into the victim's browser to sign the victim into the attacker's account).
+        audit("login_failure", company=login.login_code, why="login state used in another browser")
+        _count(request, login.login_code, "browser_mismatch")
+        return views.simple(
+            "Please start the sign-in in this browser",
+            "This sign-in was started in another browser, so it cannot be completed here. Start again.",
+            400,
+            request_id_of(request),
+            link=(retry, "Start again"),
+        )
     if tenant is None:
         return views.simple(
             "Company not found", "This company can no longer sign in here.", 400, request_id_of(request)

@@ -7,7 +7,9 @@ tenant's authorize endpoint. The chooser never reveals which login codes exist u
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import secrets
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -80,8 +82,19 @@ async def start(request: web.Request) -> web.StreamResponse:
     pkce = PkcePair.new()
     nonce = new_nonce()
     redirect_uri = gw.origin_for(request) + CALLBACK_PATH
+    # Bind the login to this browser (login CSRF, RFC 6749 10.12): the callback must come back with the
+    # cookie whose hash the state holds. An existing binding is reused so logins in several tabs work.
+    binding = gw.cookie.read_login_binding(request) or secrets.token_urlsafe(32)
     state = await gw.sessions.save_login_state(
-        LoginState(code, nonce, pkce.verifier, redirect_uri, _return_to(request, gw), gw.clock())
+        LoginState(
+            code,
+            nonce,
+            pkce.verifier,
+            redirect_uri,
+            _return_to(request, gw),
+            gw.clock(),
+            binding_hash(binding),
+        )
     )
     extra: dict[str, str] = {}
     prompt = request.query.get("prompt")
@@ -100,7 +113,14 @@ async def start(request: web.Request) -> web.StreamResponse:
         extra=extra,
     )
     log.info("login started", extra={"event": "login_start", "company": code})
-    raise web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+    redirect = web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+    gw.cookie.set_login_binding(redirect, binding)
+    raise redirect
+
+
+def binding_hash(binding: str) -> str:
+    """What login state stores of the browser's binding cookie (the cookie itself stays in the browser)."""
+    return hashlib.sha256(binding.encode()).hexdigest()
 
 
 async def chooser_page(request: web.Request) -> web.StreamResponse:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from broker.config.schema import TenantConfig
@@ -144,3 +147,34 @@ def signed_out(entra_logout_url: str | None, login_url: str, request_id: str) ->
         + fill('<a class="button secondary" href="$url">Sign in again</a>', url=login_url)
     )
     return page("Signed out", body, request_id=request_id)
+
+
+BOUNCE_FIELDS = ("code", "state", "error", "error_description", "error_uri", "session_state")
+
+
+def callback_bounce(params: Mapping[str, str], request_id: str) -> web.Response:
+    """Re-post Entra's form_post to the callback from the gateway's own origin.
+
+    Entra's form_post is a cross-site POST, so the browser withholds SameSite=Lax cookies, including the
+    login-binding cookie. The same fields posted again by this page are a same-site request that carries
+    it. A nonce-scripted auto-submit, with a button for browsers without JavaScript.
+    """
+    nonce = secrets.token_urlsafe(16)
+    hidden = Markup("").join(
+        fill('<input type="hidden" name="$name" value="$value">', name=name, value=params[name])
+        for name in BOUNCE_FIELDS
+        if name in params
+    )
+    body = Markup(
+        Markup('<h1>Signing you in…</h1><form id="continue" method="post" action="/.auth/callback">')
+        + hidden
+        + Markup('<input type="hidden" name="bounced" value="1">')
+        + Markup('<noscript><button class="button" type="submit">Continue</button></noscript></form>')
+        + fill('<script nonce="$nonce">document.getElementById("continue").submit()</script>', nonce=nonce)
+    )
+    response = page("Signing you in", body, request_id=request_id)
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return response

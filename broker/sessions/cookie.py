@@ -7,11 +7,14 @@ flag are dropped; anywhere else the broker refuses plain http at config time.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from aiohttp import web
 
 HOST_PREFIX = "__Host-"
+LOGIN_BINDING_MAX_AGE = 600  # as long as login state lives
+_BINDING = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,28 @@ class CookiePolicy:
         """Store the ticket in the browser."""
         response.set_cookie(
             self.name, ticket, max_age=max_age, path="/", secure=self.secure, httponly=True, samesite="Lax"
+        )
+
+    @property
+    def login_name(self) -> str:
+        """The cookie binding a login in progress to the browser that started it (login-CSRF defence)."""
+        return f"{self.name}-login"
+
+    def read_login_binding(self, request: web.Request) -> str | None:
+        """This browser's login-binding value, if it has a well-formed one."""
+        value = request.cookies.get(self.login_name, "")
+        return value if _BINDING.match(value) else None
+
+    def set_login_binding(self, response: web.StreamResponse, value: str) -> None:
+        """Remember the binding for the length of a sign-in (SameSite=Lax: never sent cross-site)."""
+        response.set_cookie(
+            self.login_name,
+            value,
+            max_age=LOGIN_BINDING_MAX_AGE,
+            path="/",
+            secure=self.secure,
+            httponly=True,
+            samesite="Lax",
         )
 
     def clear(self, response: web.StreamResponse) -> None:

@@ -88,6 +88,7 @@ class LoginState:
     redirect_uri: str
     return_to: str
     created_at: float
+    browser_binding: str = ""  # SHA-256 of the login-binding cookie of the browser that started it
 
     def to_json(self) -> bytes:
         """Compact JSON for sealing."""

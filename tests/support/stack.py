@@ -204,9 +204,16 @@ class Stack:
         return posted[0]
 
     async def post_callback(self, browser: aiohttp.ClientSession, form: Form) -> aiohttp.ClientResponse:
-        """Submit Entra's form_post to the gateway's callback (as the browser's auto-submit does)."""
+        """Submit Entra's form_post to the gateway's callback (as the browser's auto-submit does), and
+        follow the gateway's same-site re-post when it asks for one (as the browser's script does)."""
         resp = await browser.post(form.action, data=form.fields, allow_redirects=False)
-        await resp.read()
+        text = await resp.text()
+        bounce = [f for f in forms(text) if f.fields.get("bounced") == "1"] if resp.status == 200 else []
+        if bounce:
+            resp = await browser.post(
+                urljoin(form.action, bounce[0].action), data=bounce[0].fields, allow_redirects=False
+            )
+            await resp.read()
         return resp
 
     async def login(self, browser: aiohttp.ClientSession, code: str, username: str, rd: str = "/") -> str:

@@ -32,7 +32,10 @@ def safe_return_to(candidate: str | None, host_is_routed: Callable[[str], bool])
         return candidate if _is_plain_relative(candidate) and _is_plain_relative(decoded) else DEFAULT_RETURN
     if any(ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in decoded):
         return DEFAULT_RETURN
-    parts = urlsplit(candidate)
+    try:
+        parts = urlsplit(candidate)
+    except ValueError:  # e.g. a host that changes under NFKC normalisation ("http://／")
+        return DEFAULT_RETURN
     if parts.scheme in ("http", "https") and parts.hostname and not parts.username and not parts.password:
         if candidate.startswith(f"{parts.scheme}://") and host_is_routed(parts.hostname):
             return candidate

@@ -36,7 +36,7 @@ def normalise_path(path: str) -> str:
 _DOUBLE_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
 
 
-def matching_path(raw_path: str) -> str | None:
+def matching_path(raw_path: str, *, strip_params: bool = True) -> str | None:
     """The path to match routes on, or None when the path is ambiguous (see the module docstring).
 
     ``raw_path`` is the request target's path as sent (no query). aiohttp's own decoded ``path`` is not
@@ -54,7 +54,13 @@ def matching_path(raw_path: str) -> str | None:
     segments = [segment for segment in decoded.split("/") if segment]
     if any(segment.split(";", 1)[0] in (".", "..") for segment in segments):
         return None
-    trailing = "/" if decoded.endswith("/") and segments else ""
+    # Path parameters (";jsessionid=…") are dropped for matching: servers such as Tomcat ignore them, so
+    # "/admin;x" must match the "/admin" route, not fall through to a public "/". Other servers keep them,
+    # so the caller lets a request through anonymously only if both readings are public.
+    ends_as_directory = decoded.endswith("/") or (strip_params and decoded.rsplit("/", 1)[-1].startswith(";"))
+    if strip_params:
+        segments = [base for base in (segment.split(";", 1)[0] for segment in segments) if base]
+    trailing = "/" if ends_as_directory and segments else ""
     return "/" + "/".join(segments) + trailing
 
 

@@ -150,7 +150,9 @@ def test_ambiguous_paths_are_refused(raw: str) -> None:
         ("/a//b/", "/a/b/"),
         ("/x%2Fy", "/x/y"),
         ("/caf%C3%A9?q=1", "/café"),
-        ("/public/file;jsessionid=1", "/public/file;jsessionid=1"),
+        ("/public/file;jsessionid=1", "/public/file"),
+        ("/admin;", "/admin"),
+        ("/admin;x/y", "/admin/y"),
     ],
 )
 def test_matching_path_reads_the_raw_path_as_an_upstream_would(raw: str, path: str) -> None:

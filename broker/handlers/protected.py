@@ -57,6 +57,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     upgrade = is_websocket_upgrade(request.headers)
     mode = route.config.auth
     anonymous_ok = mode == "public" or route.is_public_path(path)
+    if anonymous_ok and ";" in request.raw_path.split("?", 1)[0]:
+        anonymous_ok = _public_when_read_literally(gw, request)
     session = None
     if not anonymous_ok or mode == "optional":
         session = await gw.current_session(request)
@@ -92,6 +94,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if upgrade:
         return await relay(request, route, upstream, gw.forwarding, added)
     return await forward(request, route, upstream, gw.forwarding, added)
+
+
+def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:
+    """With ``;`` parameters in the path, a request is anonymous only if the literal reading is public too."""
+    literal = matching_path(request.raw_path, strip_params=False)
+    route = gw.routes.match(request.host, literal) if literal is not None else None
+    return (
+        route is not None
+        and literal is not None
+        and (route.config.auth == "public" or route.is_public_path(literal))
+    )
 
 
 def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) -> dict[str, str]:

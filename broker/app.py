@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -42,6 +43,7 @@ from broker.sessions.store import SessionStore
 from broker.upstream_clients import UpstreamClients
 
 IDP_USER_AGENT = "entra-broker"
+T = TypeVar("T")
 
 
 def load_keys(config: BrokerConfig, base_dir: Path) -> list[SigningKey]:
@@ -49,9 +51,7 @@ def load_keys(config: BrokerConfig, base_dir: Path) -> list[SigningKey]:
     try:
         return load_signing_keys([base_dir / k for k in config.signing.keys])
     except (OSError, ValueError, TypeError) as exc:
-        raise ConfigError(
-            [ConfigProblem("signing.keys", None, "signing.keys", f"cannot load key: {exc}")]
-        ) from None
+        raise ConfigError([ConfigProblem("", None, "signing.keys", f"cannot load key: {exc}")]) from None
 
 
 def load_credentials(config: BrokerConfig, base_dir: Path) -> dict[str, ClientCredential]:
@@ -63,7 +63,7 @@ def load_credentials(config: BrokerConfig, base_dir: Path) -> dict[str, ClientCr
             credentials[code] = load_credential(tenant, base_dir)
         except (OSError, ValueError) as exc:
             key = f"tenants.{code}.certificate"
-            problems.append(ConfigProblem(key, None, key, f"cannot load certificate credential: {exc}"))
+            problems.append(ConfigProblem("", None, key, f"cannot load certificate credential: {exc}"))
     if problems:
         raise ConfigError(problems)
     return credentials
@@ -112,15 +112,28 @@ class Prepared:
     upstreams: UpstreamClients
 
 
-def prepare(config: BrokerConfig, base_dir: Path) -> Prepared:
-    """Load what the config names on disk; ``ConfigError`` when a file is unusable (start-up or reload)."""
+def prepare(config: BrokerConfig, base_dir: Path, source: str = "") -> Prepared:
+    """Load what the config names on disk: signing keys, certificate credentials, upstream TLS files.
+
+    Every unusable file is reported in one ``ConfigError`` (start-up, reload and check-config alike),
+    each problem labelled with ``source``, the config file that names it.
+    """
+    problems: list[ConfigProblem] = []
+
+    def attempt(load: Callable[[], T]) -> T | None:
+        try:
+            return load()
+        except ConfigError as exc:
+            problems.extend(replace(problem, file=source) for problem in exc.problems)
+            return None
+
+    keys = attempt(lambda: load_keys(config, base_dir))
+    credentials = attempt(lambda: load_credentials(config, base_dir))
     # Upstream TLS contexts are built now, so unusable CA or client-certificate files stop start-up.
-    return Prepared(
-        config,
-        load_keys(config, base_dir),
-        load_credentials(config, base_dir),
-        UpstreamClients(config.routes, base_dir),
-    )
+    upstreams = attempt(lambda: UpstreamClients(config.routes, base_dir))
+    if keys is None or credentials is None or upstreams is None:
+        raise ConfigError(problems)
+    return Prepared(config, keys, credentials, upstreams)
 
 
 def build_gateway(prepared: Prepared, services: Services) -> Gateway:
@@ -179,7 +192,8 @@ def create_app(
     SIGHUP triggers in ``broker run``); ``environ`` resolves its ``${VAR}`` references (default: the
     process environment).
     """
-    prepared = prepare(config, base_dir)
+    source = str(config_path) if config_path is not None else ""
+    prepared = prepare(config, base_dir, source)
     app = web.Application(
         middlewares=[request_id_middleware, metrics_middleware, error_middleware], client_max_size=1024**2
     )
@@ -200,7 +214,7 @@ def create_app(
             app,
             config_path,
             load=lambda path: load_config(path, environ),
-            assemble=lambda new_config: build_gateway(prepare(new_config, base_dir), services),
+            assemble=lambda new_config: build_gateway(prepare(new_config, base_dir, source), services),
         )
         app[RELOADER] = reloader
         await reloader.start(watch_interval)

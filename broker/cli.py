@@ -42,7 +42,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
         # Load what the config names on disk too (keys, certificates, TLS files): a file that exists but
         # cannot be used must fail here, not at start-up.
-        prepare(config, Path(args.file).parent)
+        prepare(config, Path(args.file).parent, args.file)
     except ConfigError as exc:
         _print_config_error(exc)
         return 1

@@ -32,7 +32,8 @@ class ConfigProblem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {self.key_path}: {self.message}" if self.key_path else f"{where}: {self.message}"
+        parts = [part for part in (where, self.key_path, self.message) if part]
+        return ": ".join(parts)
 
 
 class ConfigError(BrokerError):

@@ -93,7 +93,7 @@ class UpstreamClients:
                 self._contexts[key.tls] = ssl_context(key.tls, base_dir)
             except (OSError, ssl.SSLError) as exc:
                 where = f"routes[{i}].tls"
-                problems.append(ConfigProblem(where, None, where, f"cannot load TLS files: {exc}"))
+                problems.append(ConfigProblem("", None, where, f"cannot load TLS files: {exc}"))
         if problems:
             raise ConfigError(problems)
         self._sessions: dict[PoolKey, aiohttp.ClientSession] = {}

@@ -177,3 +177,19 @@ def test_check_config_loads_the_key_files(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "key.pem").write_bytes(generate_es256_pem())
     assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 0
     assert "OK (1 companies, 1 routes)" in capsys.readouterr().out
+
+
+def test_check_config_reports_every_unusable_file_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from broker.cli import main as broker_cli
+
+    (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    text = GOOD.replace("client_secret: ${SECRET}", "certificate: {key_file: key.pem, cert_file: cert.pem}")
+    (tmp_path / "b.yaml").write_text(text)
+    assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "2 problem(s)" in err
+    assert f"{tmp_path / 'b.yaml'}: signing.keys: cannot load key" in err
+    assert f"{tmp_path / 'b.yaml'}: tenants.contoso.certificate: cannot load certificate credential" in err

@@ -17,15 +17,8 @@ from aiohttp import web
 from broker.config.load import load_config
 from broker.errors import ConfigError
 from broker.identity import generate_es256_pem
+from broker.listen import split_listen
 from broker.observability import configure_logging
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address must be host:port, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def _print_config_error(exc: ConfigError) -> None:

@@ -23,18 +23,11 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.schema import BrokerConfig
+from broker.listen import split_listen
 from broker.metrics import METRICS, metrics_app
 from broker.reload import reload_config
 
 log = logging.getLogger(__name__)
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``host:port`` (``[::1]:8080`` for IPv6) -> (host, port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"listen address must be host:port, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

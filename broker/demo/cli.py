@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from broker.demo.app import DEFAULT_ASSERTION_HEADER, create_demo_app
+from broker.listen import split_listen
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
 
@@ -27,14 +28,6 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     )
     parser.add_argument("--assertion-header", default=DEFAULT_ASSERTION_HEADER)
     return parser
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """Split ``host:port`` (``[::1]:9001`` for IPv6) into host and port."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--listen must be host:port, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def run(args: argparse.Namespace) -> int:

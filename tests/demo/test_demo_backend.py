@@ -17,9 +17,9 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from broker.demo import create_demo_app
-from broker.demo.cli import split_listen
 from broker.demo.helpers import MAX_SLOW_SECONDS, slow_seconds
 from broker.demo.page import collect_headers
+from broker.listen import split_listen
 
 ISSUER = "http://gateway.test:8080"
 AUDIENCE = "wiki.example.com"

@@ -169,8 +169,6 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
             config.sessions.revalidate_every,
             services.metrics,
         ),
-        protected_headers=forwarding.protected_headers,
-        scheme=forwarding.scheme,
         forwarding=forwarding,
         clock=services.clock,
     )

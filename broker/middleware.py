@@ -40,7 +40,10 @@ def error_response(request: web.Request, status: int, title: str, message: str, 
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Assign (or accept) a request id; it is logged, shown on error pages and passed upstream."""
+    """Assign (or accept) a request id; it is logged, shown on error pages and passed upstream.
+
+    Requests older than HTTP/1.0 are refused here, first, before anything else reads their missing Host.
+    """
     incoming = request.headers.get("X-Request-Id", "")
     request[REQUEST_ID_KEY] = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
     current_request_id.set(request[REQUEST_ID_KEY])

@@ -70,8 +70,7 @@ class Reloader:
     async def start(self, watch_interval: float) -> None:
         """Keep the current companies' keys fresh, sample session counts and, with a config file, watch it."""
         self._restart_key_refresher(self._app[GATEWAY].current)
-        sampler = asyncio.create_task(self._sample_sessions(), name="session-gauge")
-        self._tasks.add(sampler)
+        self._track(asyncio.create_task(self._sample_sessions(), name="session-gauge"))
         if self._path is not None:
             self._watcher = asyncio.create_task(self._watch(watch_interval), name="config-watch")
 
@@ -111,6 +110,7 @@ class Reloader:
     def _restart_key_refresher(self, gateway: Gateway) -> None:
         if self._key_refresher is not None:
             self._key_refresher.cancel()
+            self._track(self._key_refresher)  # stop() still waits for it, should the cancel be slow
         sources = list(dict.fromkeys(source_of(t) for t in gateway.config.tenants.values()))
         self._key_refresher = asyncio.create_task(
             gateway.discovery.refresh_forever(sources), name="key-refresh"
@@ -126,7 +126,10 @@ class Reloader:
             self._retiring.remove(gateway)
             await gateway.upstreams.close()
 
-        task = asyncio.create_task(close_later(), name="retire-generation")
+        self._track(asyncio.create_task(close_later(), name="retire-generation"))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        """Keep a background task until it ends, so ``stop`` can wait for it."""
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

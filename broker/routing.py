@@ -119,6 +119,10 @@ class Route:
         """Paths inside an enforced route that need no session (``public_paths``)."""
         return any(prefix_matches(p, path) for p in self.config.public_paths)
 
+    def admits_anonymous(self, path: str) -> bool:
+        """A public route, or a ``public_paths`` entry of a protected one: no session needed."""
+        return self.config.auth == "public" or self.is_public_path(path)
+
 
 class RouteTable:
     """All routes, ordered so the most specific host and the longest prefix are tried first."""

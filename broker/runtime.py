@@ -43,8 +43,6 @@ class Gateway:
     upstreams: UpstreamClients
     credentials: dict[str, ClientCredential]
     refresher: SessionRefresher
-    protected_headers: frozenset[str]
-    scheme: str
     forwarding: Forwarding
     clock: Callable[[], float] = time.time
 

@@ -56,7 +56,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         )
     upgrade = is_websocket_upgrade(request.headers)
     mode = route.config.auth
-    anonymous_ok = mode == "public" or route.is_public_path(path)
+    anonymous_ok = route.admits_anonymous(path)
     if anonymous_ok and ";" in request.raw_path.split("?", 1)[0]:
         anonymous_ok = _public_when_read_literally(gw, request)
     session = None
@@ -99,12 +99,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
 def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:
     """With ``;`` parameters in the path, a request is anonymous only if the literal reading is public too."""
     literal = matching_path(request.raw_path, strip_params=False)
-    route = gw.routes.match(request.host, literal) if literal is not None else None
-    return (
-        route is not None
-        and literal is not None
-        and (route.config.auth == "public" or route.is_public_path(literal))
-    )
+    if literal is None:
+        return False
+    route = gw.routes.match(request.host, literal)
+    return route is not None and route.admits_anonymous(literal)
 
 
 def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) -> dict[str, str]:

@@ -10,6 +10,7 @@ import dataclasses
 import html
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,28 +128,28 @@ async def test_token_endpoint_errors_are_explained(tmp_path: Path, code: int, ad
             await assert_signed_out(stack, browser)
 
 
-async def test_certificate_credential_signs_in(tmp_path: Path) -> None:
+@asynccontextmanager
+async def certificate_stack(tmp_path: Path, *, registered_elsewhere: bool) -> AsyncIterator[Stack]:
+    """Contoso authenticates with a certificate; the dev IdP has that one registered, or another one."""
     key_pem, cert_pem = make_certificate()
     (tmp_path / "key.pem").write_bytes(key_pem)
     (tmp_path / "cert.pem").write_bytes(cert_pem)
-    idp = with_contoso_client(client_secret="", certificate_pem=cert_pem.decode())
-    contoso = {"client_secret": None, "certificate": {"key_file": "key.pem", "cert_file": "cert.pem"}}
-    async with running_stack("memory", tmp_path, {}, idp_config=idp, contoso=contoso) as stack:
-        async with stack.browser() as browser:
-            assert await stack.login(browser, "contoso", ADELE.username) == "/"
-
-
-async def test_wrong_certificate_is_explained(tmp_path: Path) -> None:
-    key_pem, cert_pem = make_certificate()
-    _, registered = make_certificate()
-    (tmp_path / "key.pem").write_bytes(key_pem)
-    (tmp_path / "cert.pem").write_bytes(cert_pem)
+    registered = make_certificate()[1] if registered_elsewhere else cert_pem
     idp = with_contoso_client(client_secret="", certificate_pem=registered.decode())
     contoso = {"client_secret": None, "certificate": {"key_file": "key.pem", "cert_file": "cert.pem"}}
     async with running_stack("memory", tmp_path, {}, idp_config=idp, contoso=contoso) as stack:
-        async with stack.browser() as browser:
-            status, page_text = await callback_page(stack, browser, ADELE.username)
-            assert status == 400 and "AADSTS700027" in page_text and "certificate" in page_text
+        yield stack
+
+
+async def test_certificate_credential_signs_in(tmp_path: Path) -> None:
+    async with certificate_stack(tmp_path, registered_elsewhere=False) as stack, stack.browser() as browser:
+        assert await stack.login(browser, "contoso", ADELE.username) == "/"
+
+
+async def test_wrong_certificate_is_explained(tmp_path: Path) -> None:
+    async with certificate_stack(tmp_path, registered_elsewhere=True) as stack, stack.browser() as browser:
+        status, page_text = await callback_page(stack, browser, ADELE.username)
+        assert status == 400 and "AADSTS700027" in page_text and "certificate" in page_text
 
 
 async def test_client_secret_basic_signs_in(tmp_path: Path) -> None:

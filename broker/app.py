@@ -8,6 +8,7 @@ A config reload (``reload.py``) swaps the per-config ``Gateway``; ``Services`` l
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -34,12 +35,14 @@ from broker.refresh import SessionRefresher
 from broker.reload import DEFAULT_WATCH_INTERVAL, RELOADER, Reloader
 from broker.routing import RouteTable
 from broker.runtime import GATEWAY, Gateway, GatewayHolder
+from broker.sessions.cache import INVALIDATION_CHANNEL, SessionCache
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
 from broker.sessions.memory import MemoryStore
 from broker.sessions.redis_store import RedisStore
 from broker.sessions.redis_url import TlsFiles
 from broker.sessions.store import SessionStore
+from broker.tasks import cancel_and_wait
 from broker.upstream_clients import UpstreamClients
 
 IDP_USER_AGENT = "entra-broker"
@@ -100,6 +103,7 @@ class Services:
     discovery: DiscoveryCache
     metrics: Metrics
     clock: Callable[[], float]
+    session_cache: SessionCache | None = None
 
 
 @dataclass
@@ -146,7 +150,9 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         scheme=urlsplit(config.server.public_url).scheme,
         trusted=parse_networks(config.server.trusted_proxies),
     )
-    sessions = SessionManager(services.store, config.sessions.idle_timeout, config.sessions.lifetime)
+    sessions = SessionManager(
+        services.store, config.sessions.idle_timeout, config.sessions.lifetime, services.session_cache
+    )
     return Gateway(
         config=config,
         routes=RouteTable(config.routes),
@@ -203,8 +209,17 @@ def create_app(
         idp_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": IDP_USER_AGENT}
         )
-        services = Services(
-            store or make_store(config, base_dir), idp_http, DiscoveryCache(idp_http), metrics, clock
+        session_store = store or make_store(config, base_dir)
+        cache = SessionCache(config.sessions.cache_ttl) if config.sessions.cache_ttl > 0 else None
+        services = Services(session_store, idp_http, DiscoveryCache(idp_http), metrics, clock, cache)
+        stop_listening = asyncio.Event()
+        listener = (
+            asyncio.create_task(
+                session_store.listen(INVALIDATION_CHANNEL, cache.invalidate, cache.set_live, stop_listening),
+                name="session-invalidations",
+            )
+            if cache is not None
+            else None
         )
         await prepared.upstreams.start()
         app[GATEWAY] = GatewayHolder(build_gateway(prepared, services))
@@ -217,6 +232,8 @@ def create_app(
         app[RELOADER] = reloader
         await reloader.start(watch_interval)
         yield
+        stop_listening.set()
+        await cancel_and_wait([listener])
         await reloader.stop()
         await app[GATEWAY].current.upstreams.close()
         await idp_http.close()

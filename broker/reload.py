@@ -99,6 +99,8 @@ class Reloader:
             holder = self._app[GATEWAY]
             if config.sessions.store != holder.current.config.sessions.store:
                 log.warning("sessions.store changed: the running store is kept until a restart")
+            if config.sessions.cache_ttl != holder.current.config.sessions.cache_ttl:
+                log.warning("sessions.cache_ttl changed: the running cache is kept until a restart")
             await gateway.upstreams.start()
             previous = holder.swap(gateway)
             self._restart_key_refresher(gateway)

@@ -23,6 +23,7 @@ DEFAULT_COOKIE_NAME = "__Host-broker"
 DEFAULT_IDLE_TIMEOUT = 8 * 3600.0
 DEFAULT_LIFETIME = 24 * 3600.0
 DEFAULT_REFRESH_BEFORE = 300.0
+DEFAULT_SESSION_CACHE_TTL = 10.0
 DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"
 DEFAULT_ASSERTION_TTL = 60.0
 MAX_ASSERTION_TTL = 300.0
@@ -76,6 +77,7 @@ class SessionsConfig:
     lifetime: Duration = DEFAULT_LIFETIME
     refresh_before: Duration = DEFAULT_REFRESH_BEFORE
     revalidate_every: Duration | None = None
+    cache_ttl: Duration = DEFAULT_SESSION_CACHE_TTL
 
 
 @dataclass(frozen=True)

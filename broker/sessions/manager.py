@@ -17,6 +17,7 @@ import logging
 import zlib
 from dataclasses import dataclass, replace
 
+from broker.sessions.cache import INVALIDATION_CHANNEL, SessionCache
 from broker.sessions.model import LoginState, Session
 from broker.sessions.sealing import SealKey
 from broker.sessions.store import SessionStore
@@ -79,12 +80,20 @@ class SessionInfo:
 
 
 class SessionManager:
-    """Creates, loads, saves, touches and revokes sessions; enforces idle timeout and absolute lifetime."""
+    """Creates, loads, saves, touches and revokes sessions; enforces idle timeout and absolute lifetime.
 
-    def __init__(self, store: SessionStore, idle_timeout: float, lifetime: float) -> None:
+    With a ``SessionCache``, ``load`` serves a recently read session from memory. Every change other
+    processes must see at once (a save after refresh, a revocation) is published on the store's
+    invalidation channel, with or without a cache here: the sessions CLI revokes through this class too.
+    """
+
+    def __init__(
+        self, store: SessionStore, idle_timeout: float, lifetime: float, cache: SessionCache | None = None
+    ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
         self.lifetime = lifetime
+        self.cache = cache
 
     def _ttl(self, session: Session, now: float) -> float:
         """Store TTL: whichever comes first, idle expiry or the absolute end of the session."""
@@ -100,7 +109,7 @@ class SessionManager:
         """Store a new session under a fresh id (never a client-chosen one) and return its ticket."""
         key = SealKey.new()
         session = replace(session, created_at=now, last_seen=now, refreshed_at=now)
-        await self.save(key, session, now)
+        await self._write(key, session, now)  # a new id: no process can have a copy to drop
         indexes = self._indexes(session)
         meta = json.dumps(
             {
@@ -117,16 +126,39 @@ class SessionManager:
         return format_ticket(key)
 
     async def save(self, key: SealKey, session: Session, now: float) -> None:
-        """(Re)write a session under its existing id, e.g. after a refresh."""
+        """(Re)write a session under its existing id after a change (a refresh), and tell every process."""
+        await self._write(key, session, now)
+        await self._announce(key.storage_id())
+        if self.cache is not None:
+            self.cache.put(key, session, self.cache.epoch)
+
+    async def _write(self, key: SealKey, session: Session, now: float) -> None:
         await self.store.put(
             SESSION_PREFIX + key.storage_id(), key.seal(pack_session(session)), self._ttl(session, now)
         )
+
+    async def _announce(self, storage_id: str) -> None:
+        """Drop every process's cached copy (this one's first, without waiting for the echo)."""
+        if self.cache is not None:
+            self.cache.invalidate(storage_id)
+        await self.store.publish(INVALIDATION_CHANNEL, storage_id)
+
+    def _servable(self, session: Session, now: float) -> bool:
+        """A cached copy may answer: not idle, not too old, not due for a touch (those need the store)."""
+        idle = now - session.last_seen
+        return idle <= min(TOUCH_INTERVAL, self.idle_timeout) and now - session.created_at <= self.lifetime
 
     async def load(self, ticket: str, now: float) -> tuple[SealKey, Session] | None:
         """The live session a ticket points to, or None (malformed, unknown, tampered or expired)."""
         key = parse_ticket(ticket)
         if key is None:
             return None
+        cache = self.cache
+        if cache is not None:
+            cached = cache.get(key)
+            if cached is not None and self._servable(cached, now):
+                return key, cached
+            epoch = cache.epoch
         session = await self.read(key)
         if session is None:
             return None
@@ -134,8 +166,11 @@ class SessionManager:
             await self.revoke(key.storage_id())
             return None
         if now - session.last_seen > TOUCH_INTERVAL:
+            # Only last_seen changes: other processes' copies stay valid (they come here when due too).
             session.last_seen = now
-            await self.save(key, session, now)
+            await self._write(key, session, now)
+        if cache is not None:
+            cache.put(key, session, epoch)
         return key, session
 
     async def read(self, key: SealKey) -> Session | None:
@@ -160,6 +195,7 @@ class SessionManager:
         meta = await self.store.take(META_PREFIX + session_id)
         existed = await self.store.get(SESSION_PREFIX + session_id) is not None
         await self.store.delete(SESSION_PREFIX + session_id)
+        await self._announce(session_id)
         indexes = _meta(meta).get("indexes") if meta else None
         for index in indexes if isinstance(indexes, list) else []:
             await self.store.index_remove(str(index), session_id)

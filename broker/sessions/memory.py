@@ -16,6 +16,7 @@ class MemoryStore:
         self._items: dict[str, tuple[float, bytes]] = {}
         self._indexes: dict[str, tuple[float, dict[str, bytes]]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._listeners: dict[str, list[Callable[[str], None]]] = {}
         self._writes = 0
         self._sweep_every = sweep_every
 
@@ -95,6 +96,28 @@ class MemoryStore:
             lock.release()
             if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop(name, None)
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Deliver to this process's listeners at once."""
+        for deliver in list(self._listeners.get(channel, [])):
+            deliver(message)
+
+    async def listen(
+        self,
+        channel: str,
+        deliver: Callable[[str], None],
+        subscribed: Callable[[bool], None],
+        stop: asyncio.Event,
+    ) -> None:
+        """Subscribed from the start until ``stop`` (nothing can cut an in-process subscription)."""
+        listeners = self._listeners.setdefault(channel, [])
+        listeners.append(deliver)
+        subscribed(True)
+        try:
+            await stop.wait()
+        finally:
+            listeners.remove(deliver)
+            subscribed(False)
 
     async def ping(self) -> None:
         """Always reachable."""

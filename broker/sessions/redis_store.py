@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+from redis.asyncio.client import PubSub
 from redis.asyncio.lock import Lock
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -29,6 +30,11 @@ log = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisError, RedisClusterException)
 
 KEY_PREFIX = "broker:"
+# A subscription silent this long is asked for a PING; one whose PONG does not come within
+# PONG_TIMEOUT is treated as lost (a dead peer may not close the socket).
+HEARTBEAT = 1.0
+PONG_TIMEOUT = 2.0
+RESUBSCRIBE_BACKOFF = (0.1, 0.25, 0.5, 1.0)
 
 
 @contextmanager
@@ -137,6 +143,73 @@ class RedisStore:
             except REDIS_ERRORS as exc:  # LockError (lost it) is a RedisError
                 log.warning("could not extend a lock lease: %s", type(exc).__name__)
                 return
+
+    async def publish(self, channel: str, message: str) -> None:
+        """PUBLISH (on a Cluster, classic pub/sub reaches subscribers on every node)."""
+        with _unavailable_on_error("publish"):
+            await self._client.publish(self._prefix + channel, message)
+
+    async def listen(
+        self,
+        channel: str,
+        deliver: Callable[[str], None],
+        subscribed: Callable[[bool], None],
+        stop: asyncio.Event,
+    ) -> None:
+        """SUBSCRIBE on a dedicated connection, re-established with backoff whenever it is lost."""
+        failures = 0
+        while not stop.is_set():
+            pubsub = self._client.pubsub()
+            try:
+                # A Cluster client learns its slot map on its first command; SUBSCRIBE needs it.
+                await self._client.ping()
+                await pubsub.subscribe(self._prefix + channel)
+                await self._relay(pubsub, deliver, subscribed, stop)
+                failures = 0
+            except Exception as exc:  # whatever breaks, the listener must live on (fail closed meanwhile)
+                failures += 1
+                if failures == 1:
+                    log.warning("invalidation subscription lost: %s", type(exc).__name__)
+            finally:
+                subscribed(False)
+                with contextlib.suppress(*REDIS_ERRORS, OSError, TimeoutError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+            delay = RESUBSCRIBE_BACKOFF[min(failures, len(RESUBSCRIBE_BACKOFF) - 1)]
+            await sleep_unless(stop, delay)
+
+    @staticmethod
+    async def _relay(
+        pubsub: PubSub,
+        deliver: Callable[[str], None],
+        subscribed: Callable[[bool], None],
+        stop: asyncio.Event,
+    ) -> None:
+        """Pass messages on until ``stop``; raise TimeoutError when the server stops answering PINGs.
+
+        redis-py may reconnect a pub/sub connection by itself and re-subscribe: every ``subscribe``
+        confirmation is therefore reported, so the listener starts over after a silent reconnect too.
+        """
+        loop = asyncio.get_running_loop()
+        last_heard = loop.time()
+        ping_sent_at: float | None = None
+        while not stop.is_set():
+            message = await pubsub.get_message(timeout=0.25)
+            now = loop.time()
+            if message is None:
+                if ping_sent_at is None and now - last_heard > HEARTBEAT:
+                    await pubsub.ping()
+                    ping_sent_at = now
+                elif ping_sent_at is not None and now - ping_sent_at > PONG_TIMEOUT:
+                    raise TimeoutError("no PONG on the invalidation subscription")
+                continue
+            last_heard, ping_sent_at = now, None
+            kind = message.get("type")
+            if kind == "subscribe":
+                subscribed(False)
+                subscribed(True)
+            elif kind == "message":
+                data = message.get("data")
+                deliver(data.decode() if isinstance(data, bytes) else str(data))
 
     async def ping(self) -> None:
         """PING."""

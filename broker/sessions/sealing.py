@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -66,6 +67,11 @@ class SealKey:
 
     def storage_id(self) -> str:
         """What the store is indexed by: a hash of the id, useless without the ticket."""
+        return self._storage_id
+
+    @cached_property
+    def _storage_id(self) -> str:
+        # Computed once per parsed ticket: it is asked for several times per request.
         return hashlib.sha256(self.record_id).hexdigest()
 
     def seal(self, plaintext: bytes) -> bytes:

@@ -1,4 +1,5 @@
-"""The ``SessionStore`` contract: keys -> bytes with TTLs, an atomic take, small indexes, and a leased lock.
+"""The ``SessionStore`` contract: keys -> bytes with TTLs, an atomic take, small indexes, a leased lock, and
+a broadcast channel (cache invalidations).
 
 Everything above it (sessions, login state) is sealed before it gets here, so stores only ever see
 ciphertext under hashed keys. Indexes map a hashed user or Entra session to the storage ids of its broker
@@ -8,6 +9,8 @@ their own errors into ``SessionStoreUnavailable``. One contract test suite runs 
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -44,6 +47,23 @@ class SessionStore(Protocol):
 
         Yields True when acquired within ``wait_seconds`` (the lease is extended while held, so a slow
         holder keeps it; a crashed one loses it after ``lease_seconds``), False when not acquired.
+        """
+
+    async def publish(self, channel: str, message: str) -> None:
+        """Send ``message`` to every process listening on ``channel`` now (fire and forget, no history)."""
+
+    async def listen(
+        self,
+        channel: str,
+        deliver: Callable[[str], None],
+        subscribed: Callable[[bool], None],
+        stop: asyncio.Event,
+    ) -> None:
+        """Until ``stop`` is set: subscribe to ``channel`` and pass each message to ``deliver``.
+
+        ``subscribed(True)`` is called each time the subscription is (re)established, ``subscribed(False)``
+        each time it is lost or given up; messages sent in between are lost, so a listener must treat a
+        new subscription as "anything may have changed". Reconnects by itself; never raises.
         """
 
     async def ping(self) -> None:

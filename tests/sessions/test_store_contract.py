@@ -13,7 +13,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -290,3 +290,42 @@ async def test_index_size_counts_members_without_loading_them(
         await store.index_add(index, f"m{i}", b"v", 60)
     await store.index_remove(index, "m1")
     assert await store.index_size(index) == 2
+
+
+# -- broadcast (session cache invalidations) ---------------------------------------------------------------
+
+
+async def test_published_messages_reach_every_listener(store: SessionStore, peer: SessionStore) -> None:
+    """A message published through one client reaches the listeners of every client, in order."""
+    got: dict[str, list[str]] = {"store": [], "peer": []}
+    ready: dict[str, asyncio.Event] = {"store": asyncio.Event(), "peer": asyncio.Event()}
+    states: list[bool] = []
+    stop = asyncio.Event()
+
+    def subscribed(name: str) -> Callable[[bool], None]:
+        def report(live: bool) -> None:
+            states.append(live)
+            if live:
+                ready[name].set()
+
+        return report
+
+    tasks = [
+        asyncio.create_task(store.listen("chan", got["store"].append, subscribed("store"), stop)),
+        asyncio.create_task(peer.listen("chan", got["peer"].append, subscribed("peer"), stop)),
+    ]
+    try:
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 10)
+        for n in range(3):
+            await store.publish("chan", f"m{n}")
+        await store.publish("other-channel", "not for us")
+        for _ in range(200):
+            if all(len(v) == 3 for v in got.values()):
+                break
+            await asyncio.sleep(0.02)
+        expected = ["m0", "m1", "m2"]
+        assert got["store"] == expected and got["peer"] == expected
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert states[-1] is False  # stopping reports the subscription as gone

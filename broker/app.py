@@ -26,6 +26,7 @@ from broker.errors import ConfigError, ConfigProblem
 from broker.forwarded import parse_networks
 from broker.handlers import callback, login, logout, protected, service
 from broker.identity import AssertionSigner, SigningKey, load_signing_keys
+from broker.identity_headers import IdentityHeaders
 from broker.metrics import METRICS, Metrics
 from broker.middleware import error_middleware, metrics_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
@@ -150,6 +151,9 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         scheme=urlsplit(config.server.public_url).scheme,
         trusted=parse_networks(config.server.trusted_proxies),
     )
+    signer = AssertionSigner(
+        prepared.keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl
+    )
     sessions = SessionManager(
         services.store, config.sessions.idle_timeout, config.sessions.lifetime, services.session_cache
     )
@@ -157,9 +161,8 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         config=config,
         routes=RouteTable(config.routes),
         sessions=sessions,
-        signer=AssertionSigner(
-            prepared.keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl
-        ),
+        signer=signer,
+        identity=IdentityHeaders(signer, config.signing.assertion_header),
         cookie=cookie,
         discovery=services.discovery,
         idp_http=services.idp_http,

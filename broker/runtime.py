@@ -18,6 +18,7 @@ from aiohttp import web
 
 from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity import AssertionSigner
+from broker.identity_headers import IdentityHeaders
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
 from broker.proxy_headers import Forwarding
@@ -37,6 +38,7 @@ class Gateway:
     routes: RouteTable
     sessions: SessionManager
     signer: AssertionSigner
+    identity: IdentityHeaders
     cookie: CookiePolicy
     discovery: DiscoveryCache
     idp_http: aiohttp.ClientSession

@@ -86,7 +86,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "websockets_disabled",
         )
     added = (
-        _identity_headers(gw, route, session, request.host)
+        gw.identity.for_request(session, route, request.host, gw.clock())
         if session is not None and not anonymous_ok
         else {}
     )
@@ -103,22 +103,6 @@ def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:
         return False
     route = gw.routes.match(request.host, literal)
     return route is not None and route.admits_anonymous(literal)
-
-
-def _identity_headers(gw: Gateway, route: Route, session: Session, host: str) -> dict[str, str]:
-    """The signed assertion plus the route's plain headers (lists joined by commas)."""
-    headers = {
-        gw.config.signing.assertion_header: gw.signer.sign(
-            session, route.audience(host.split(":")[0]), gw.clock()
-        )
-    }
-    claims = session.public_claims()
-    for header, claim in route.config.headers.items():
-        value = claims.get(claim)
-        if value is None:
-            continue
-        headers[header] = ",".join(value) if isinstance(value, list) else str(value)
-    return headers
 
 
 def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.StreamResponse:

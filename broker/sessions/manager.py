@@ -16,6 +16,7 @@ import json
 import logging
 import zlib
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from broker.sessions.cache import INVALIDATION_CHANNEL, SessionCache
 from broker.sessions.model import LoginState, Session
@@ -40,8 +41,13 @@ def format_ticket(key: SealKey) -> str:
     return f"{TICKET_VERSION}.{key}"
 
 
+@lru_cache(maxsize=16384)
 def parse_ticket(text: str) -> SealKey | None:
-    """The seal key in a cookie value; None for anything that is not a well-formed v1 ticket."""
+    """The seal key in a cookie value; None for anything that is not a well-formed v1 ticket.
+
+    Memoised: a busy browser sends the same ticket on every request, and the parsed key keeps its storage
+    id (a SHA-256) computed. The result depends on the text alone; junk only evicts entries (bounded).
+    """
     version, _, rest = text.partition(".")
     if version != TICKET_VERSION or len(text) > 200:
         return None

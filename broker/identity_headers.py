@@ -1,0 +1,52 @@
+"""The headers that carry the user's identity upstream on one route: the signed assertion plus the route's
+plain claim headers (``headers: {X-Remote-User: preferred_username}``; lists joined by commas).
+
+Built once per assertion: the signer hands out the same assertion for a session and audience until a third
+of its lifetime is left, and everything else in these headers is derived from the same session state (a
+refresh that changes a name or a role yields a new assertion, hence a new entry). Busy sessions therefore
+cost a dictionary lookup here, not a claims dictionary and a header table per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from broker.identity import AssertionSigner
+from broker.routing import Route
+from broker.sessions.model import Session
+
+DEFAULT_MAX_ENTRIES = 50_000
+
+
+class IdentityHeaders:
+    """Identity headers per (assertion, route), for one config generation (routes change at reload)."""
+
+    def __init__(
+        self, signer: AssertionSigner, assertion_header: str, max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
+        self.signer = signer
+        self._assertion_header = assertion_header
+        self._max_entries = max_entries
+        self._built: dict[tuple[str, int], Mapping[str, str]] = {}
+
+    def for_request(self, session: Session, route: Route, host: str, now: float) -> Mapping[str, str]:
+        """The headers to add to this request to ``route`` on ``host`` (a shared, read-only mapping)."""
+        assertion = self.signer.sign(session, route.audience(host.split(":")[0]), now)
+        key = (assertion, route.index)
+        headers = self._built.get(key)
+        if headers is None:
+            headers = self._build(session, route, assertion)
+            if len(self._built) >= self._max_entries:
+                self._built.clear()  # entries of expired assertions pile up; starting over is cheap
+            self._built[key] = headers
+        return headers
+
+    def _build(self, session: Session, route: Route, assertion: str) -> Mapping[str, str]:
+        headers = {self._assertion_header: assertion}
+        claims = session.public_claims()
+        for header, claim in route.config.headers.items():
+            value = claims.get(claim)
+            if value is None:
+                continue
+            headers[header] = ",".join(value) if isinstance(value, list) else str(value)
+        return headers

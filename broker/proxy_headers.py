@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 from multidict import CIMultiDict, MultiMapping
 
@@ -113,6 +114,14 @@ def without_cookie(cookie_header: str, name: str) -> str:
     return "; ".join(kept)
 
 
+@lru_cache(maxsize=64)
+def _always_dropped(protected: frozenset[str], websocket: bool) -> frozenset[str]:
+    """Names never passed upstream, whatever the request (one set per config, not one per request)."""
+    spellings = {header_spelling(p) for p in protected}
+    drop = HOP_BY_HOP | BROKER_SET | CLIENT_CLAIMED | ANSWERED_BY_BROKER | spellings
+    return drop | WEBSOCKET_HANDSHAKE if websocket else drop
+
+
 def upstream_headers(
     incoming: MultiMapping[str],
     *,
@@ -122,20 +131,12 @@ def upstream_headers(
     websocket: bool = False,
 ) -> CIMultiDict[str]:
     """The headers to send upstream: the client's, filtered, plus the broker's own."""
-    drop = (
-        HOP_BY_HOP
-        | BROKER_SET
-        | CLIENT_CLAIMED
-        | ANSWERED_BY_BROKER
-        | {header_spelling(p) for p in protected}
-        | connection_listed(incoming)
-    )
-    if websocket:
-        drop |= WEBSOCKET_HANDSHAKE
+    drop = _always_dropped(frozenset(protected), websocket)
+    listed = connection_listed(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
         spelling = header_spelling(name)
-        if spelling in drop or spelling.startswith(RESERVED_PREFIX):
+        if spelling in drop or spelling in listed or spelling.startswith(RESERVED_PREFIX):
             continue
         if spelling == "cookie":
             value = without_cookie(value, cookie_name)
@@ -149,5 +150,9 @@ def upstream_headers(
 
 def response_headers(incoming: MultiMapping[str]) -> CIMultiDict[str]:
     """The upstream's response headers minus hop-by-hop ones (multiple ``Set-Cookie`` are kept)."""
-    drop = HOP_BY_HOP | connection_listed(incoming)
-    return CIMultiDict((k, v) for k, v in incoming.items() if header_spelling(k) not in drop)
+    listed = connection_listed(incoming)
+    return CIMultiDict(
+        (k, v)
+        for k, v in incoming.items()
+        if (spelling := header_spelling(k)) not in HOP_BY_HOP and spelling not in listed
+    )

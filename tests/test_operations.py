@@ -192,3 +192,13 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_workers_tune_the_garbage_collector() -> None:
+    """Workers freeze what start-up loaded and raise the young-generation threshold (see ``tune_gc``)."""
+    code = (
+        "import gc; from broker.serve import GC_THRESHOLDS, tune_gc; tune_gc(); "
+        "assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold(); "
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -28,7 +28,7 @@ from broker.handlers import callback, login, logout, protected, service
 from broker.identity import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity_headers import IdentityHeaders
 from broker.metrics import METRICS, Metrics
-from broker.middleware import error_middleware, metrics_middleware, request_id_middleware
+from broker.middleware import accounting_middleware, error_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.proxy_headers import Forwarding
@@ -202,7 +202,7 @@ def create_app(
     source = str(config_path) if config_path is not None else ""
     prepared = prepare(config, base_dir, source)
     app = web.Application(
-        middlewares=[request_id_middleware, metrics_middleware, error_middleware], client_max_size=1024**2
+        middlewares=[request_id_middleware, accounting_middleware, error_middleware], client_max_size=1024**2
     )
     metrics = Metrics()
     app[METRICS] = metrics

@@ -16,9 +16,9 @@ from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
 from broker.metrics import METRICS
-from broker.observability import current_request_id
+from broker.observability import access_log, current_request_id
 from broker.pages import views
-from broker.runtime import REQUEST_ID_KEY, request_id_of, wants_html
+from broker.runtime import REQUEST_ID_KEY, SESSION_KEY, gateway_of, request_id_of, wants_html
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,9 @@ ROUTE_LABEL_KEY = web.RequestKey("route_label", str)
 
 
 @web.middleware
-async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every request by route and status, and time it (until the answer's headers are sent)."""
+async def accounting_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count and time every request by route and status (until the answer's headers are sent), and write
+    its access-log line (``server.access_log``; queued, never blocking: see ``observability``)."""
     started = time.perf_counter()
     status = 500
     try:
@@ -113,7 +114,33 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         status = exc.status
         raise
     finally:
+        elapsed = time.perf_counter() - started
         metrics = request.app[METRICS]
         label = request.get(ROUTE_LABEL_KEY, "broker")
         metrics.requests.labels(label, str(status)).inc()
-        metrics.latency.labels(label).observe(time.perf_counter() - started)
+        metrics.latency.labels(label).observe(elapsed)
+        if access_log.isEnabledFor(logging.INFO) and gateway_of(request).config.server.access_log:
+            _log_access(request, status, elapsed, label)
+
+
+def _log_access(request: web.Request, status: int, elapsed: float, route: str) -> None:
+    """Method, path without the query (it can carry codes or tokens), status, time, route and, when a session
+    was used, who (``tid:oid``) and their company. Never headers, cookies or bodies."""
+    session = request.get(SESSION_KEY)
+    access_log.info(
+        "%s %s %d",
+        request.method,
+        request.rel_url.raw_path,
+        status,
+        extra={
+            "event": "access",
+            "method": request.method,
+            "path": request.rel_url.raw_path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "route": route,
+            "remote": request.remote,
+            "user": session.user_key if session is not None else None,
+            "company": session.login_code if session is not None else None,
+        },
+    )

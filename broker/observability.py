@@ -1,5 +1,11 @@
 """Logging: one JSON object per line on stdout, with the structured fields handlers attach via ``extra``,
-the current request id on every line, and audit events on their own logger (``broker.audit``).
+the current request id on every line, audit events on their own logger (``broker.audit``) and one access
+line per request (``broker.access``).
+
+Writing never blocks the event loop: records go onto a bounded queue and a writer thread formats and
+prints them (``BackgroundLogWriter``). A stdout that stops draining (a stuck log shipper, a full pipe) stalls
+that thread only; once the queue is full, records are dropped and counted, and the count is reported as
+soon as the writer catches up.
 
 Fields are copied from the record's extras, never from request data wholesale, so tokens, cookies and
 secrets cannot reach the log unless a handler names them (none does).
@@ -7,15 +13,23 @@ secrets cannot reach the log unless a handler names them (none does).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import os
+import queue
 import sys
+import threading
 import time
 from contextvars import ContextVar
+from typing import TextIO
 
 # The request being handled by this task: set by the request-id middleware, read by every log line.
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
 audit_log = logging.getLogger("broker.audit")
+access_log = logging.getLogger("broker.access")
+QUEUE_SIZE = 10_000
 
 AUDIT_EVENTS = frozenset(
     {"login_success", "login_failure", "logout", "access_denied", "refresh_failure", "session_revoked"}
@@ -60,16 +74,126 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(fmt: str = "json", level: int = logging.INFO) -> None:
-    """Send logs to stdout as JSON (production) or plain text (``fmt="text"``, the demo)."""
-    handler = logging.StreamHandler(sys.stdout)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
-        )
+class _NonBlockingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread as they are: no formatting here, and never a wait."""
+
+    def __init__(self, records: queue.Queue[logging.LogRecord | None]) -> None:
+        super().__init__(records)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """Freeze what belongs to this moment and this thread: the message, the request id, a traceback."""
+        record.msg = record.getMessage()
+        record.args = None
+        if not hasattr(record, "request_id"):
+            request_id = current_request_id.get()
+            if request_id:
+                record.request_id = request_id
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        """Queue the record, or drop it when the writer is that far behind (counted, reported later)."""
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class BackgroundLogWriter:
+    """The thread that formats and writes log records; restarted in each forked worker."""
+
+    def __init__(self, formatter: logging.Formatter, stream: TextIO, size: int = QUEUE_SIZE) -> None:
+        self._formatter = formatter
+        self._stream = stream
+        self._size = size
+        self._queue: queue.Queue[logging.LogRecord | None] = queue.Queue(size)
+        self.handler = _NonBlockingQueueHandler(self._queue)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start writing (after a fork the queue is new: records queued in the parent stay there)."""
+        self._queue = queue.Queue(self._size)
+        self.handler.queue = self._queue
+        self._thread = threading.Thread(target=self._write_all, name="log-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Write what is queued, then stop (bounded: a stuck stream does not hold up the exit)."""
+        if self._thread is None:
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._thread = None
+
+    def _write_all(self) -> None:
+        records = self._queue
+        while True:
+            record = records.get()
+            if record is None:
+                return
+            dropped, self.handler.dropped = self.handler.dropped, 0
+            if dropped:
+                self._write(logging.makeLogRecord(_dropped_record(dropped)))
+            self._write(record)
+
+    def _write(self, record: logging.LogRecord) -> None:
+        try:
+            self._stream.write(self._formatter.format(record) + "\n")
+            self._stream.flush()
+        except Exception:  # a broken stdout must not kill the writer (nor reach the request path)
+            pass
+
+
+def _dropped_record(count: int) -> dict[str, object]:
+    return {
+        "name": "broker.logging",
+        "levelno": logging.WARNING,
+        "levelname": "WARNING",
+        "msg": f"log queue full: {count} record(s) dropped",
+        "dropped": count,
+    }
+
+
+_writer: BackgroundLogWriter | None = None
+
+
+def configure_logging(fmt: str = "json", level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """Send logs to stdout as JSON (production) or plain text (``fmt="text"``, the demo), through the
+    background writer (started now, and again in each forked child)."""
+    global _writer
+    formatter: logging.Formatter = (
+        JsonFormatter()
+        if fmt == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    if _writer is not None:
+        _writer.stop()
+    _writer = BackgroundLogWriter(formatter, stream or sys.stdout)
+    _writer.start()
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_writer.handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def flush_logging() -> None:
+    """Write out what is queued (at exit; a worker calls it before ``os._exit``)."""
+    if _writer is not None:
+        _writer.stop()
+
+
+def _restart_writer_in_child() -> None:
+    # Threads do not survive fork(): without this a worker's records would queue up with no one to write.
+    if _writer is not None:
+        _writer.start()
+
+
+os.register_at_fork(after_in_child=_restart_writer_in_child)
+atexit.register(flush_logging)

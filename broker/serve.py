@@ -27,6 +27,7 @@ from broker.app import create_app
 from broker.config.schema import BrokerConfig
 from broker.listen import split_listen
 from broker.metrics import METRICS, metrics_app
+from broker.observability import flush_logging
 from broker.reload import reload_config
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ def run(config: BrokerConfig, config_path: Path, listen: str) -> int:
             except BaseException:
                 log.exception("worker failed")
                 code = 1
+            flush_logging()
             os._exit(code)
         children.append(pid)
     return _supervise(children, lambda: shutil.rmtree(metrics_dir, ignore_errors=True))

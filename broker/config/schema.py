@@ -55,6 +55,7 @@ class ServerConfig:
     workers: int = 1
     metrics_listen: str | None = None
     shutdown_timeout: Duration = DEFAULT_SHUTDOWN_TIMEOUT
+    access_log: bool = True
 
 
 @dataclass(frozen=True)

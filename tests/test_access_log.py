@@ -1,0 +1,100 @@
+"""Access logging: one line per request with who and what, never a query string or a secret, and written
+off the event loop so a stuck stdout cannot stall requests."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from broker.observability import BackgroundLogWriter, JsonFormatter
+from tests.support.stack import ADELE, CONTOSO_TID, running_stack
+
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "broker.access"]
+
+
+async def test_each_request_is_logged_with_who_but_no_query_or_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="broker.access")
+    async with running_stack("memory", tmp_path, {}) as stack, stack.browser() as browser:
+        await stack.login(browser, "contoso", ADELE.username)
+        caplog.clear()
+        status, _ = await stack.whoami(browser, "/reports?code=very-secret-code&token=abc")
+        assert status == 200
+        async with browser.get(f"{stack.gateway_url}/.auth/callback?code=another-secret") as resp:
+            await resp.read()
+    records = access_records(caplog)
+    proxied = next(r for r in records if r.__dict__["path"] == "/reports")
+    assert proxied.__dict__["status"] == 200 and proxied.__dict__["method"] == "GET"
+    assert (
+        proxied.__dict__["user"] == f"{CONTOSO_TID}:{ADELE.oid}" and proxied.__dict__["company"] == "contoso"
+    )
+    assert proxied.__dict__["route"] != "broker" and proxied.__dict__["duration_ms"] >= 0
+    callback = next(r for r in records if r.__dict__["path"] == "/.auth/callback")
+    assert callback.__dict__["user"] is None
+    rendered = "\n".join(JsonFormatter().format(r) for r in records)
+    for secret in ("very-secret-code", "another-secret", "token=abc", "broker=v1."):
+        assert secret not in rendered
+
+
+async def test_access_log_can_be_turned_off(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="broker.access")
+    async with running_stack("memory", tmp_path, {}, server={"access_log": False}) as stack:
+        async with stack.browser() as browser:
+            assert (await stack.whoami(browser, "/open/x"))[0] == 200
+    assert access_records(caplog) == []
+
+
+class StuckStream(io.StringIO):
+    """A stdout whose reader has stopped: every write waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait()
+        return super().write(text)
+
+
+def test_a_stuck_stdout_never_blocks_the_logging_caller() -> None:
+    stream = StuckStream()
+    writer = BackgroundLogWriter(JsonFormatter(), stream, size=100)
+    writer.start()
+    logger = logging.getLogger("test.stuck")
+    logger.propagate = False
+    logger.addHandler(writer.handler)
+    logger.setLevel(logging.INFO)
+    done = threading.Event()
+
+    def log_a_lot() -> None:
+        for n in range(5_000):
+            logger.info("line %d", n, extra={"n": n})
+        done.set()
+
+    try:
+        caller = threading.Thread(target=log_a_lot)
+        caller.start()
+        assert done.wait(30), "a logging call blocked on the stuck stream"
+        assert writer.handler.dropped > 0
+        stream.release.set()
+        for _ in range(3000):  # let the writer catch up before the last line, so it is not dropped too
+            if writer.handler.queue.qsize() == 0:  # type: ignore[attr-defined]
+                break
+            time.sleep(0.01)
+        logger.info("after the stall")
+        writer.stop(timeout=30)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+        assert any("dropped" in line["msg"] and line["dropped"] > 0 for line in lines)
+        assert lines[-1]["msg"] == "after the stall"
+    finally:
+        stream.release.set()
+        logger.removeHandler(writer.handler)

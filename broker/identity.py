@@ -84,6 +84,9 @@ def generate_es256_pem() -> bytes:
 # with a comfortable margin, and signing (an ECDSA operation) is paid about once per 40 s per user and route.
 REUSE_WHILE_REMAINING = 1 / 3
 DEFAULT_CACHE_SIZE = 50_000
+# Expired assertions (of sessions gone quiet or signed out) are dropped every this many signatures, so the
+# cache holds about the live sessions, not everything signed since start-up.
+SWEEP_EVERY = 1024
 
 CacheKey = tuple[str, str, float, float, str]
 
@@ -106,6 +109,7 @@ class AssertionSigner:
         self._ttl = int(ttl_seconds)
         self._cache: dict[CacheKey, tuple[str, float]] = {}
         self._cache_size = cache_size
+        self._signed = 0
 
     def sign(self, session: Session, audience: str, now: float) -> str:
         """A short-lived JWT carrying the session's identity for one route's audience (cached)."""
@@ -120,7 +124,8 @@ class AssertionSigner:
         if cached is not None and cached[1] - now > self._ttl * REUSE_WHILE_REMAINING:
             return cached[0]
         token = self._sign(session, audience, now)
-        if len(self._cache) >= self._cache_size:
+        self._signed += 1
+        if len(self._cache) >= self._cache_size or self._signed % SWEEP_EVERY == 0:
             self._evict(now)
         self._cache[key] = (token, int(now) + self._ttl)
         return token
@@ -144,6 +149,11 @@ class AssertionSigner:
         }
         key = self._keys[0]
         return jwt.encode(claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid})
+
+    @property
+    def ttl(self) -> int:
+        """Lifetime of one assertion, in seconds."""
+        return self._ttl
 
     def jwks(self) -> dict[str, Any]:
         """The public keys as a JWK Set, for ``/.auth/jwks.json``."""

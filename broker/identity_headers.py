@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.identity import AssertionSigner
+from broker.identity import SWEEP_EVERY, AssertionSigner
 from broker.routing import Route
 from broker.sessions.model import Session
 
@@ -27,19 +27,28 @@ class IdentityHeaders:
         self.signer = signer
         self._assertion_header = assertion_header
         self._max_entries = max_entries
-        self._built: dict[tuple[str, int], Mapping[str, str]] = {}
+        self._built: dict[tuple[str, int], tuple[Mapping[str, str], float]] = {}
+        self._added = 0
 
     def for_request(self, session: Session, route: Route, host: str, now: float) -> Mapping[str, str]:
         """The headers to add to this request to ``route`` on ``host`` (a shared, read-only mapping)."""
         assertion = self.signer.sign(session, route.audience(host.split(":")[0]), now)
         key = (assertion, route.index)
-        headers = self._built.get(key)
-        if headers is None:
-            headers = self._build(session, route, assertion)
-            if len(self._built) >= self._max_entries:
-                self._built.clear()  # entries of expired assertions pile up; starting over is cheap
-            self._built[key] = headers
-        return headers
+        entry = self._built.get(key)
+        if entry is None:
+            entry = (self._build(session, route, assertion), now + self.signer.ttl)
+            self._added += 1
+            if len(self._built) >= self._max_entries or self._added % SWEEP_EVERY == 0:
+                self._drop_expired(now)
+            self._built[key] = entry
+        return entry[0]
+
+    def _drop_expired(self, now: float) -> None:
+        """Forget the headers of expired assertions; if still full, start over (rebuilding is cheap)."""
+        for key in [k for k, (_, expires_at) in self._built.items() if expires_at <= now]:
+            del self._built[key]
+        if len(self._built) >= self._max_entries:
+            self._built.clear()
 
     def _build(self, session: Session, route: Route, assertion: str) -> Mapping[str, str]:
         headers = {self._assertion_header: assertion}

@@ -10,7 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from broker.identity import AssertionSigner, generate_es256_pem, load_signing_key
+from broker.config.schema import RouteConfig
+from broker.identity import SWEEP_EVERY, AssertionSigner, generate_es256_pem, load_signing_key
+from broker.identity_headers import IdentityHeaders
+from broker.routing import RouteTable
 from broker.sessions.model import Session
 
 SESSION = Session(login_code="contoso", tid="t-1", oid="o-1", name="Adele", roles=["admin"], role="admin")
@@ -77,3 +80,16 @@ def test_rsa_keys_sign_rs256() -> None:
     token = signer.sign(SESSION, "https://app", NOW)
     assert jwt.get_unverified_header(token)["alg"] == "RS256" and verify(token, signer, "https://app")
     assert json.dumps(signer.jwks())
+
+
+def test_expired_assertions_are_swept_while_signing_goes_on() -> None:
+    """The cache holds about the live sessions: expired entries go every SWEEP_EVERY signatures."""
+    signer = AssertionSigner([load_signing_key(generate_es256_pem())], "https://gw", 60)
+    route = RouteTable([RouteConfig(host="h", upstream="http://u", path="/")]).routes[0]
+    headers = IdentityHeaders(signer, "X-Broker-Assertion")
+    for n in range(SWEEP_EVERY):
+        headers.for_request(Session(login_code="c", tid="t", oid=f"gone-{n}"), route, "h", 1000.0)
+    for n in range(SWEEP_EVERY):
+        headers.for_request(Session(login_code="c", tid="t", oid=f"live-{n}"), route, "h", 2000.0)
+    assert len(signer._cache) <= SWEEP_EVERY + 1
+    assert len(headers._built) <= SWEEP_EVERY + 1

@@ -32,6 +32,7 @@ from broker.sessions.sealing import SealKey
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ENTRIES = 100_000
+SWEEP_EVERY = 1024  # expired copies (sessions gone quiet) are dropped every this many insertions
 INVALIDATION_CHANNEL = "session-invalidations"
 
 
@@ -55,6 +56,7 @@ class SessionCache:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
+        self._added = 0
         self._live = False
         # Bumped by every invalidation: a store read that started before one may not be cached after it
         # (it may have read what was just revoked).
@@ -93,7 +95,8 @@ class SessionCache:
         arrived since, or while not live."""
         if not self._live or epoch != self.epoch or self._ttl <= 0:
             return
-        if len(self._entries) >= self._max_entries:
+        self._added += 1
+        if len(self._entries) >= self._max_entries or self._added % SWEEP_EVERY == 0:
             self._evict()
         self._entries[key.storage_id()] = _Entry(key, session, self._clock() + self._ttl)
 

@@ -41,7 +41,7 @@ def format_ticket(key: SealKey) -> str:
     return f"{TICKET_VERSION}.{key}"
 
 
-@lru_cache(maxsize=16384)
+@lru_cache(maxsize=4096)
 def parse_ticket(text: str) -> SealKey | None:
     """The seal key in a cookie value; None for anything that is not a well-formed v1 ticket.
 

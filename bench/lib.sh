@@ -81,6 +81,7 @@ start_redis() {
   return 1
 }
 
+# EXTRA_NGINX (optional): directives appended to nginx's server block (e.g. more locations).
 start_nginx() {
   NGINX_PORT=$(free_port)
   mkdir -p "$WORK/nginx/html"
@@ -104,7 +105,7 @@ http {
     listen 127.0.0.1:$NGINX_PORT;
     root $WORK/nginx/html;
     default_type text/html;
-    location / { try_files /index.html =404; }
+    location / { try_files /index.html =404; }${EXTRA_NGINX:+ $EXTRA_NGINX}
   }
 }
 EOF
@@ -151,6 +152,7 @@ EOF
 }
 
 # The gateway: Redis store, server.workers (default 2), /pub/ public and / enforced, both to nginx.
+# EXTRA_ROUTES (optional): YAML list items appended to routes: (same 2-space indent as those above).
 start_gateway() {
   GW_PORT=$(free_port)
   GW_URL="http://localhost:$GW_PORT"
@@ -189,6 +191,7 @@ routes:
     auth: enforce
     headers: {X-Remote-User: preferred_username}
 EOF
+  if [[ -n ${EXTRA_ROUTES:-} ]]; then printf '%s\n' "$EXTRA_ROUTES" >>"$WORK/broker.yaml"; fi
   "$BROKER" run --config "$WORK/broker.yaml" >"$WORK/gateway.log" 2>&1 &
   PIDS+=($!)
   wait_http "$GW_URL/.auth/readyz" 30

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import re
 import sys
+from html import unescape
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
@@ -42,6 +43,30 @@ def forms(html: str) -> list[tuple[str, str, dict[str, str]]]:
     parser = _Forms()
     parser.feed(html)
     return parser.forms
+
+
+_FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S | re.I)
+_FIELD = re.compile(r"<(?:input|button)\b([^>]*)>", re.I)
+_ATTR = re.compile(r'([A-Za-z_:][-\w:.]*)\s*=\s*"([^"]*)"')
+
+
+def _attrs(text: str) -> dict[str, str]:
+    return {k.lower(): unescape(v) for k, v in _ATTR.findall(text)}
+
+
+def forms_fast(html: str) -> list[tuple[str, str, dict[str, str]]]:
+    """``forms`` for pages whose attributes are double-quoted and whose forms do not nest (the dev IdP's
+    and the gateway's): regular expressions instead of ``HTMLParser``, for the login-rate load client."""
+    found: list[tuple[str, str, dict[str, str]]] = []
+    for head, inner in _FORM.findall(html):
+        a = _attrs(head)
+        fields: dict[str, str] = {}
+        for tag in _FIELD.findall(inner):
+            f = _attrs(tag)
+            if "name" in f:
+                fields.setdefault(f["name"], f.get("value", ""))
+        found.append((a.get("action", ""), a.get("method", "get").lower(), fields))
+    return found
 
 
 class LoginFailed(Exception):

@@ -16,12 +16,11 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import logging.handlers
 import os
-import queue
 import sys
 import threading
 import time
+from collections import deque
 from contextvars import ContextVar
 from typing import TextIO
 
@@ -74,11 +73,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class _NonBlockingQueueHandler(logging.handlers.QueueHandler):
-    """Hands records to the writer thread as they are: no formatting here, and never a wait."""
+class _BatchingHandler(logging.Handler):
+    """Hands records to the writer thread: an append to a deque, no lock, no wake-up, never a wait."""
 
-    def __init__(self, records: queue.Queue[logging.LogRecord | None]) -> None:
-        super().__init__(records)
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.records: deque[logging.LogRecord] = deque()
         self.dropped = 0
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
@@ -94,29 +95,38 @@ class _NonBlockingQueueHandler(logging.handlers.QueueHandler):
             record.exc_info = None
         return record
 
-    def enqueue(self, record: logging.LogRecord) -> None:
-        """Queue the record, or drop it when the writer is that far behind (counted, reported later)."""
-        try:
-            self.queue.put_nowait(record)
-        except queue.Full:
-            self.dropped += 1
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Queue the record (no handler lock: deque appends are atomic), or drop it when the writer is
+        that far behind (counted, reported when it catches up)."""
+        if self.filter(record):
+            if len(self.records) >= self.size:
+                self.dropped += 1
+            else:
+                self.records.append(self.prepare(record))
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
 
 
 class BackgroundLogWriter:
-    """The thread that formats and writes log records; restarted in each forked worker."""
+    """The thread that formats and writes log records, in batches every ``interval`` seconds (one
+    ``write`` per batch); restarted in each forked worker."""
 
-    def __init__(self, formatter: logging.Formatter, stream: TextIO, size: int = QUEUE_SIZE) -> None:
+    def __init__(
+        self, formatter: logging.Formatter, stream: TextIO, size: int = QUEUE_SIZE, interval: float = 0.05
+    ) -> None:
         self._formatter = formatter
         self._stream = stream
-        self._size = size
-        self._queue: queue.Queue[logging.LogRecord | None] = queue.Queue(size)
-        self.handler = _NonBlockingQueueHandler(self._queue)
+        self._interval = interval
+        self.handler = _BatchingHandler(size)
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Start writing (after a fork the queue is new: records queued in the parent stay there)."""
-        self._queue = queue.Queue(self._size)
-        self.handler.queue = self._queue
+        """Start writing (after a fork: records queued in the parent are the parent's to write)."""
+        self.handler.records = deque()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._write_all, name="log-writer", daemon=True)
         self._thread.start()
 
@@ -124,28 +134,27 @@ class BackgroundLogWriter:
         """Write what is queued, then stop (bounded: a stuck stream does not hold up the exit)."""
         if self._thread is None:
             return
-        deadline = time.monotonic() + timeout
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
-        self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._stopping.set()
+        self._thread.join(timeout)
         self._thread = None
 
     def _write_all(self) -> None:
-        records = self._queue
-        while True:
-            record = records.get()
-            if record is None:
-                return
-            dropped, self.handler.dropped = self.handler.dropped, 0
-            if dropped:
-                self._write(logging.makeLogRecord(_dropped_record(dropped)))
-            self._write(record)
+        while not self._stopping.wait(self._interval):
+            self._write_batch()
+        self._write_batch()
 
-    def _write(self, record: logging.LogRecord) -> None:
+    def _write_batch(self) -> None:
+        records = self.handler.records
+        lines = []
+        dropped, self.handler.dropped = self.handler.dropped, 0
+        if dropped:
+            lines.append(self._formatter.format(logging.makeLogRecord(_dropped_record(dropped))))
+        while records:
+            lines.append(self._formatter.format(records.popleft()))
+        if not lines:
+            return
         try:
-            self._stream.write(self._formatter.format(record) + "\n")
+            self._stream.write("\n".join(lines) + "\n")
             self._stream.flush()
         except Exception:  # a broken stdout must not kill the writer (nor reach the request path)
             pass
@@ -177,6 +186,10 @@ def configure_logging(fmt: str = "json", level: int = logging.INFO, stream: Text
         _writer.stop()
     _writer = BackgroundLogWriter(formatter, stream or sys.stdout)
     _writer.start()
+    # Records never show thread or process names: skip looking them up for each one.
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [_writer.handler]
     root.setLevel(level)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 CODE_LIFETIME = 600.0
 # Entra's refresh tokens for Web apps expire after 90 days of inactivity.
@@ -63,8 +65,11 @@ class GrantStore:
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
-        self._codes: dict[str, CodeGrant] = {}
-        self._refresh_tokens: dict[str, RefreshGrant] = {}
+        # Every grant of a kind has the same lifetime, so insertion order is expiry order: pruning pops
+        # from the front and stops at the first live grant (it once scanned all, per issued grant, and a
+        # sign-in loop slowed down with every login).
+        self._codes: OrderedDict[str, CodeGrant] = OrderedDict()
+        self._refresh_tokens: OrderedDict[str, RefreshGrant] = OrderedDict()
 
     def issue_code(self, grant: CodeGrant) -> str:
         """Store ``grant`` for ten minutes and return its new, unguessable code."""
@@ -107,7 +112,14 @@ class GrantStore:
         # Expired grants are remembered a while so they answer "expired" (AADSTS70008 / 700082) rather than
         # "unknown", then pruned so memory stays bounded under a sign-in loop.
         now = self._clock()
-        for code in [c for c, g in self._codes.items() if g.expires_at < now - _CODE_MEMORY]:
-            del self._codes[code]
-        for token in [t for t, g in self._refresh_tokens.items() if g.expires_at < now - _REFRESH_MEMORY]:
-            del self._refresh_tokens[token]
+        _drop_oldest(self._codes, now - _CODE_MEMORY)
+        _drop_oldest(self._refresh_tokens, now - _REFRESH_MEMORY)
+
+
+def _drop_oldest(grants: OrderedDict[str, Any], expired_before: float) -> None:
+    """Pop grants from the oldest end while they expired before ``expired_before``."""
+    while grants:
+        key = next(iter(grants))
+        if grants[key].expires_at >= expired_before:
+            return
+        grants.popitem(last=False)

@@ -114,7 +114,10 @@ def cmd_devidp(args: argparse.Namespace) -> int:
     public_url = (
         args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
     )
-    web.run_app(create_devidp_app(config, public_url), host=host, port=port, print=None, access_log=None)
+    from broker.event_loop import new_event_loop  # the dev IdP sits in every login: as fast as the gateway
+
+    app = create_devidp_app(config, public_url)
+    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=new_event_loop())
     return 0
 
 

@@ -25,21 +25,13 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.schema import BrokerConfig
+from broker.event_loop import new_event_loop
 from broker.listen import split_listen
 from broker.metrics import METRICS, metrics_app
 from broker.observability import flush_logging
 from broker.reload import reload_config
 
 log = logging.getLogger(__name__)
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's loop when available, asyncio's otherwise."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 async def serve_until_stopped(

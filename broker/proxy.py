@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 
 import aiohttp
 from aiohttp import web
@@ -212,13 +213,13 @@ def outgoing_headers(
 
 def request_timeout(route: Route) -> aiohttp.ClientTimeout:
     """Connect (including the wait for a pooled connection) and per-read limits; never disabled."""
-    config = route.config
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=config.connect_timeout,
-        sock_connect=config.connect_timeout,
-        sock_read=config.read_timeout,
-    )
+    return _timeout(route.config.connect_timeout, route.config.read_timeout)
+
+
+@lru_cache(maxsize=256)
+def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    # One immutable ClientTimeout per distinct pair of limits, not one per request.
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
 
 
 def target_url(request: web.Request, route: Route, upstream: Upstream) -> URL | None:

@@ -90,11 +90,15 @@ def test_a_stuck_stdout_never_blocks_the_logging_caller() -> None:
             if not writer.handler.records:
                 break
             time.sleep(0.01)
-        logger.info("after the stall")
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logger.exception("after the stall")
         writer.stop(timeout=30)
         lines = [json.loads(line) for line in stream.getvalue().splitlines()]
         assert any("dropped" in line["msg"] and line["dropped"] > 0 for line in lines)
         assert lines[-1]["msg"] == "after the stall"
+        assert "RuntimeError: boom" in lines[-1]["exc"]  # the traceback, formatted where it was raised
     finally:
         stream.release.set()
         logger.removeHandler(writer.handler)

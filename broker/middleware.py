@@ -16,7 +16,7 @@ from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
 from broker.metrics import METRICS
-from broker.observability import access_log, current_request_id
+from broker.observability import access_log, current_request_id, log_access
 from broker.pages import views
 from broker.runtime import REQUEST_ID_KEY, SESSION_KEY, gateway_of, request_id_of, wants_html
 
@@ -127,12 +127,8 @@ def _log_access(request: web.Request, status: int, elapsed: float, route: str) -
     """Method, path without the query (it can carry codes or tokens), status, time, route and, when a session
     was used, who (``tid:oid``) and their company. Never headers, cookies or bodies."""
     session = request.get(SESSION_KEY)
-    access_log.info(
-        "%s %s %d",
-        request.method,
-        request.rel_url.raw_path,
-        status,
-        extra={
+    log_access(
+        {
             "event": "access",
             "method": request.method,
             "path": request.rel_url.raw_path,
@@ -142,5 +138,5 @@ def _log_access(request: web.Request, status: int, elapsed: float, route: str) -
             "remote": request.remote,
             "user": session.user_key if session is not None else None,
             "company": session.login_code if session is not None else None,
-        },
+        }
     )

@@ -86,6 +86,40 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
+    def format_access(self, entry: AccessEntry) -> str:
+        """Render an access entry the way ``format`` renders a ``broker.access`` record with those extras."""
+        created, request_id, fields = entry
+        line: dict[str, object] = {
+            "ts": self._timestamp(created),
+            "level": "info",
+            "logger": access_log.name,
+            "msg": access_message(fields),
+        }
+        if request_id:
+            line["request_id"] = request_id
+        line.update(fields)
+        return json.dumps(line, ensure_ascii=False)
+
+
+# An access line as queued by ``log_access``: when, the request id, the fields (plain values only).
+AccessEntry = tuple[float, str, dict[str, object]]
+
+
+def access_message(fields: dict[str, object]) -> str:
+    """The human part of an access line: ``GET /path 200``."""
+    return f"{fields['method']} {fields['path']} {fields['status']}"
+
+
+def log_access(fields: dict[str, object]) -> None:
+    """One access line. With the background writer running (``broker run``), a tuple goes straight onto
+    its queue: no LogRecord, no handler chain, on the request's path. Otherwise (tests, embedding) through
+    the ``broker.access`` logger, with the same fields as extras."""
+    writer = _writer
+    if writer is not None and writer.is_root_handler():
+        writer.handler.queue_access((time.time(), current_request_id.get(), fields))
+    else:
+        access_log.info(access_message(fields), extra=fields)
+
 
 class _BatchingHandler(logging.Handler):
     """Hands records to the writer thread: an append to a deque, no lock, no wake-up, never a wait."""
@@ -93,7 +127,7 @@ class _BatchingHandler(logging.Handler):
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
-        self.records: deque[logging.LogRecord] = deque()
+        self.records: deque[logging.LogRecord | AccessEntry] = deque()
         self.dropped = 0
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
@@ -121,6 +155,13 @@ class _BatchingHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
+
+    def queue_access(self, entry: AccessEntry) -> None:
+        """Queue an access entry, or drop it (counted) when the writer is that far behind."""
+        if len(self.records) >= self.size:
+            self.dropped += 1
+        else:
+            self.records.append(entry)
 
 
 class BackgroundLogWriter:
@@ -157,6 +198,19 @@ class BackgroundLogWriter:
             self._write_batch()
         self._write_batch()
 
+    def is_root_handler(self) -> bool:
+        """Whether log records currently end up here (tests may have replaced the root handlers)."""
+        return self.handler in logging.getLogger().handlers
+
+    def _render(self, item: logging.LogRecord | AccessEntry) -> str:
+        if isinstance(item, logging.LogRecord):
+            return self._formatter.format(item)
+        if isinstance(self._formatter, JsonFormatter):
+            return self._formatter.format_access(item)
+        created, _, fields = item
+        stamp = time.strftime("%H:%M:%S", time.localtime(created))
+        return f"{stamp} INFO    {access_log.name}: {access_message(fields)}"
+
     def _write_batch(self) -> None:
         records = self.handler.records
         lines = []
@@ -164,7 +218,7 @@ class BackgroundLogWriter:
         if dropped:
             lines.append(self._formatter.format(logging.makeLogRecord(_dropped_record(dropped))))
         while records:
-            lines.append(self._formatter.format(records.popleft()))
+            lines.append(self._render(records.popleft()))
         if not lines:
             return
         try:

@@ -27,7 +27,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from broker.errors import BrokerError
-from broker.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers
+from broker.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers, is_trusted
 from broker.metrics import METRICS
 from broker.middleware import error_response
 from broker.proxy_headers import Forwarding, response_headers, upstream_headers
@@ -195,9 +195,15 @@ def outgoing_headers(
     request: web.Request, route: Route, settings: Forwarding, identity: Mapping[str, str], *, websocket: bool
 ) -> CIMultiDict[str]:
     """The headers of the upstream request: the client's filtered, forwarding headers, identity."""
-    incoming = {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS}
+    # What a client claims about earlier hops is read only when it is a trusted proxy (most deployments
+    # trust none: then nothing is gathered).
+    claimed = (
+        {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS}
+        if settings.trusted and is_trusted(request.remote, settings.trusted)
+        else {}
+    )
     added = {
-        **forwarded_headers(Hop(request.remote, request.host, settings.scheme), incoming, settings.trusted),
+        **forwarded_headers(Hop(request.remote, request.host, settings.scheme), claimed, settings.trusted),
         "X-Request-Id": request_id_of(request),
     }
     if route.config.preserve_host:

@@ -102,3 +102,29 @@ def test_a_stuck_stdout_never_blocks_the_logging_caller() -> None:
     finally:
         stream.release.set()
         logger.removeHandler(writer.handler)
+
+
+async def test_broker_run_logging_writes_access_lines_off_the_request_path(tmp_path: Path) -> None:
+    """As ``broker run`` configures it: access entries skip the logging machinery and come out as the
+    same JSON lines, with the request id, written by the background thread."""
+    from broker import observability
+
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, observability._writer)
+    out = io.StringIO()
+    try:
+        observability.configure_logging("json", stream=out)
+        async with running_stack("memory", tmp_path, {}) as stack, stack.browser() as browser:
+            await stack.login(browser, "contoso", ADELE.username)
+            headers = {"X-Request-Id": "req-12345678"}
+            status, _ = await stack.whoami(browser, "/reports?code=very-secret-code", **headers)
+            assert status == 200
+        observability.flush_logging()
+    finally:
+        root.handlers[:], root.level, observability._writer = saved
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    access = next(line for line in lines if line.get("event") == "access" and line["path"] == "/reports")
+    assert access["logger"] == "broker.access" and access["msg"] == "GET /reports 200"
+    assert access["request_id"] == "req-12345678" and access["user"] == f"{CONTOSO_TID}:{ADELE.oid}"
+    assert access["company"] == "contoso" and access["level"] == "info" and access["ts"].endswith("Z")
+    assert "very-secret-code" not in out.getvalue()

@@ -104,6 +104,7 @@ def is_websocket_upgrade(headers: MultiMapping[str]) -> bool:
     return "websocket" in upgrade and "upgrade" in connection_listed(headers)
 
 
+@lru_cache(maxsize=4096)  # the same browser sends the same header request after request
 def without_cookie(cookie_header: str, name: str) -> str:
     """The ``Cookie`` header minus the broker's own cookie (the upstream must never see the ticket)."""
     kept = []

@@ -61,3 +61,29 @@ def test_cookie_policy_is_secure_with_host_prefix_on_https() -> None:
     assert https.name == "__Host-broker" and https.secure
     local = CookiePolicy.for_public_url("__Host-broker", "http://localhost:8080")
     assert local.name == "broker" and not local.secure
+
+
+def test_cookie_reading_is_memoised_per_header_value_without_mixing_them_up() -> None:
+    """The memo is keyed by the whole Cookie header and the cookie name: another header, another answer."""
+    from aiohttp.test_utils import make_mocked_request
+
+    from broker.sessions import cookie as cookie_module
+    from broker.sessions.cookie import PARSED_MEMO_SIZE, CookiePolicy
+
+    policy = CookiePolicy.for_public_url("__Host-broker", "https://gw.example.com")
+    other = CookiePolicy.for_public_url("__Host-other", "https://gw.example.com")
+
+    def read(p: CookiePolicy, header: str | None) -> str | None:
+        headers = {"Cookie": header} if header is not None else {}
+        return p.read(make_mocked_request("GET", "/", headers=headers))
+
+    for _ in range(2):  # a miss, then a hit: same answers
+        assert read(policy, "__Host-broker=v1.a.b; theme=dark") == "v1.a.b"
+        assert read(policy, "theme=dark; __Host-broker=v1.c.d") == "v1.c.d"
+        assert read(other, "__Host-broker=v1.a.b; theme=dark") is None
+        assert read(policy, "theme=dark") is None
+        assert read(policy, None) is None
+    for n in range(PARSED_MEMO_SIZE + 10):
+        read(policy, f"__Host-broker=v1.{n}.x")
+    assert len(cookie_module._parsed) <= PARSED_MEMO_SIZE
+    assert read(policy, "__Host-broker=v1.a.b; theme=dark") == "v1.a.b"

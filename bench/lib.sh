@@ -162,6 +162,7 @@ server:
   public_url: $GW_URL
   listen: 127.0.0.1:$GW_PORT
   workers: ${GW_WORKERS:-2}
+  access_log: ${ACCESS_LOG:-true}
 sessions:
   store: redis://127.0.0.1:$REDIS_PORT/0
   idle_timeout: 8h

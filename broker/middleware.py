@@ -128,15 +128,12 @@ def _log_access(request: web.Request, status: int, elapsed: float, route: str) -
     was used, who (``tid:oid``) and their company. Never headers, cookies or bodies."""
     session = request.get(SESSION_KEY)
     log_access(
-        {
-            "event": "access",
-            "method": request.method,
-            "path": request.rel_url.raw_path,
-            "status": status,
-            "duration_ms": round(elapsed * 1000, 2),
-            "route": route,
-            "remote": request.remote,
-            "user": session.user_key if session is not None else None,
-            "company": session.login_code if session is not None else None,
-        }
+        request.method,
+        request.rel_url.raw_path,
+        status,
+        round(elapsed * 1000, 2),
+        route,
+        request.remote,
+        session.user_key if session is not None else None,
+        session.login_code if session is not None else None,
     )

@@ -128,3 +128,33 @@ async def test_broker_run_logging_writes_access_lines_off_the_request_path(tmp_p
     assert access["request_id"] == "req-12345678" and access["user"] == f"{CONTOSO_TID}:{ADELE.oid}"
     assert access["company"] == "contoso" and access["level"] == "info" and access["ts"].endswith("Z")
     assert "very-secret-code" not in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/plain",
+        '/quote"d',
+        "/back\\slash",
+        "/ctrl\x01\x1f",
+        "/ünïcode/€",
+        "/%22encoded%5c",
+        "/tab\tnew\nline",
+    ],
+)
+def test_hand_built_access_lines_are_the_json_of_their_fields(path: str) -> None:
+    from broker.observability import ACCESS_FIELDS
+
+    formatter = JsonFormatter()
+    for user, company, remote in (("t:o", "contoso", "127.0.0.1"), (None, None, None)):
+        entry = (1_700_000_000.25, "req-1", "GET", path, 200, 1.5, 'h"/', remote, user, company)
+        line = json.loads(formatter.format_access(entry))
+        assert line == {
+            "ts": "2023-11-14T22:13:20.250Z",
+            "level": "info",
+            "logger": "broker.access",
+            "msg": f"GET {path} 200",
+            "request_id": "req-1",
+            "event": "access",
+            **dict(zip(ACCESS_FIELDS, entry[2:], strict=True)),
+        }

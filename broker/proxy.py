@@ -2,7 +2,8 @@
 ``proxy_headers``, ``forwarded`` and ``upstream_url``).
 
 - Bodies stream both ways as they arrive, with backpressure; nothing is buffered whole, so the gateway's
-  memory does not grow with the size of an upload or a download.
+  memory does not grow with the size of an upload or a download. (Answers that declare at most
+  ``SMALL_BODY`` bytes are read whole and sent in one write: cheaper, and bounded.)
 - ``max_body`` (0 = no limit): a larger ``Content-Length`` is refused with 413 before the upstream is
   contacted; a chunked body that grows past it aborts the upstream request, and the client gets 413 if
   the upstream has not answered yet (once the answer has started, the connection can only be closed).
@@ -39,6 +40,8 @@ from broker.upstream_url import replacement_for, upstream_url
 log = logging.getLogger(__name__)
 
 CONTINUE = "100-continue"
+# Answers with a Content-Length up to this are read whole and sent in one write; larger ones stream.
+SMALL_BODY = 64 * 1024
 
 
 class RequestBodyTooLarge(BrokerError):
@@ -275,6 +278,11 @@ async def forward(
         ) as answer:
             if body is not None:
                 body.attach(answer)
+            if _small_answer(request, answer):
+                # Read whole and sent in one write: no streaming machinery for a page of a few KB.
+                small = web.Response(status=answer.status, reason=answer.reason, body=await answer.read())
+                small.headers.extend(response_headers(answer.headers))
+                return small
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
             response.headers.extend(response_headers(answer.headers))
             await _stream_down(request, route, answer, response)
@@ -291,6 +299,18 @@ async def forward(
             )
             return body_too_large(request, route)
         return failure_response(request, route, failure_for(exc), exc)
+
+
+def _small_answer(request: web.Request, answer: aiohttp.ClientResponse) -> bool:
+    """A body of known, small length (not HEAD's, nor of a status that has none): read it whole."""
+    length = answer.content_length
+    return (
+        length is not None
+        and length <= SMALL_BODY
+        and request.method != "HEAD"
+        and answer.status >= 200
+        and answer.status not in (204, 304)
+    )
 
 
 async def _stream_down(

@@ -52,3 +52,13 @@ async def test_upstream_reset_mid_answer_closes_the_client_connection(
     gateway_records = [r for r in caplog.records if r.name.startswith(("broker", "aiohttp.server"))]
     assert any("mid-response" in r.getMessage() for r in gateway_records)
     assert not [r for r in gateway_records if r.exc_info or r.levelno >= logging.ERROR]
+
+
+async def test_upstream_reset_inside_a_small_answer_gives_a_clean_502(proxied: Proxied) -> None:
+    """Small answers are read whole before anything is sent: a drop mid-body is still a clear 502."""
+    async with aiohttp.ClientSession() as client:
+        async with client.get(proxied.url("/up/reset-small"), headers=JSON) as resp:
+            assert resp.status == 502
+            assert (await resp.json())["error"] == "upstream_unreachable"
+        async with client.get(proxied.url("/up/fixed"), headers=JSON) as resp:
+            assert resp.status == 200  # the route still works

@@ -131,6 +131,18 @@ async def reset(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def reset_small(request: web.Request) -> web.StreamResponse:
+    """Promise 4 KiB (a body the gateway reads whole), send 100 bytes, then drop the connection."""
+    _seen(request)
+    response = web.StreamResponse(headers={"Content-Length": "4096"})
+    await response.prepare(request)
+    await response.write(b"s" * 100)
+    await asyncio.sleep(0.05)
+    assert request.transport is not None
+    request.transport.abort()
+    return response
+
+
 async def early(request: web.Request) -> web.StreamResponse:
     """Answer before reading the request body, then read all of it, then finish the answer."""
     seen = _seen(request)
@@ -173,6 +185,7 @@ def recording_app() -> tuple[web.Application, Recorder]:
     app.router.add_get("/fixed", fixed)
     app.router.add_get("/hop", hop_by_hop)
     app.router.add_get("/reset", reset)
+    app.router.add_get("/reset-small", reset_small)
     app.router.add_post("/early", early)
     app.router.add_get("/ws", websocket)
     app.router.add_route("*", "/{tail:.*}", echo)

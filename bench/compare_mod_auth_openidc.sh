@@ -4,6 +4,10 @@
 #
 #   bench/compare_mod_auth_openidc.sh              # 3 rounds x 10 s per side
 #   DURATION=5 ROUNDS=3 bench/compare_mod_auth_openidc.sh   # THREADS, CONNECTIONS, SHOW_WRK=1, KEEP_WORK=1
+#   ACCESS_LOG=false bench/compare_mod_auth_openidc.sh      # neither side writes an access log
+#
+# Both sides log every request by default, each as it ships: Apache a combined-format access log,
+# the gateway its JSON access log (server.access_log), both to files in the temp dir.
 #
 # Installs apache2 + libapache2-mod-auth-openidc (and wrk, nginx, redis-server) with apt-get when missing.
 # Apache runs from a self-contained config in a temp dir (ServerRoot /etc/apache2, explicit LoadModule
@@ -33,6 +37,16 @@ AP_URL="http://localhost:$AP_PORT"
 MODS=/usr/lib/apache2/modules
 mkdir -p "$WORK/apache"
 CRYPTO_PASSPHRASE="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+# Both sides log every request, as each ships (Debian's default site has a combined-format access log; the
+# gateway's JSON access log is on by default); ACCESS_LOG=false turns both off.
+APACHE_ACCESS_LOG=""
+if [[ "${ACCESS_LOG:-true}" != false ]]; then
+  APACHE_ACCESS_LOG="<IfModule !log_config_module>
+  LoadModule log_config_module $MODS/mod_log_config.so
+</IfModule>
+LogFormat \"%h %l %u %t \\\"%r\\\" %>s %O \\\"%{Referer}i\\\" \\\"%{User-Agent}i\\\"\" combined
+CustomLog $WORK/apache/access.log combined"
+fi
 cat >"$WORK/apache/httpd.conf" <<CONF
 ServerRoot /etc/apache2
 ServerName localhost
@@ -40,6 +54,7 @@ DefaultRuntimeDir $WORK/apache
 PidFile $WORK/apache/httpd.pid
 ErrorLog $WORK/apache/error.log
 LogLevel ${APACHE_LOGLEVEL:-warn}
+$APACHE_ACCESS_LOG
 Listen 127.0.0.1:$AP_PORT
 LoadModule mpm_event_module $MODS/mod_mpm_event.so
 <IfModule !unixd_module>

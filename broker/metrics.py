@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import (
@@ -62,6 +63,17 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.config_reloads = Counter("broker_config_reloads_total", "Config reloads", ["result"], registry=r)
+        self._answered: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def answered(self, route: str, status: int, seconds: float) -> None:
+        """Count one answer and its time. The labelled children are looked up once per (route, status):
+        ``labels()`` takes a lock and builds a key on every call, and this runs on every request."""
+        children = self._answered.get((route, status))
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.latency.labels(route))
+            self._answered[(route, status)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format, aggregated over worker processes when running several."""

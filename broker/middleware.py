@@ -117,8 +117,7 @@ async def accounting_middleware(request: web.Request, handler: Handler) -> web.S
         elapsed = time.perf_counter() - started
         metrics = request.app[METRICS]
         label = request.get(ROUTE_LABEL_KEY, "broker")
-        metrics.requests.labels(label, str(status)).inc()
-        metrics.latency.labels(label).observe(elapsed)
+        metrics.answered(label, status, elapsed)
         if access_log.isEnabledFor(logging.INFO) and gateway_of(request).config.server.access_log:
             _log_access(request, status, elapsed, label)
 

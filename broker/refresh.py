@@ -70,6 +70,10 @@ class SessionRefresher:
         if self.metrics is not None:
             self.metrics.refreshes.labels(company, result).inc()
 
+    def due(self, session: Session, now: float) -> bool:
+        """Whether ``ensure_fresh`` has anything to do (checked first, without a coroutine, per request)."""
+        return refresh_due(session, now, self.refresh_before, self.revalidate_every)
+
     async def ensure_fresh(self, key: SealKey, session: Session, now: float) -> Session | None:
         """The session to use for this request: as is, refreshed, or None when it has ended."""
         if not refresh_due(session, now, self.refresh_before, self.revalidate_every):

@@ -87,7 +87,9 @@ class Gateway:
         loaded = await self.sessions.load(ticket, now) if ticket else None
         if loaded is not None and loaded[1].login_code not in self.config.tenants:
             loaded = None
-        session = await self.refresher.ensure_fresh(loaded[0], loaded[1], now) if loaded else None
+        session = loaded[1] if loaded else None
+        if loaded is not None and self.refresher.due(loaded[1], now):
+            session = await self.refresher.ensure_fresh(loaded[0], loaded[1], now)
         request[SESSION_KEY] = session
         return session
 

@@ -18,7 +18,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>.*?)(?::\d+)?\)$")
 
 
 def frame_name(frame: str) -> str:
-    """``handle (broker/handlers/protected.py)`` from py-spy's ``handle (/…/broker/handlers/protected.py:63)``."""
+    """py-spy's ``f (/…/broker/handlers/protected.py:63)`` as ``f (broker/handlers/protected.py)``."""
     match = _FRAME.match(frame.strip())
     if match is None:
         return frame.strip()

@@ -156,7 +156,6 @@ class SessionRefresher:
         return replace(
             session,
             **identity,
-            id_token=tokens.id_token,
             # Entra rotates refresh tokens: keep the new one (the old one may stop working at any time).
             refresh_token=tokens.refresh_token or refresh_token,
             id_token_expires_at=float(claims["exp"]),

@@ -129,9 +129,7 @@ async def _complete(
         if isinstance(resolved, web.StreamResponse):
             return resolved
         groups = resolved
-    session = _session_from_claims(
-        login.login_code, tenant, claims, groups, tokens.id_token, tokens.refresh_token
-    )
+    session = _session_from_claims(login.login_code, tenant, claims, groups, tokens.refresh_token)
     if tenant.roles.require_role and not session.roles:
         audit("login_failure", who=session.user_key, company=login.login_code, why="no role assigned")
         _count(request, login.login_code, "no_role")
@@ -193,10 +191,12 @@ def _session_from_claims(
     tenant: TenantConfig,
     claims: Mapping[str, Any],
     groups: list[str],
-    id_token: str,
     refresh_token: str | None,
 ) -> Session:
-    """The session for a validated token. Identity is ``tid`` + ``oid``; email and UPN are display only."""
+    """The session for a validated token. Identity is ``tid`` + ``oid``; email and UPN are display only.
+
+    The ID token itself is not kept: its claims are, and nothing reads it again (Entra's logout takes the
+    ``login_hint`` claim), so it would only add 1.5 KB of token material to every record in Redis."""
     return Session(
         login_code=code,
         tid=str(claims["tid"]),
@@ -204,7 +204,6 @@ def _session_from_claims(
         **identity_from_claims(tenant.roles, claims, groups),
         sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         login_hint=claims.get("login_hint") if isinstance(claims.get("login_hint"), str) else None,
-        id_token=id_token,
         refresh_token=refresh_token,
         id_token_expires_at=float(claims["exp"]),
         csrf=secrets.token_urlsafe(24),

@@ -39,7 +39,6 @@ class Session:
     groups: list[str] = field(default_factory=list)
     sid: str | None = None
     login_hint: str | None = None
-    id_token: str = ""
     refresh_token: str | None = None
     id_token_expires_at: float = 0.0
     csrf: str = ""

@@ -37,6 +37,16 @@ def ticket_of(browser: aiohttp.ClientSession) -> str:
     return next(c.value for c in browser.cookie_jar if c.key == "broker")
 
 
+async def signed_in(stack: Stack) -> tuple[str, SealKey]:
+    """Adele's ticket after a real login, and the seal key it holds."""
+    async with stack.browser() as browser:
+        await stack.login(browser, "contoso", ADELE.username)
+        ticket = ticket_of(browser)
+    key = parse_ticket(ticket)
+    assert key is not None
+    return ticket, key
+
+
 async def status_on(url: str, ticket: str, path: str = "/") -> int:
     async with aiohttp.ClientSession(
         headers={"Accept": "application/json", "Cookie": f"broker={ticket}"}
@@ -99,13 +109,9 @@ async def test_operator_revocation_from_the_cli_reaches_running_gateways(
     """Defence proven: ``broker sessions revoke`` (another process, no cache) publishes too."""
     for name, value in {"TEST_CONTOSO_SECRET": "x", "TEST_FABRIKAM_SECRET": "y"}.items():
         monkeypatch.setenv(name, value)
-    async with replicas.browser() as browser:
-        await replicas.login(browser, "contoso", ADELE.username)
-        ticket = ticket_of(browser)
+    ticket, key = await signed_in(replicas)
     for url in replicas.gateway_urls:
         assert await status_on(url, ticket) == 200
-    key = parse_ticket(ticket)
-    assert key is not None
     config = str(replicas.config_path)
     args = ["sessions", "revoke", "--config", config, key.storage_id()]
     assert await asyncio.to_thread(broker_cli, args) == 0
@@ -119,13 +125,9 @@ async def test_a_lost_subscription_empties_the_cache(replicas: Stack) -> None:
     because messages sent meanwhile would have been lost."""
     client = redis.Redis.from_url(replicas.store_url)
     try:
-        async with replicas.browser() as browser:
-            await replicas.login(browser, "contoso", ADELE.username)
-            ticket = ticket_of(browser)
+        ticket, key = await signed_in(replicas)
         url = replicas.gateway_urls[0]
         assert await status_on(url, ticket) == 200
-        key = parse_ticket(ticket)
-        assert key is not None
         await client.delete(KEY_PREFIX + SESSION_PREFIX + key.storage_id())
         assert await status_on(url, ticket) == 200  # served from the cache: nothing announced the delete
         killed = await client.client_kill_filter(_type="pubsub")
@@ -137,13 +139,9 @@ async def test_a_lost_subscription_empties_the_cache(replicas: Stack) -> None:
 
 async def test_a_wrong_key_for_a_cached_session_is_refused(replicas: Stack) -> None:
     """Defence proven: the cache hands a session only to the exact ticket (id and key)."""
-    async with replicas.browser() as browser:
-        await replicas.login(browser, "contoso", ADELE.username)
-        ticket = ticket_of(browser)
+    ticket, key = await signed_in(replicas)
     url = replicas.gateway_urls[0]
     assert await status_on(url, ticket) == 200
-    key = parse_ticket(ticket)
-    assert key is not None
     forged = format_ticket(SealKey(key.record_id, bytes(32)))
     assert await status_on(url, forged) == 401
     assert await status_on(url, ticket) == 200

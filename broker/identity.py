@@ -87,6 +87,7 @@ DEFAULT_CACHE_SIZE = 50_000
 # Expired assertions (of sessions gone quiet or signed out) are dropped every this many signatures, so the
 # cache holds about the live sessions, not everything signed since start-up.
 SWEEP_EVERY = 1024
+SWEEP_INTERVAL = 30.0  # ... and at least this often (seconds), so a quiet gateway lets go of them too
 
 CacheKey = tuple[str, str, float, float, str]
 
@@ -110,6 +111,7 @@ class AssertionSigner:
         self._cache: dict[CacheKey, tuple[str, float]] = {}
         self._cache_size = cache_size
         self._signed = 0
+        self._next_sweep = 0.0
 
     def sign(self, session: Session, audience: str, now: float) -> str:
         """A short-lived JWT carrying the session's identity for one route's audience (cached)."""
@@ -125,8 +127,9 @@ class AssertionSigner:
             return cached[0]
         token = self._sign(session, audience, now)
         self._signed += 1
-        if len(self._cache) >= self._cache_size or self._signed % SWEEP_EVERY == 0:
+        if len(self._cache) >= self._cache_size or self._signed % SWEEP_EVERY == 0 or now >= self._next_sweep:
             self._evict(now)
+            self._next_sweep = now + SWEEP_INTERVAL
         self._cache[key] = (token, int(now) + self._ttl)
         return token
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.identity import SWEEP_EVERY, AssertionSigner
+from broker.identity import SWEEP_EVERY, SWEEP_INTERVAL, AssertionSigner
 from broker.routing import Route
 from broker.sessions.model import Session
 
@@ -29,6 +29,7 @@ class IdentityHeaders:
         self._max_entries = max_entries
         self._built: dict[tuple[str, int], tuple[Mapping[str, str], float]] = {}
         self._added = 0
+        self._next_sweep = 0.0
 
     def for_request(self, session: Session, route: Route, host: str, now: float) -> Mapping[str, str]:
         """The headers to add to this request to ``route`` on ``host`` (a shared, read-only mapping)."""
@@ -38,8 +39,10 @@ class IdentityHeaders:
         if entry is None:
             entry = (self._build(session, route, assertion), now + self.signer.ttl)
             self._added += 1
-            if len(self._built) >= self._max_entries or self._added % SWEEP_EVERY == 0:
+            full = len(self._built) >= self._max_entries
+            if full or self._added % SWEEP_EVERY == 0 or now >= self._next_sweep:
                 self._drop_expired(now)
+                self._next_sweep = now + SWEEP_INTERVAL
             self._built[key] = entry
         return entry[0]
 

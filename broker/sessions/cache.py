@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ENTRIES = 100_000
 SWEEP_EVERY = 1024  # expired copies (sessions gone quiet) are dropped every this many insertions
+SWEEP_INTERVAL = 30.0  # ... and at least this often (seconds)
 INVALIDATION_CHANNEL = "session-invalidations"
 
 
@@ -57,6 +58,7 @@ class SessionCache:
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
         self._added = 0
+        self._next_sweep = 0.0
         self._live = False
         # Bumped by every invalidation: a store read that started before one may not be cached after it
         # (it may have read what was just revoked).
@@ -96,9 +98,12 @@ class SessionCache:
         if not self._live or epoch != self.epoch or self._ttl <= 0:
             return
         self._added += 1
-        if len(self._entries) >= self._max_entries or self._added % SWEEP_EVERY == 0:
+        now = self._clock()
+        full = len(self._entries) >= self._max_entries
+        if full or self._added % SWEEP_EVERY == 0 or now >= self._next_sweep:
             self._evict()
-        self._entries[key.storage_id()] = _Entry(key, session, self._clock() + self._ttl)
+            self._next_sweep = now + SWEEP_INTERVAL
+        self._entries[key.storage_id()] = _Entry(key, session, now + self._ttl)
 
     def invalidate(self, storage_id: str) -> None:
         """Forget one session (a message from the channel, or this process's own change)."""

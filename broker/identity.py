@@ -19,6 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from broker.expiring import SweepSchedule, sweep
 from broker.sessions.model import Session
 
 # RFC 7638 section 3.2: the required members of each key type, in lexicographic order.
@@ -84,10 +85,6 @@ def generate_es256_pem() -> bytes:
 # with a comfortable margin, and signing (an ECDSA operation) is paid about once per 40 s per user and route.
 REUSE_WHILE_REMAINING = 1 / 3
 DEFAULT_CACHE_SIZE = 50_000
-# Expired assertions (of sessions gone quiet or signed out) are dropped every this many signatures, so the
-# cache holds about the live sessions, not everything signed since start-up.
-SWEEP_EVERY = 1024
-SWEEP_INTERVAL = 30.0  # ... and at least this often (seconds), so a quiet gateway lets go of them too
 
 CacheKey = tuple[str, str, float, float, str]
 
@@ -109,9 +106,7 @@ class AssertionSigner:
         self._issuer = issuer
         self._ttl = int(ttl_seconds)
         self._cache: dict[CacheKey, tuple[str, float]] = {}
-        self._cache_size = cache_size
-        self._signed = 0
-        self._next_sweep = 0.0
+        self._sweeps = SweepSchedule(cache_size)
 
     def sign(self, session: Session, audience: str, now: float) -> str:
         """A short-lived JWT carrying the session's identity for one route's audience (cached)."""
@@ -126,20 +121,10 @@ class AssertionSigner:
         if cached is not None and cached[1] - now > self._ttl * REUSE_WHILE_REMAINING:
             return cached[0]
         token = self._sign(session, audience, now)
-        self._signed += 1
-        if len(self._cache) >= self._cache_size or self._signed % SWEEP_EVERY == 0 or now >= self._next_sweep:
-            self._evict(now)
-            self._next_sweep = now + SWEEP_INTERVAL
+        if self._sweeps.due(len(self._cache), now):
+            sweep(self._cache, lambda entry: entry[1], now, self._sweeps.max_entries)
         self._cache[key] = (token, int(now) + self._ttl)
         return token
-
-    def _evict(self, now: float) -> None:
-        """Drop expired entries; if the cache is still full, drop the oldest half (insertion order)."""
-        for k in [k for k, (_, exp) in self._cache.items() if exp <= now]:
-            del self._cache[k]
-        if len(self._cache) >= self._cache_size:
-            for k in list(self._cache)[: len(self._cache) // 2]:
-                del self._cache[k]
 
     def _sign(self, session: Session, audience: str, now: float) -> str:
         claims = {

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.identity import SWEEP_EVERY, SWEEP_INTERVAL, AssertionSigner
+from broker.expiring import SweepSchedule, sweep
+from broker.identity import AssertionSigner
 from broker.routing import Route
 from broker.sessions.model import Session
 
@@ -26,10 +27,8 @@ class IdentityHeaders:
     ) -> None:
         self.signer = signer
         self._assertion_header = assertion_header
-        self._max_entries = max_entries
         self._built: dict[tuple[str, int], tuple[Mapping[str, str], float]] = {}
-        self._added = 0
-        self._next_sweep = 0.0
+        self._sweeps = SweepSchedule(max_entries)
 
     def for_request(self, session: Session, route: Route, host: str, now: float) -> Mapping[str, str]:
         """The headers to add to this request to ``route`` on ``host`` (a shared, read-only mapping)."""
@@ -38,20 +37,10 @@ class IdentityHeaders:
         entry = self._built.get(key)
         if entry is None:
             entry = (self._build(session, route, assertion), now + self.signer.ttl)
-            self._added += 1
-            full = len(self._built) >= self._max_entries
-            if full or self._added % SWEEP_EVERY == 0 or now >= self._next_sweep:
-                self._drop_expired(now)
-                self._next_sweep = now + SWEEP_INTERVAL
+            if self._sweeps.due(len(self._built), now):
+                sweep(self._built, lambda built: built[1], now, self._sweeps.max_entries)
             self._built[key] = entry
         return entry[0]
-
-    def _drop_expired(self, now: float) -> None:
-        """Forget the headers of expired assertions; if still full, start over (rebuilding is cheap)."""
-        for key in [k for k, (_, expires_at) in self._built.items() if expires_at <= now]:
-            del self._built[key]
-        if len(self._built) >= self._max_entries:
-            self._built.clear()
 
     def _build(self, session: Session, route: Route, assertion: str) -> Mapping[str, str]:
         headers = {self._assertion_header: assertion}

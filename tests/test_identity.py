@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.config.schema import RouteConfig
-from broker.identity import SWEEP_EVERY, AssertionSigner, generate_es256_pem, load_signing_key
+from broker.expiring import SWEEP_EVERY
+from broker.identity import AssertionSigner, generate_es256_pem, load_signing_key
 from broker.identity_headers import IdentityHeaders
 from broker.routing import RouteTable
 from broker.sessions.model import Session

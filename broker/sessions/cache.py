@@ -6,7 +6,7 @@ revocation, a refresh that changed tokens or roles) is published on the store's 
 every process drops its copy when the message arrives, milliseconds later. The TTL only bounds how long a
 copy lives if a message were ever missed.
 
-Fail closed: the cache serves only while its process is subscribed to that channel (``live``). When the
+Fail closed: the cache serves only while its process is subscribed to that channel (``set_live``). When the
 subscription drops (Redis down, failover), everything cached is forgotten and every request reads the
 store again until the subscription is back; a (re)subscription starts from an empty cache, because
 messages sent while it was away are lost.
@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from broker.expiring import SweepSchedule, sweep
 from broker.sessions.model import Session
 from broker.sessions.sealing import SealKey
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_ENTRIES = 100_000
-SWEEP_EVERY = 1024  # expired copies (sessions gone quiet) are dropped every this many insertions
-SWEEP_INTERVAL = 30.0  # ... and at least this often (seconds)
 INVALIDATION_CHANNEL = "session-invalidations"
 
 
@@ -54,20 +53,13 @@ class SessionCache:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl = ttl_seconds
-        self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, _Entry] = {}
-        self._added = 0
-        self._next_sweep = 0.0
+        self._sweeps = SweepSchedule(max_entries)
         self._live = False
         # Bumped by every invalidation: a store read that started before one may not be cached after it
         # (it may have read what was just revoked).
         self.epoch = 0
-
-    @property
-    def live(self) -> bool:
-        """Whether the cache may serve: its process is subscribed to invalidations."""
-        return self._live
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -97,24 +89,12 @@ class SessionCache:
         arrived since, or while not live."""
         if not self._live or epoch != self.epoch or self._ttl <= 0:
             return
-        self._added += 1
         now = self._clock()
-        full = len(self._entries) >= self._max_entries
-        if full or self._added % SWEEP_EVERY == 0 or now >= self._next_sweep:
-            self._evict()
-            self._next_sweep = now + SWEEP_INTERVAL
+        if self._sweeps.due(len(self._entries), now):
+            sweep(self._entries, lambda entry: entry.expires_at, now, self._sweeps.max_entries)
         self._entries[key.storage_id()] = _Entry(key, session, now + self._ttl)
 
     def invalidate(self, storage_id: str) -> None:
         """Forget one session (a message from the channel, or this process's own change)."""
         self.epoch += 1
         self._entries.pop(storage_id, None)
-
-    def _evict(self) -> None:
-        """Drop expired entries; if still full, the oldest half (insertion order)."""
-        now = self._clock()
-        for storage_id in [s for s, e in self._entries.items() if e.expires_at <= now]:
-            del self._entries[storage_id]
-        if len(self._entries) >= self._max_entries:
-            for storage_id in list(self._entries)[: len(self._entries) // 2]:
-                del self._entries[storage_id]

@@ -147,10 +147,25 @@ def log_access(
     request_id = current_request_id.get()
     entry = (time.time(), request_id, method, path, status, duration_ms, route, remote, user, company)
     if writer is not None and writer.is_root_handler():
-        writer.handler.queue_access(entry)
+        writer.handler.enqueue(entry)
     else:
-        fields = {"event": "access", **dict(zip(ACCESS_FIELDS, entry[2:], strict=True))}
-        access_log.info(access_message(method, path, status), extra=fields)
+        access_log.info(access_message(method, path, status), extra=_access_fields(entry))
+
+
+def _access_fields(entry: AccessEntry) -> dict[str, object]:
+    """The extras a ``broker.access`` record carries for this entry."""
+    return {"event": "access", **dict(zip(ACCESS_FIELDS, entry[2:], strict=True))}
+
+
+def _access_record(entry: AccessEntry) -> logging.LogRecord:
+    """The ``broker.access`` record an entry stands for (to render it with any formatter)."""
+    created, request_id, method, path, status = entry[:5]
+    record = access_log.makeRecord(
+        access_log.name, logging.INFO, "", 0, access_message(method, path, status), (), None
+    )
+    record.created, record.msecs = created, (created - int(created)) * 1000
+    record.__dict__.update(_access_fields(entry), request_id=request_id)
+    return record
 
 
 class _BatchingHandler(logging.Handler):
@@ -176,24 +191,21 @@ class _BatchingHandler(logging.Handler):
         return record
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """Queue the record (no handler lock: deque appends are atomic), or drop it when the writer is
-        that far behind (counted, reported when it catches up)."""
+        """Queue the record without the handler lock (deque appends are atomic)."""
         if self.filter(record):
-            if len(self.records) >= self.size:
-                self.dropped += 1
-            else:
-                self.records.append(self.prepare(record))
+            self.enqueue(self.prepare(record))
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
 
-    def queue_access(self, entry: AccessEntry) -> None:
-        """Queue an access entry, or drop it (counted) when the writer is that far behind."""
+    def enqueue(self, item: logging.LogRecord | AccessEntry) -> None:
+        """Queue a record or an access entry, or drop it when the writer is that far behind (counted,
+        reported when it catches up)."""
         if len(self.records) >= self.size:
             self.dropped += 1
         else:
-            self.records.append(entry)
+            self.records.append(item)
 
 
 class BackgroundLogWriter:
@@ -239,8 +251,7 @@ class BackgroundLogWriter:
             return self._formatter.format(item)
         if isinstance(self._formatter, JsonFormatter):
             return self._formatter.format_access(item)
-        stamp = time.strftime("%H:%M:%S", time.localtime(item[0]))
-        return f"{stamp} INFO    {access_log.name}: {access_message(item[2], item[3], item[4])}"
+        return self._formatter.format(_access_record(item))
 
     def _write_batch(self) -> None:
         records = self.handler.records

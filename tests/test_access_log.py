@@ -158,3 +158,14 @@ def test_hand_built_access_lines_are_the_json_of_their_fields(path: str) -> None
             "event": "access",
             **dict(zip(ACCESS_FIELDS, entry[2:], strict=True)),
         }
+
+
+def test_text_logging_renders_access_entries_with_its_own_format() -> None:
+    """The demo's plain-text format applies to access entries as to any record."""
+    out = io.StringIO()
+    formatter = logging.Formatter("%(levelname)s %(name)s [%(request_id)s] %(status)s: %(message)s")
+    writer = BackgroundLogWriter(formatter, out)
+    writer.start()
+    writer.handler.enqueue((1_700_000_000.25, "req-1", "GET", "/x", 200, 1.5, "h/", None, None, None))
+    writer.stop(timeout=10)
+    assert out.getvalue() == "INFO broker.access [req-1] 200: GET /x 200\n"

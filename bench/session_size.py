@@ -1,8 +1,9 @@
 """How much Redis memory one session takes, with Entra-sized tokens.
 
-Builds a session like a real Entra sign-in produces (ID token ~1.5 KB, refresh token ~1.5 KB, 5 groups,
-2 roles), stores it through the broker's own SessionManager in a throw-away redis-server on a free
-loopback port, and prints the bytes of each key it writes (``MEMORY USAGE``) and the total.
+Builds a session like a real Entra sign-in produces (refresh token ~1.5 KB, login_hint, 5 groups, 2 roles;
+the ID token's claims, not the token, which the broker does not keep), stores it through the broker's own
+SessionManager in a throw-away redis-server on a free loopback port, and prints the bytes of each key it
+writes (``MEMORY USAGE``) and the total; then the ``used_memory`` each further session adds.
 
     .venv/bin/python bench/session_size.py
 """
@@ -11,18 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
-import socket
-import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import redis.asyncio as redis
 
-from broker.sessions.manager import SessionManager
-from broker.sessions.model import Session
-from broker.sessions.redis_store import RedisStore
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from broker.sessions.manager import SessionManager  # noqa: E402
+from broker.sessions.model import Session  # noqa: E402
+from broker.sessions.redis_store import RedisStore  # noqa: E402
+from tests.support.servers import redis_server  # noqa: E402
 
 
 def entra_sized_session() -> Session:
@@ -85,35 +89,8 @@ async def measure(url: str) -> None:
 
 
 def main() -> None:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is needed (apt-get install redis-server)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                tmp,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.3)
-            asyncio.run(measure(f"redis://127.0.0.1:{port}/0"))
-        finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as (url, _, _):
+        asyncio.run(measure(url))
 
 
 if __name__ == "__main__":

@@ -76,7 +76,7 @@ class SessionRefresher:
 
     async def ensure_fresh(self, key: SealKey, session: Session, now: float) -> Session | None:
         """The session to use for this request: as is, refreshed, or None when it has ended."""
-        if not refresh_due(session, now, self.refresh_before, self.revalidate_every):
+        if not self.due(session, now):
             return session
         if session.refresh_token is None:
             # Without a refresh token nothing can re-validate the user: the ID token bounds the session.
@@ -88,7 +88,7 @@ class SessionRefresher:
             current = await self.sessions.read(key)
             if current is None:
                 return None  # revoked meanwhile
-            if not acquired or not refresh_due(current, now, self.refresh_before, self.revalidate_every):
+            if not acquired or not self.due(current, now):
                 return current  # another request (or replica) refreshed it, or is still at it
             return await self._refresh(key, current, now)
 

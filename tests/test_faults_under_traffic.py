@@ -36,7 +36,7 @@ from broker.refresh import RETRY_AFTER_FAILURE
 from broker.sessions import redis_url
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket
 from broker.sessions.redis_store import KEY_PREFIX
-from tests.support.servers import free_port, serve
+from tests.support.servers import free_port, serve, wait_until_serving
 from tests.support.stack import (
     ADELE,
     ALEX,
@@ -459,17 +459,7 @@ class BrokerProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
             )
-        async with aiohttp.ClientSession() as http:
-            for _ in range(400):
-                assert self.proc.poll() is None, self.log.read_text()[-3000:]
-                try:
-                    async with http.get(f"{base}/.auth/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise AssertionError("broker run did not come up within 20 s")
+        await wait_until_serving(base, self.proc, log=self.log)
 
     async def terminate(self) -> int:
         assert self.proc is not None

@@ -21,7 +21,7 @@ from broker.demo import create_demo_app
 from broker.identity import generate_es256_pem
 from broker.metrics import METRICS, metrics_app
 from broker.reload import RELOADER
-from tests.support.servers import free_port, serve, start_redis
+from tests.support.servers import free_port, serve, start_redis, wait_until_serving
 from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, running_stack
 
 
@@ -155,16 +155,8 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
     )
     base = f"http://127.0.0.1:{gw_port}"
     try:
+        await wait_until_serving(base, proc)
         async with aiohttp.ClientSession() as http:
-
-            async def up() -> bool:
-                try:
-                    async with http.get(f"{base}/.auth/healthz") as resp:
-                        return resp.status == 200
-                except aiohttp.ClientError:
-                    return False
-
-            await wait_for(up, timeout=20)
             for _ in range(20):  # fresh connections: SO_REUSEPORT hands them to either worker
                 async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/_demo/status/200") as resp:
                     assert resp.status == 200

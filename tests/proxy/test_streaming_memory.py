@@ -6,18 +6,16 @@ The gateway runs as ``broker run`` in a subprocess so that its resident memory c
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.servers import free_port
+from tests.support.servers import free_port, wait_until_serving
 from tests.support.stack import running_stack
 
 MIB = 1024 * 1024
@@ -52,21 +50,6 @@ async def upload(total: int) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    async with aiohttp.ClientSession() as client:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "the gateway exited at start-up"
-            try:
-                async with client.get(f"{url}/.auth/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("the gateway did not start")
-
-
 async def through(client: aiohttp.ClientSession, url: str, size: int) -> None:
     """One upload and one download of ``size`` bytes, both counted at the far end."""
     async with client.post(
@@ -95,7 +78,7 @@ async def test_200_mb_each_way_keeps_gateway_memory_flat(tmp_path: Path) -> None
                 stderr=subprocess.STDOUT,
             )
             try:
-                await wait_until_up(url, proc)
+                await wait_until_serving(url, proc)
                 async with aiohttp.ClientSession() as client:
                     await through(client, url, 8 * MIB)  # warm up: code paths, pools, buffers
                     before = memory(proc.pid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -10,7 +11,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
+
+
+async def wait_until_serving(
+    base: str, proc: subprocess.Popen[bytes], timeout: float = 20.0, log: Path | None = None
+) -> None:
+    """Poll ``{base}/.auth/healthz`` until it answers 200; fail at once if ``proc`` (a ``broker run``) has
+    exited, showing the end of its ``log`` when there is one."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:] if log else "the gateway exited at start-up"
+            try:
+                async with http.get(f"{base}/.auth/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the gateway at {base} did not start within {timeout:.0f} s")
 
 
 def free_port() -> int:

@@ -51,14 +51,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 1
+    created_metrics_dir = None
     if config.server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # prometheus-client chooses where metric values live when it is first imported: the directory
         # shared by the workers must be set before broker.serve (and so prometheus_client) is imported.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="broker-metrics-")
+        # Only a directory created here is removed at the end; one the operator set is never touched.
+        created_metrics_dir = Path(tempfile.mkdtemp(prefix="broker-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(created_metrics_dir)
     from broker.serve import run
 
     try:
-        return run(config, Path(args.config), args.listen or config.server.listen)
+        return run(
+            config,
+            Path(args.config),
+            args.listen or config.server.listen,
+            created_metrics_dir=created_metrics_dir,
+        )
     except ConfigError as exc:
         _print_config_error(exc)
         return 1

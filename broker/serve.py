@@ -1,7 +1,10 @@
 """``broker run``: serve the gateway with N worker processes, uvloop, metrics, and graceful shutdown.
 
 - ``server.workers`` > 1 forks that many processes that all listen on the port (SO_REUSEPORT: the kernel
-  spreads connections); the parent forwards SIGTERM/SIGINT/SIGHUP and waits for them.
+  spreads connections); the parent supervises them (``broker/supervisor.py``: replaced when they die or
+  hang, signals forwarded).
+- Client connections are bounded (``broker/connection_limits.py``: header timeout, per-worker cap) and
+  idle ones closed after ``server.keepalive_timeout``.
 - SIGTERM / SIGINT: stop accepting, let in-flight requests finish for up to ``server.shutdown_timeout``.
 - ``server.metrics_listen``: Prometheus ``/metrics`` on its own address (aggregated over workers).
 - SIGHUP reloads the config (validated in full; a bad file keeps the running config).
@@ -15,43 +18,70 @@ import asyncio
 import gc
 import logging
 import os
+import resource
 import shutil
 import signal
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Counter
+from prometheus_client.multiprocess import mark_process_dead
 
 from broker.app import create_app
 from broker.config.schema import BrokerConfig
+from broker.connection_limits import ConnectionLimits, GuardedTCPSite
 from broker.event_loop import new_event_loop
 from broker.listen import split_listen
 from broker.metrics import METRICS, metrics_app
 from broker.observability import flush_logging
 from broker.reload import reload_config
+from broker.supervisor import Heartbeat, Supervisor, WorkerBody
 
 log = logging.getLogger(__name__)
 
 
+def connection_limits(config: BrokerConfig) -> ConnectionLimits:
+    """The client connection bounds ``server`` configures (aiohttp's keep-alive timer is the third)."""
+    return ConnectionLimits(
+        header_timeout=config.server.header_timeout, max_connections=config.server.max_connections
+    )
+
+
 async def serve_until_stopped(
-    config: BrokerConfig, config_path: Path, listen: str, *, reuse_port: bool
+    config: BrokerConfig,
+    config_path: Path,
+    listen: str,
+    *,
+    reuse_port: bool,
+    heartbeat_fd: int | None = None,
 ) -> None:
     """Run one worker: the gateway (and metrics) until SIGTERM/SIGINT, then shut down gracefully.
 
-    SIGHUP reloads the config file (which is also watched for changes).
+    SIGHUP reloads the config file (which is also watched for changes). With ``heartbeat_fd`` (a worker of
+    the supervisor) it beats once serving and every second after.
     """
     app = create_app(config, config_path.parent, config_path=config_path)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=config.server.shutdown_timeout)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
+        # Idle between requests; aiohttp's timer also closes a connection whose next request head has not
+        # completed this long after the last answer (its default, an hour, kept silent sockets open).
+        keepalive_timeout=config.server.keepalive_timeout,
+    )
     await runner.setup()
     host, port = split_listen(listen)
-    await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    await GuardedTCPSite(runner, host, port, connection_limits(config), reuse_port=reuse_port).start()
     metrics_runner = None
     if config.server.metrics_listen:
-        metrics_runner = web.AppRunner(metrics_app(app[METRICS]), access_log=None)
+        metrics_runner = web.AppRunner(
+            metrics_app(app[METRICS]), access_log=None, keepalive_timeout=config.server.keepalive_timeout
+        )
         await metrics_runner.setup()
         m_host, m_port = split_listen(config.server.metrics_listen)
-        await web.TCPSite(metrics_runner, m_host, m_port, reuse_port=reuse_port).start()
+        await GuardedTCPSite(
+            metrics_runner, m_host, m_port, connection_limits(config), reuse_port=reuse_port
+        ).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,12 +94,17 @@ async def serve_until_stopped(
         task.add_done_callback(reloads.discard)
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
+    heartbeat = None if heartbeat_fd is None else Heartbeat(heartbeat_fd, loop, stop.set)
     log.info("gateway listening", extra={"listen": listen, "pid": os.getpid()})
+    if heartbeat is not None:
+        heartbeat.start()
     await stop.wait()
     log.info("shutting down: no new connections, finishing in-flight requests")
     if metrics_runner is not None:
         await metrics_runner.cleanup()
     await runner.cleanup()  # closes the listener first, then waits for handlers up to shutdown_timeout
+    if heartbeat is not None:
+        heartbeat.stop()
     log.info("stopped")
 
 
@@ -88,61 +123,92 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def _run_worker(config: BrokerConfig, config_path: Path, listen: str, reuse_port: bool) -> None:
+def _run_worker(
+    config: BrokerConfig, config_path: Path, listen: str, reuse_port: bool, heartbeat_fd: int | None = None
+) -> None:
     tune_gc()
+    raise_open_files_limit(config.server.max_connections)
     loop = new_event_loop()
     try:
-        loop.run_until_complete(serve_until_stopped(config, config_path, listen, reuse_port=reuse_port))
+        loop.run_until_complete(
+            serve_until_stopped(config, config_path, listen, reuse_port=reuse_port, heartbeat_fd=heartbeat_fd)
+        )
     finally:
         loop.close()
 
 
-def run(config: BrokerConfig, config_path: Path, listen: str) -> int:
-    """Serve with ``server.workers`` processes; returns the exit code."""
+# Per client connection a worker may also hold an upstream one, plus a margin for Redis, logs and files.
+FDS_PER_CONNECTION = 2
+FD_MARGIN = 256
+
+
+def raise_open_files_limit(max_connections: int) -> None:
+    """Raise the soft open-files limit towards the hard one (as Go's runtime does): the usual soft 1024
+    would make ``accept`` fail with EMFILE long before ``server.max_connections`` is reached."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections * FDS_PER_CONNECTION + FD_MARGIN
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if hard != resource.RLIM_INFINITY and hard < max_connections * FDS_PER_CONNECTION + FD_MARGIN:
+        log.warning(
+            "the open-files limit is too low for server.max_connections",
+            extra={"hard_limit": hard, "max_connections": max_connections},
+        )
+
+
+def _worker_body(config: BrokerConfig, config_path: Path, listen: str) -> WorkerBody:
+    def body(heartbeat_fd: int) -> int:
+        code = 0
+        try:
+            _run_worker(config, config_path, listen, reuse_port=True, heartbeat_fd=heartbeat_fd)
+        except OSError as exc:  # e.g. the port is taken: one clear line, the supervisor counts it
+            log.error(f"worker failed: {exc}")
+            code = 1
+        except BaseException:
+            log.exception("worker failed")
+            code = 1
+        flush_logging()
+        return code
+
+    return body
+
+
+def run(
+    config: BrokerConfig, config_path: Path, listen: str, *, created_metrics_dir: Path | None = None
+) -> int:
+    """Serve with ``server.workers`` processes; returns the exit code.
+
+    ``created_metrics_dir`` is the PROMETHEUS_MULTIPROC_DIR the CLI created for this run (it must exist
+    before prometheus_client is imported); only that one is removed at the end: a directory the operator
+    set is theirs, and is never removed.
+    """
     workers = config.server.workers
     if workers == 1:
         _run_worker(config, config_path, listen, reuse_port=False)
         return 0
-    # Set by the CLI before prometheus_client was imported (see cli.cmd_run); created here otherwise.
-    metrics_dir = os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="broker-metric"))
-    children: list[int] = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 0
-            try:
-                _run_worker(config, config_path, listen, reuse_port=True)
-            except BaseException:
-                log.exception("worker failed")
-                code = 1
-            flush_logging()
-            os._exit(code)
-        children.append(pid)
-    return _supervise(children, lambda: shutil.rmtree(metrics_dir, ignore_errors=True))
+    exits = Counter(
+        "broker_worker_exits_total",
+        "Worker processes that exited, by signal or status",
+        ["reason"],
+        registry=None,
+    )
 
+    def on_worker_exit(pid: int, reason: str) -> None:
+        exits.labels(reason=reason).inc()
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges leave the aggregate; its counters stay counted
 
-def _supervise(children: list[int], cleanup: Callable[[], None]) -> int:
-    """Forward signals to the workers and wait for all of them."""
-
-    def forward(signum: int, _frame: object) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    failed = 0
+    supervisor = Supervisor(
+        _worker_body(config, config_path, listen),
+        workers,
+        worker_timeout=config.server.worker_timeout,
+        shutdown_timeout=config.server.shutdown_timeout,
+        on_worker_exit=on_worker_exit,
+    )
     try:
-        for pid in children:
-            while True:
-                try:
-                    _, status = os.waitpid(pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-            failed += os.waitstatus_to_exitcode(status) != 0
+        return supervisor.run()
     finally:
-        cleanup()
-    return 1 if failed else 0
+        if created_metrics_dir is not None:
+            shutil.rmtree(created_metrics_dir, ignore_errors=True)

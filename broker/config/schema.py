@@ -17,6 +17,11 @@ SECRET = {"secret": True}
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_KEEPALIVE_TIMEOUT = 75.0
+DEFAULT_MAX_CONNECTIONS = 4096
+DEFAULT_WORKER_TIMEOUT = 30.0
+HEARTBEAT_INTERVAL = 1.0  # seconds between two heartbeats of a worker to its supervisor
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 DEFAULT_COOKIE_NAME = "__Host-broker"
@@ -56,6 +61,10 @@ class ServerConfig:
     metrics_listen: str | None = None
     shutdown_timeout: Duration = DEFAULT_SHUTDOWN_TIMEOUT
     access_log: bool = True
+    header_timeout: Duration = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    worker_timeout: Duration = DEFAULT_WORKER_TIMEOUT
 
 
 @dataclass(frozen=True)

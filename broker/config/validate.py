@@ -27,6 +27,7 @@ SESSION_STORE_SCHEMES = frozenset(
     {"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
 )
 UPSTREAM_SCHEMES = frozenset({"http", "https"})
+MAX_CONNECTIONS_LIMIT = 1_000_000
 HEADER_CLAIMS = frozenset(
     {"sub", "tid", "oid", "name", "email", "preferred_username", "role", "roles", "groups", "login_code"}
 )
@@ -157,6 +158,14 @@ def _check_server(server: schema.ServerConfig) -> Iterator[tuple[KeyPath, str]]:
     yield from _check_url(server.public_url, ("server", "public_url"), "public_url")
     if not 1 <= server.workers <= 64:
         yield ("server", "workers"), "must be between 1 and 64"
+    for name in ("header_timeout", "keepalive_timeout", "worker_timeout"):
+        if getattr(server, name) <= 0:
+            yield ("server", name), "must be positive (it is never disabled)"
+    beat = schema.HEARTBEAT_INTERVAL
+    if 0 < server.worker_timeout < 2 * beat:
+        yield ("server", "worker_timeout"), f"must be at least {2 * beat:g}s (workers beat every {beat:g}s)"
+    if not 1 <= server.max_connections <= MAX_CONNECTIONS_LIMIT:
+        yield ("server", "max_connections"), f"must be between 1 and {MAX_CONNECTIONS_LIMIT}"
     for name in ("listen", "metrics_listen"):
         value = getattr(server, name)
         if value is not None and not LISTEN.match(value):

@@ -71,7 +71,8 @@ async def serve_until_stopped(
     )
     await runner.setup()
     host, port = split_listen(listen)
-    await GuardedTCPSite(runner, host, port, connection_limits(config), reuse_port=reuse_port).start()
+    site = GuardedTCPSite(runner, host, port, connection_limits(config), reuse_port=reuse_port)
+    await site.start()
     metrics_runner = None
     if config.server.metrics_listen:
         metrics_runner = web.AppRunner(
@@ -95,7 +96,7 @@ async def serve_until_stopped(
 
     loop.add_signal_handler(signal.SIGHUP, on_sighup)
     heartbeat = None if heartbeat_fd is None else Heartbeat(heartbeat_fd, loop, stop.set)
-    log.info("gateway listening", extra={"listen": listen, "pid": os.getpid()})
+    log.info("gateway listening", extra={"listen": listen, "port": site.port, "pid": os.getpid()})
     if heartbeat is not None:
         heartbeat.start()
     await stop.wait()

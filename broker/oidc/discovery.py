@@ -21,7 +21,8 @@ from typing import Any
 import aiohttp
 import jwt
 
-from broker.errors import IdentityProviderUnavailable
+from broker.errors import IdentityProviderUnavailable, InvalidToken
+from broker.oidc.tokens import check_signing_jwk
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,11 @@ def parse_jwks(doc: Any) -> dict[str, jwt.PyJWK]:
     for jwk in doc.get("keys", []) if isinstance(doc, dict) else []:
         if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not isinstance(jwk.get("kid"), str):
             continue
-        if jwk.get("use", "sig") != "sig":
+        try:
+            # The key's own use/key_ops/alg decide whether it may verify our tokens (RFC 7517 4.2-4.4).
+            check_signing_jwk(jwk)
+        except InvalidToken as exc:
+            log.warning("skipping JWKS key not meant for our signatures: %s", exc, extra={"kid": jwk["kid"]})
             continue
         try:
             keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk, algorithm="RS256")

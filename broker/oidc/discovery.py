@@ -119,7 +119,11 @@ class DiscoveryCache:
 
     async def _get_json(self, url: str) -> Any:
         try:
-            async with self._http.get(url, timeout=FETCH_TIMEOUT) as resp:
+            # Never follow a redirect: the configured authority, not the answer, decides where keys come from.
+            async with self._http.get(url, timeout=FETCH_TIMEOUT, allow_redirects=False) as resp:
+                if 300 <= resp.status < 400:
+                    log.warning("identity provider answered a redirect; not followed", extra={"url": url})
+                    raise IdentityProviderUnavailable(f"{url} answered a redirect (HTTP {resp.status})")
                 if resp.status != 200:
                     raise IdentityProviderUnavailable(f"{url} answered HTTP {resp.status}")
                 return await resp.json(content_type=None)

@@ -5,6 +5,10 @@
   (so a flood of forged kids cannot turn us into a load generator against the IdP);
 - when a fetch fails, the last good metadata/keys stay in use; without any, the IdP is "unavailable";
 - a background task (``refresh_forever``) renews entries before they age out, so requests rarely wait;
+- the document's ``issuer`` must be the configured tenant's v2.0 issuer under the configured authority (the
+  ``{tenantid}`` template for ``organizations``/``common``); any other document is refused, not cached,
+  because the issuer decides which ``tid`` is admitted;
+- no fetch follows a redirect (a 3xx is the provider misbehaving);
 - apps with claims mapping use app-specific keys: ``?appid={client_id}`` on discovery (whose ``jwks_uri``
   then carries it too), cached separately per app.
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from typing import Any
 import aiohttp
 import jwt
 
+from broker.config.schema import MULTI_TENANT_IDS
 from broker.errors import IdentityProviderUnavailable, InvalidToken
 from broker.oidc.tokens import check_signing_jwk
 
@@ -87,6 +93,30 @@ def parse_metadata(doc: Any) -> ProviderMetadata:
     )
 
 
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TENANT_TEMPLATE = "{tenantid}"
+
+
+def check_issuer_of_document(issuer: str, source: Source) -> None:
+    """The discovery ``issuer`` is the configured tenant's (ENTRA.md); ``ValueError`` otherwise.
+
+    GUID tenant: exactly ``{authority}/{tenant}/v2.0``. Multi-tenant (``organizations``/``common``): the
+    literal template ``{authority}/{tenantid}/v2.0``. A verified-domain tenant: ``{authority}/{GUID}/v2.0``
+    (only the provider knows which GUID the domain belongs to; the tokens' ``tid`` is then pinned to it).
+    """
+    prefix = f"{source.authority.rstrip('/')}/"
+    tenant = source.tenant_id.lower()
+    if tenant in MULTI_TENANT_IDS:
+        fits = issuer == f"{prefix}{TENANT_TEMPLATE}/v2.0"
+    elif _GUID.match(tenant):
+        fits = issuer.lower() == f"{prefix}{tenant}/v2.0".lower()
+    else:
+        middle = issuer[len(prefix) : -len("/v2.0")] if issuer.endswith("/v2.0") else ""
+        fits = issuer.startswith(prefix) and bool(_GUID.match(middle))
+    if not fits:
+        raise ValueError(f"discovery document's issuer {issuer!r} is not tenant {source.tenant_id}'s")
+
+
 def parse_jwks(doc: Any) -> dict[str, jwt.PyJWK]:
     """RSA signature keys by ``kid``; keys we cannot use are skipped, not fatal."""
     keys: dict[str, jwt.PyJWK] = {}
@@ -140,8 +170,9 @@ class DiscoveryCache:
                 return cache.metadata
             url = discovery_url(source.authority, source.tenant_id, source.appid)
             try:
-                cache.metadata = parse_metadata(await self._get_json(url))
-                cache.metadata_at = self._clock()
+                fetched = parse_metadata(await self._get_json(url))
+                check_issuer_of_document(fetched.issuer, source)
+                cache.metadata, cache.metadata_at = fetched, self._clock()
             except (IdentityProviderUnavailable, ValueError) as exc:
                 if cache.metadata is None:
                     raise IdentityProviderUnavailable(str(exc)) from exc

@@ -5,6 +5,8 @@
   (so a flood of forged kids cannot turn us into a load generator against the IdP);
 - when a fetch fails, the last good metadata/keys stay in use; without any, the IdP is "unavailable";
 - a background task (``refresh_forever``) renews entries before they age out, so requests rarely wait;
+  sources that have never loaded (the IdP was down at start) are retried with backoff, 1 s doubling to
+  60 s with jitter, so readiness recovers within about a minute of the IdP coming back;
 - the document's ``issuer`` must be the configured tenant's v2.0 issuer under the configured authority (the
   ``{tenantid}`` template for ``organizations``/``common``); any other document is refused, not cached,
   because the issuer decides which ``tid`` is admitted;
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 import time
 from collections.abc import Callable
@@ -38,6 +41,15 @@ BACKGROUND_REFRESH_INTERVAL = 3600.0
 # Renew in the background once an entry is older than this, well before requests would find it stale.
 BACKGROUND_REFRESH_AGE = CACHE_TTL - 2 * BACKGROUND_REFRESH_INTERVAL
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+
+
+def retry_delay(attempt: int, jitter: Callable[[], float] = random.random) -> float:
+    """Seconds before retry ``attempt`` (0-based): 1 s doubling to 60 s, minus up to half (jitter), so
+    replicas started together do not retry in step."""
+    base = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2.0 ** min(attempt, 16))
+    return base * (1.0 - 0.5 * jitter())
 
 
 @dataclass(frozen=True)
@@ -221,8 +233,27 @@ class DiscoveryCache:
     async def refresh_forever(
         self, sources: list[Source], interval: float = BACKGROUND_REFRESH_INTERVAL
     ) -> None:
-        """Warm every company's metadata and keys at start-up, then keep them fresh (a background task)."""
+        """Warm every company's metadata and keys at start-up, then keep them fresh (a background task).
+
+        Sources still without keys (their IdP was unreachable) are retried with backoff (``retry_delay``)
+        rather than after ``interval``: a gateway started during an outage becomes ready soon after.
+        """
         await self.refresh(sources, max_age=0.0)
+        attempt = 0
         while True:
-            await asyncio.sleep(interval)
-            await self.refresh(sources)
+            missing = [source for source in sources if not self.is_loaded(source)]
+            if not missing:
+                attempt = 0
+                await asyncio.sleep(interval)
+                await self.refresh(sources)
+                continue
+            delay = retry_delay(attempt)
+            attempt += 1
+            log.warning(
+                "identity provider keys not loaded for %d tenant(s); retrying in %.1f s",
+                len(missing),
+                delay,
+                extra={"tenants": sorted({source.tenant_id for source in missing})},
+            )
+            await asyncio.sleep(delay)
+            await self.refresh(missing, max_age=0.0)

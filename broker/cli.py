@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from broker.config.load import load_config
+from broker.config.load import load_config, load_config_with_warnings
 from broker.errors import ConfigError
 from broker.identity import generate_es256_pem
 from broker.listen import split_listen
@@ -28,9 +29,9 @@ def _print_config_error(exc: ConfigError) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    """Validate a config file; print every problem; exit 0 when usable."""
+    """Validate a config file; print every problem and warning; exit 0 when usable (warnings only)."""
     try:
-        config = load_config(args.file)
+        config, warnings = load_config_with_warnings(args.file)
         from broker.app import prepare
 
         # Load what the config names on disk too (keys, certificates, TLS files): a file that exists but
@@ -39,6 +40,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_config_error(exc)
         return 1
+    for warning in warnings:
+        print(warning, file=sys.stderr)
     print(f"{args.file}: OK ({len(config.tenants)} companies, {len(config.routes)} routes)")
     return 0
 
@@ -47,10 +50,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     """Run the gateway until SIGTERM/SIGINT."""
     configure_logging(args.log_format)
     try:
-        config = load_config(args.config)
+        config, warnings = load_config_with_warnings(args.config)
     except ConfigError as exc:
         _print_config_error(exc)
         return 1
+    for warning in warnings:
+        logging.getLogger("broker.config").warning("config warning: %s", warning)
     created_metrics_dir = None
     if config.server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # prometheus-client chooses where metric values live when it is first imported: the directory

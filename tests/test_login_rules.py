@@ -44,6 +44,10 @@ TOKEN_FAULTS = [
     "hs256_public_key",
     "missing_oid",
     "nonce_mismatch",
+    "far_future_exp",
+    "infinite_exp",
+    "extra_aud_no_azp",
+    "foreign_azp",
 ]
 
 

@@ -55,7 +55,7 @@ def worker_pids(broker: BrokerRun) -> list[int]:
 
 
 async def test_killed_workers_are_replaced_counted_and_sigterm_still_stops_all(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, redis_url: str
 ) -> None:
     """SIGKILL one worker: the exit is logged with its signal, a new worker is spawned and the gateway
     keeps answering; SIGKILL both: both come back. The exits are counted in the metrics. SIGTERM stops
@@ -64,7 +64,7 @@ async def test_killed_workers_are_replaced_counted_and_sigterm_still_stops_all(
     own_tmp.mkdir()
     with reserved_port() as port, reserved_port() as metrics_port:
         config = broker_config(
-            tmp_path, backend, f"{HOST}:{port}", workers=2, metrics_listen=f"{HOST}:{metrics_port}"
+            tmp_path, backend, f"{HOST}:{port}", redis_url, workers=2, metrics_listen=f"{HOST}:{metrics_port}"
         )
         broker = BrokerRun(config, tmp_path / "broker.log", env={"TMPDIR": str(own_tmp)})
         base = f"http://{HOST}:{port}"
@@ -104,7 +104,7 @@ async def test_killed_workers_are_replaced_counted_and_sigterm_still_stops_all(
 
 
 async def test_a_stopped_worker_is_killed_and_replaced_and_the_operators_metrics_dir_is_kept(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, redis_url: str
 ) -> None:
     """A SIGSTOPped worker stops beating: after ``worker_timeout`` the parent SIGKILLs and replaces it.
     A PROMETHEUS_MULTIPROC_DIR the operator set is used and left in place with its contents."""
@@ -112,7 +112,7 @@ async def test_a_stopped_worker_is_killed_and_replaced_and_the_operators_metrics
     operator_dir.mkdir()
     (operator_dir / "keep-me").write_text("the operator's")
     with reserved_port() as port:
-        config = broker_config(tmp_path, backend, f"{HOST}:{port}", workers=2, worker_timeout="2s")
+        config = broker_config(tmp_path, backend, f"{HOST}:{port}", redis_url, workers=2, worker_timeout="2s")
         broker = BrokerRun(
             config, tmp_path / "broker.log", env={"PROMETHEUS_MULTIPROC_DIR": str(operator_dir)}
         )
@@ -136,12 +136,12 @@ async def test_a_stopped_worker_is_killed_and_replaced_and_the_operators_metrics
 
 
 async def test_workers_that_keep_dying_at_start_up_make_the_parent_give_up(
-    tmp_path: Path, backend: str
+    tmp_path: Path, backend: str, redis_url: str
 ) -> None:
     """The port is taken by another program, so every worker dies before serving: after
     ``MAX_START_FAILURES`` in a row (with back-off) the parent says so and exits 1."""
     with reserved_port(listening=True) as port:
-        config = broker_config(tmp_path, backend, f"{HOST}:{port}", workers=2)
+        config = broker_config(tmp_path, backend, f"{HOST}:{port}", redis_url, workers=2)
         broker = BrokerRun(config, tmp_path / "broker.log")
         broker.start()
         try:

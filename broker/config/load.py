@@ -19,7 +19,7 @@ import yaml
 
 from broker.config import schema
 from broker.config.env import MissingEnvironmentVariable, expand_env
-from broker.config.validate import Sections, check_sections, check_semantics
+from broker.config.validate import Sections, check_sections, check_semantics, check_warnings
 from broker.errors import ConfigError, ConfigProblem
 
 T = TypeVar("T")
@@ -260,6 +260,9 @@ def _partial_sections(
     return parts
 
 
+WARNING_PREFIX = "warning: "
+
+
 def load_config_text(
     text: str,
     file: str = "<config>",
@@ -268,6 +271,17 @@ def load_config_text(
     file_exists: Callable[[Path], bool] | None = None,
 ) -> schema.BrokerConfig:
     """Parse and validate config text; raise ``ConfigError`` listing every problem."""
+    return load_config_text_with_warnings(text, file, base_dir, environ, file_exists)[0]
+
+
+def load_config_text_with_warnings(
+    text: str,
+    file: str = "<config>",
+    base_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    file_exists: Callable[[Path], bool] | None = None,
+) -> tuple[schema.BrokerConfig, list[ConfigProblem]]:
+    """Like ``load_config_text``, with the config's warnings (risky but allowed), each located."""
     try:
         root = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
@@ -294,14 +308,24 @@ def load_config_text(
     if out.problems:
         raise ConfigError(out.problems)
     assert config is not None
-    return config
+    warnings = _Collector(file, lines)
+    for path, message in check_warnings(config):
+        warnings.add(path, WARNING_PREFIX + message)
+    return config, warnings.problems
 
 
 def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> schema.BrokerConfig:
     """Read a config file; relative ``*_file`` and key paths resolve against the file's folder."""
+    return load_config_with_warnings(path, environ)[0]
+
+
+def load_config_with_warnings(
+    path: str | Path, environ: Mapping[str, str] | None = None
+) -> tuple[schema.BrokerConfig, list[ConfigProblem]]:
+    """Read a config file, with its warnings (``file:line: key: warning: ...``)."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([ConfigProblem(str(file), None, "", f"cannot read: {exc.strerror}")]) from None
-    return load_config_text(text, str(file), file.parent, environ)
+    return load_config_text_with_warnings(text, str(file), file.parent, environ)

@@ -1,6 +1,7 @@
 """Checks that need more than types: formats, cross-references, and safety rules (fail closed).
 
-Each check yields ``(key_path, message)``; the loader attaches file and line numbers.
+Each check yields ``(key_path, message)``; the loader attaches file and line numbers. Problems refuse the
+config; ``check_warnings`` yields what is allowed but risky (``check-config`` prints it, ``run`` logs it).
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ MAX_CONNECTIONS_LIMIT = 1_000_000
 HEADER_CLAIMS = frozenset(
     {"sub", "tid", "oid", "name", "email", "preferred_username", "role", "roles", "groups", "login_code"}
 )
+# Claims a user (or their tenant's admin) can set to anything, unverified across tenants: as a user key they
+# let a user of one company pass for a user of another (the "nOAuth" class). ``sub`` (tid:oid) is the key.
+MUTABLE_CLAIMS = frozenset({"email", "preferred_username", "upn", "name", "unique_name"})
 
 
 def is_loopback_http(url: str) -> bool:
@@ -79,6 +83,11 @@ def _check_tenant(code: str, t: schema.TenantConfig) -> Iterator[tuple[KeyPath, 
     yield from _check_url(t.graph_url, (*base, "graph_url"), "graph_url")
     if "openid" not in t.scopes:
         yield (*base, "scopes"), "must include 'openid'"
+    if t.clock_skew > schema.MAX_CLOCK_SKEW:
+        yield (
+            (*base, "clock_skew"),
+            f"at most {int(schema.MAX_CLOCK_SKEW // 60)}m: a larger skew admits long-expired ID tokens",
+        )
     order = t.roles.order
     if t.roles.require_role and t.roles.default is not None:
         yield (
@@ -195,6 +204,20 @@ def _check_sessions(sessions: schema.SessionsConfig, parts: Sections) -> Iterato
         yield ("sessions",), "idle_timeout and lifetime must be positive"
 
 
+def _check_workers_share_sessions(
+    server: schema.ServerConfig, sessions: schema.SessionsConfig
+) -> Iterator[tuple[KeyPath, str]]:
+    # Each worker is its own process with its own memory store: a logout or revocation handled by one
+    # worker leaves the ticket valid on the others (and a login on one is unknown to the rest).
+    if server.workers > 1 and sessions.store == "memory":
+        yield (
+            ("server", "workers"),
+            f"{server.workers} workers need a shared session store: with sessions.store 'memory' each worker "
+            "keeps its own sessions, so a logout or revocation on one worker leaves the session valid on "
+            "the others; use a redis:// store, or workers: 1",
+        )
+
+
 def _check_signing(signing: schema.SigningConfig, parts: Sections) -> Iterator[tuple[KeyPath, str]]:
     if not signing.keys:
         yield ("signing", "keys"), "at least one signing key file is required (see `broker keygen`)"
@@ -218,6 +241,8 @@ def check_sections(parts: Sections) -> Iterator[tuple[KeyPath, str]]:
         yield from _check_server(parts.server)
     if parts.sessions is not None:
         yield from _check_sessions(parts.sessions, parts)
+    if parts.server is not None and parts.sessions is not None:
+        yield from _check_workers_share_sessions(parts.server, parts.sessions)
     if parts.signing is not None:
         yield from _check_signing(parts.signing, parts)
     if not parts.codes:
@@ -254,3 +279,30 @@ def check_semantics(
             routes=list(enumerate(config.routes)),
         )
     )
+
+
+def _tenants_reaching(route: schema.RouteConfig, tenants: dict[str, schema.TenantConfig]) -> int:
+    """How many Entra tenants' users can sign in to this route (a multi-tenant company counts each)."""
+    codes = route.allow.login_codes or list(tenants)
+    count = 0
+    for code in codes:
+        tenant = tenants.get(code)
+        if tenant is not None:
+            multi = tenant.tenant_id.lower() in schema.MULTI_TENANT_IDS
+            count += len(tenant.allowed_tenants) if multi else 1
+    return count
+
+
+def check_warnings(config: schema.BrokerConfig) -> Iterator[tuple[KeyPath, str]]:
+    """Yield what is allowed but unsafe: mutable claims as the user header on a route shared by tenants."""
+    for i, route in enumerate(config.routes):
+        if route.auth == "public" or _tenants_reaching(route, config.tenants) < 2:
+            continue
+        for name, claim in route.headers.items():
+            if claim in MUTABLE_CLAIMS:
+                yield (
+                    ("routes", i, "headers", name),
+                    f"claim '{claim}' is mutable and not verified across tenants: on a route users of "
+                    f"several tenants reach, a user of one can pass for a user of another (nOAuth); "
+                    "identify users by 'sub' (tid:oid), or limit allow.login_codes to one company",
+                )

@@ -25,6 +25,10 @@ TOKEN_FAULTS: tuple[str, ...] = (
     "hs256_public_key",  # HMAC keyed with the published RSA public key (algorithm confusion)
     "missing_oid",  # no oid: the stable user key is absent
     "nonce_mismatch",  # nonce of some other login
+    "far_future_exp",  # exp of 10^12: a session that would never come due for a refresh
+    "infinite_exp",  # exp written as the JSON literal Infinity (validly signed)
+    "extra_aud_no_azp",  # aud lists us and another app, with no azp (OIDC Core 3.1.3.7 item 4)
+    "foreign_azp",  # azp names another app (item 5)
 )
 
 

@@ -55,6 +55,15 @@ def faulty_claims(fault: str | None, claims: dict[str, Any], setting: FaultSetti
         broken.pop("oid", None)
     elif fault == "nonce_mismatch":
         broken["nonce"] = secrets.token_urlsafe(16)
+    elif fault == "far_future_exp":
+        broken["exp"] = 10**12
+    elif fault == "infinite_exp":
+        broken["exp"] = float("inf")  # pyjwt's json.dumps writes the non-standard literal Infinity
+    elif fault == "extra_aud_no_azp":
+        broken["aud"] = [broken["aud"], str(uuid.uuid4())]
+        broken.pop("azp", None)
+    elif fault == "foreign_azp":
+        broken["azp"] = str(uuid.uuid4())
     return broken
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from broker.errors import SessionStoreUnavailable
 from broker.middleware import error_response
 from broker.oidc.verifier import source_of
 from broker.runtime import gateway_of
+
+log = logging.getLogger(__name__)
 
 JWKS_CACHE = "public, max-age=300"
 
@@ -31,9 +35,13 @@ async def healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def readyz(request: web.Request) -> web.StreamResponse:
-    """GET /.auth/readyz: config loaded, session store reachable, every company's keys loaded or cached.
+    """GET /.auth/readyz: config loaded, session store reachable, at least one company's IdP keys loaded.
 
-    A load balancer takes a replica out of rotation while this is 503, and back when it turns 200.
+    A load balancer takes a replica out of rotation while this is 503, and back when it turns 200. One
+    company's unreachable IdP does not make a replica unready: every replica shares that outage, and the
+    other companies (and every signed-in session) still work. No key loaded at all means this replica
+    cannot reach Microsoft, which other replicas may. The answer is anonymous, so it names no company
+    (the chooser hides unlisted ones); which companies are missing goes to the log.
     """
     gw = gateway_of(request)
     checks: dict[str, str] = {"config": "loaded"}
@@ -42,11 +50,16 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         checks["session_store"] = "ok"
     except SessionStoreUnavailable as exc:
         checks["session_store"] = str(exc)
-    missing = [
+    missing = sorted(
         code for code, tenant in gw.config.tenants.items() if not gw.discovery.is_loaded(source_of(tenant))
-    ]
-    checks["identity_providers"] = "ok" if not missing else "not loaded yet: " + ", ".join(sorted(missing))
-    ready = all(value in ("ok", "loaded") for value in checks.values())
+    )
+    if not missing:
+        checks["identity_providers"] = "ok"
+    else:
+        loaded_any = len(missing) < len(gw.config.tenants)
+        checks["identity_providers"] = "partial" if loaded_any else "none loaded"
+        log.info("readiness: identity provider keys not loaded yet for %s", ", ".join(missing))
+    ready = all(value in ("ok", "loaded", "partial") for value in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "unavailable", **checks},
         status=200 if ready else 503,

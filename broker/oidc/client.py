@@ -8,6 +8,7 @@ The client credential (secret or certificate) is applied by ``credentials.py``.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import ProviderMetadata
+
+log = logging.getLogger(__name__)
 
 TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=15)
 # RFC 7636 4.1: 43-128 characters; 64 gives 380 bits of entropy from authlib's generator.
@@ -116,8 +119,10 @@ async def _token_request(
     # The credential travels in the TLS-protected body or Authorization header, never in a URL or a log.
     credential.apply(form, headers, metadata.token_endpoint, now)
     try:
+        # Never follow a redirect: a 307/308 would resend the client secret and the code to wherever the
+        # answer points (RFC 9110 15.4.8), possibly another origin.
         async with http.post(
-            metadata.token_endpoint, data=form, headers=headers, timeout=TOKEN_TIMEOUT
+            metadata.token_endpoint, data=form, headers=headers, timeout=TOKEN_TIMEOUT, allow_redirects=False
         ) as resp:
             try:
                 body = await resp.json(content_type=None)
@@ -126,6 +131,9 @@ async def _token_request(
             status = resp.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise IdentityProviderUnavailable(f"token endpoint unreachable: {type(exc).__name__}") from exc
+    if 300 <= status < 400:
+        log.warning("token endpoint answered a redirect (HTTP %d); not followed", status)
+        raise IdentityProviderUnavailable(f"token endpoint answered a redirect (HTTP {status})")
     if status >= 500:
         raise IdentityProviderUnavailable(f"token endpoint answered HTTP {status}")
     if status != 200:

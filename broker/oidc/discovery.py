@@ -5,6 +5,12 @@
   (so a flood of forged kids cannot turn us into a load generator against the IdP);
 - when a fetch fails, the last good metadata/keys stay in use; without any, the IdP is "unavailable";
 - a background task (``refresh_forever``) renews entries before they age out, so requests rarely wait;
+  sources that have never loaded (the IdP was down at start) are retried with backoff, 1 s doubling to
+  60 s with jitter, so readiness recovers within about a minute of the IdP coming back;
+- the document's ``issuer`` must be the configured tenant's v2.0 issuer under the configured authority (the
+  ``{tenantid}`` template for ``organizations``/``common``); any other document is refused, not cached,
+  because the issuer decides which ``tid`` is admitted;
+- no fetch follows a redirect (a 3xx is the provider misbehaving);
 - apps with claims mapping use app-specific keys: ``?appid={client_id}`` on discovery (whose ``jwks_uri``
   then carries it too), cached separately per app.
 """
@@ -13,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +29,9 @@ from typing import Any
 import aiohttp
 import jwt
 
-from broker.errors import IdentityProviderUnavailable
+from broker.config.schema import MULTI_TENANT_IDS
+from broker.errors import IdentityProviderUnavailable, InvalidToken
+from broker.oidc.tokens import check_signing_jwk
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +41,15 @@ BACKGROUND_REFRESH_INTERVAL = 3600.0
 # Renew in the background once an entry is older than this, well before requests would find it stale.
 BACKGROUND_REFRESH_AGE = CACHE_TTL - 2 * BACKGROUND_REFRESH_INTERVAL
 FETCH_TIMEOUT = aiohttp.ClientTimeout(total=10)
+RETRY_FIRST_DELAY = 1.0
+RETRY_MAX_DELAY = 60.0
+
+
+def retry_delay(attempt: int, jitter: Callable[[], float] = random.random) -> float:
+    """Seconds before retry ``attempt`` (0-based): 1 s doubling to 60 s, minus up to half (jitter), so
+    replicas started together do not retry in step."""
+    base = min(RETRY_MAX_DELAY, RETRY_FIRST_DELAY * 2.0 ** min(attempt, 16))
+    return base * (1.0 - 0.5 * jitter())
 
 
 @dataclass(frozen=True)
@@ -86,13 +105,41 @@ def parse_metadata(doc: Any) -> ProviderMetadata:
     )
 
 
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+TENANT_TEMPLATE = "{tenantid}"
+
+
+def check_issuer_of_document(issuer: str, source: Source) -> None:
+    """The discovery ``issuer`` is the configured tenant's (ENTRA.md); ``ValueError`` otherwise.
+
+    GUID tenant: exactly ``{authority}/{tenant}/v2.0``. Multi-tenant (``organizations``/``common``): the
+    literal template ``{authority}/{tenantid}/v2.0``. A verified-domain tenant: ``{authority}/{GUID}/v2.0``
+    (only the provider knows which GUID the domain belongs to; the tokens' ``tid`` is then pinned to it).
+    """
+    prefix = f"{source.authority.rstrip('/')}/"
+    tenant = source.tenant_id.lower()
+    if tenant in MULTI_TENANT_IDS:
+        fits = issuer == f"{prefix}{TENANT_TEMPLATE}/v2.0"
+    elif _GUID.match(tenant):
+        fits = issuer.lower() == f"{prefix}{tenant}/v2.0".lower()
+    else:
+        middle = issuer[len(prefix) : -len("/v2.0")] if issuer.endswith("/v2.0") else ""
+        fits = issuer.startswith(prefix) and bool(_GUID.match(middle))
+    if not fits:
+        raise ValueError(f"discovery document's issuer {issuer!r} is not tenant {source.tenant_id}'s")
+
+
 def parse_jwks(doc: Any) -> dict[str, jwt.PyJWK]:
     """RSA signature keys by ``kid``; keys we cannot use are skipped, not fatal."""
     keys: dict[str, jwt.PyJWK] = {}
     for jwk in doc.get("keys", []) if isinstance(doc, dict) else []:
         if not isinstance(jwk, dict) or jwk.get("kty") != "RSA" or not isinstance(jwk.get("kid"), str):
             continue
-        if jwk.get("use", "sig") != "sig":
+        try:
+            # The key's own use/key_ops/alg decide whether it may verify our tokens (RFC 7517 4.2-4.4).
+            check_signing_jwk(jwk)
+        except InvalidToken as exc:
+            log.warning("skipping JWKS key not meant for our signatures: %s", exc, extra={"kid": jwk["kid"]})
             continue
         try:
             keys[jwk["kid"]] = jwt.PyJWK.from_dict(jwk, algorithm="RS256")
@@ -114,7 +161,11 @@ class DiscoveryCache:
 
     async def _get_json(self, url: str) -> Any:
         try:
-            async with self._http.get(url, timeout=FETCH_TIMEOUT) as resp:
+            # Never follow a redirect: the configured authority, not the answer, decides where keys come from.
+            async with self._http.get(url, timeout=FETCH_TIMEOUT, allow_redirects=False) as resp:
+                if 300 <= resp.status < 400:
+                    log.warning("identity provider answered a redirect; not followed", extra={"url": url})
+                    raise IdentityProviderUnavailable(f"{url} answered a redirect (HTTP {resp.status})")
                 if resp.status != 200:
                     raise IdentityProviderUnavailable(f"{url} answered HTTP {resp.status}")
                 return await resp.json(content_type=None)
@@ -131,8 +182,9 @@ class DiscoveryCache:
                 return cache.metadata
             url = discovery_url(source.authority, source.tenant_id, source.appid)
             try:
-                cache.metadata = parse_metadata(await self._get_json(url))
-                cache.metadata_at = self._clock()
+                fetched = parse_metadata(await self._get_json(url))
+                check_issuer_of_document(fetched.issuer, source)
+                cache.metadata, cache.metadata_at = fetched, self._clock()
             except (IdentityProviderUnavailable, ValueError) as exc:
                 if cache.metadata is None:
                     raise IdentityProviderUnavailable(str(exc)) from exc
@@ -181,8 +233,27 @@ class DiscoveryCache:
     async def refresh_forever(
         self, sources: list[Source], interval: float = BACKGROUND_REFRESH_INTERVAL
     ) -> None:
-        """Warm every company's metadata and keys at start-up, then keep them fresh (a background task)."""
+        """Warm every company's metadata and keys at start-up, then keep them fresh (a background task).
+
+        Sources still without keys (their IdP was unreachable) are retried with backoff (``retry_delay``)
+        rather than after ``interval``: a gateway started during an outage becomes ready soon after.
+        """
         await self.refresh(sources, max_age=0.0)
+        attempt = 0
         while True:
-            await asyncio.sleep(interval)
-            await self.refresh(sources)
+            missing = [source for source in sources if not self.is_loaded(source)]
+            if not missing:
+                attempt = 0
+                await asyncio.sleep(interval)
+                await self.refresh(sources)
+                continue
+            delay = retry_delay(attempt)
+            attempt += 1
+            log.warning(
+                "identity provider keys not loaded for %d tenant(s); retrying in %.1f s",
+                len(missing),
+                delay,
+                extra={"tenants": sorted({source.tenant_id for source in missing})},
+            )
+            await asyncio.sleep(delay)
+            await self.refresh(missing, max_age=0.0)

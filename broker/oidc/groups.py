@@ -5,12 +5,15 @@ chooses: ``deny`` (a clear page) or ``graph`` (ask Graph with the user's access 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
 from broker.errors import IdentityProviderUnavailable
+
+log = logging.getLogger(__name__)
 
 GRAPH_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
@@ -30,9 +33,17 @@ async def fetch_groups(http: aiohttp.ClientSession, graph_url: str, access_token
     url = f"{graph_url.rstrip('/')}/v1.0/me/getMemberObjects"
     headers = {"Authorization": f"Bearer {access_token}"}
     try:
+        # Never follow a redirect: it would carry the user's access token to wherever the answer points.
         async with http.post(
-            url, json={"securityEnabledOnly": False}, headers=headers, timeout=GRAPH_TIMEOUT
+            url,
+            json={"securityEnabledOnly": False},
+            headers=headers,
+            timeout=GRAPH_TIMEOUT,
+            allow_redirects=False,
         ) as resp:
+            if 300 <= resp.status < 400:
+                log.warning("Microsoft Graph answered a redirect (HTTP %d); not followed", resp.status)
+                raise IdentityProviderUnavailable(f"Microsoft Graph answered a redirect (HTTP {resp.status})")
             if resp.status >= 500:
                 raise IdentityProviderUnavailable(f"Microsoft Graph answered HTTP {resp.status}")
             if resp.status != 200:

@@ -36,6 +36,7 @@ class FakeIdp:
     url: str
     kids: list[str] = field(default_factory=lambda: ["k1"])
     failing: bool = False
+    issuer: str | None = None  # what discovery says; None: the tenant's correct v2.0 issuer
     discovery_hits: list[str] = field(default_factory=list)
     jwks_hits: list[str] = field(default_factory=list)
 
@@ -50,7 +51,7 @@ class FakeIdp:
             suffix = f"?appid={request.query['appid']}" if "appid" in request.query else ""
             return web.json_response(
                 {
-                    "issuer": f"{self.url}/{TID}/v2.0",
+                    "issuer": self.issuer or f"{self.url}/{TID}/v2.0",
                     "authorization_endpoint": f"{self.url}/{TID}/oauth2/v2.0/authorize",
                     "token_endpoint": f"{self.url}/{TID}/oauth2/v2.0/token",
                     "jwks_uri": f"{self.url}/{TID}/discovery/v2.0/keys{suffix}",
@@ -64,7 +65,8 @@ class FakeIdp:
             kids = ["app"] if "appid" in request.query else self.kids
             return web.json_response({"keys": [keys[k] for k in kids]})
 
-        app.router.add_get(f"/{TID}/v2.0/.well-known/openid-configuration", discovery)
+        for tenant in (TID, "organizations", "contoso.example"):
+            app.router.add_get(f"/{tenant}/v2.0/.well-known/openid-configuration", discovery)
         app.router.add_get(f"/{TID}/discovery/v2.0/keys", jwks)
         return app
 
@@ -172,3 +174,54 @@ async def test_background_refresh_renews_old_entries_only(
     clock.now += 23 * 3600
     await cache.refresh([source])  # failure is logged, not raised
     assert set(await cache.keys(source)) == {"k1"}
+
+
+OTHER_TID = "8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e"
+
+
+@pytest.mark.parametrize(
+    ("tenant", "issuer"),
+    [
+        (TID, "{url}/" + OTHER_TID + "/v2.0"),  # another tenant's document: it would admit that tid
+        (TID, "{url}/{{tenantid}}/v2.0"),  # the multi-tenant template for a single-tenant company
+        (TID, "https://evil.example/" + TID + "/v2.0"),  # right tenant, another authority
+        ("organizations", "{url}/" + OTHER_TID + "/v2.0"),  # a tenant's issuer for a multi-tenant app
+        ("contoso.example", "{url}/{{tenantid}}/v2.0"),  # a domain tenant must resolve to one GUID
+        ("contoso.example", "https://evil.example/" + OTHER_TID + "/v2.0"),
+    ],
+)
+async def test_a_discovery_document_with_another_issuer_is_refused_and_not_cached(
+    idp: FakeIdp, cache_and_clock: tuple[DiscoveryCache, Clock], tenant: str, issuer: str
+) -> None:
+    cache, _ = cache_and_clock
+    idp.issuer = issuer.format(url=idp.url)
+    with pytest.raises(IdentityProviderUnavailable, match="issuer"):
+        await cache.metadata(Source(idp.url, tenant))
+    assert not cache.is_loaded(Source(idp.url, tenant))
+
+
+@pytest.mark.parametrize(
+    ("tenant", "issuer"),
+    [
+        (TID, "{url}/" + TID + "/v2.0"),
+        ("organizations", "{url}/{{tenantid}}/v2.0"),
+        ("contoso.example", "{url}/" + OTHER_TID + "/v2.0"),
+    ],
+)
+async def test_the_configured_tenants_issuer_is_accepted(
+    idp: FakeIdp, cache_and_clock: tuple[DiscoveryCache, Clock], tenant: str, issuer: str
+) -> None:
+    cache, _ = cache_and_clock
+    idp.issuer = issuer.format(url=idp.url)
+    assert (await cache.metadata(Source(idp.url, tenant))).issuer == idp.issuer
+
+
+async def test_a_wrong_document_later_does_not_replace_the_good_one(
+    idp: FakeIdp, cache_and_clock: tuple[DiscoveryCache, Clock]
+) -> None:
+    cache, clock = cache_and_clock
+    source = Source(idp.url, TID)
+    good = await cache.metadata(source)
+    idp.issuer = f"{idp.url}/{OTHER_TID}/v2.0"
+    clock.now += 25 * 3600
+    assert await cache.metadata(source) == good

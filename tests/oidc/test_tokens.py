@@ -13,7 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.errors import InvalidToken
-from broker.oidc.tokens import Expectations, UnknownSigningKey, validate_id_token
+from broker.oidc.discovery import parse_jwks
+from broker.oidc.tokens import Expectations, UnknownSigningKey, check_numeric_dates, validate_id_token
 
 TID = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c"
 CLIENT = "6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d"
@@ -158,3 +159,90 @@ def test_multi_tenant_issuer_must_match_the_tokens_own_tid() -> None:
     token = sign(claims(iss=f"https://login.example/{OTHER_TID}/v2.0"))
     with pytest.raises(InvalidToken, match="iss"):
         validate_id_token(token, KEYS, MULTI, NOW)
+
+
+# --- Issue 13 (6): loose ends a misbehaving or compromised provider could use -------------------------
+
+
+def sign_raw(payload: bytes, key: rsa.RSAPrivateKey = _KEY, kid: str = "k1") -> str:
+    """A correctly signed JWS over exactly these payload bytes (JSON a well-behaved encoder never writes)."""
+    return jwt.api_jws.PyJWS().encode(payload, key, algorithm="RS256", headers={"kid": kid})
+
+
+def published(**fields: Any) -> dict[str, Any]:
+    """The JWKS the provider publishes: our signing key, with the given extra JWK members."""
+    data = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_KEY.public_key()))
+    return {"keys": [{**data, "kid": "k1", **fields}]}
+
+
+@pytest.mark.parametrize(
+    ("fields", "rule"),
+    [
+        ({"alg": "RS384"}, "RFC 7517 4.4"),
+        ({"alg": "PS256"}, "RFC 7517 4.4"),
+        ({"use": "enc"}, "RFC 7517 4.2"),
+        ({"key_ops": ["encrypt"]}, "RFC 7517 4.3"),
+        ({"key_ops": "verify"}, "RFC 7517 4.3"),
+    ],
+)
+def test_a_key_published_for_another_use_or_algorithm_verifies_nothing(
+    fields: dict[str, Any], rule: str
+) -> None:
+    keys = parse_jwks(published(**fields))
+    assert "k1" not in keys, rule
+    with pytest.raises(UnknownSigningKey):
+        validate_id_token(sign(claims()), keys, EXPECT, NOW)
+
+
+def test_a_key_published_for_rs256_signatures_verifies() -> None:
+    keys = parse_jwks(published(alg="RS256", use="sig", key_ops=["verify"]))
+    assert validate_id_token(sign(claims()), keys, EXPECT, NOW)["tid"] == TID
+
+
+def test_several_audiences_without_azp_are_refused() -> None:
+    # OIDC Core 3.1.3.7 item 4
+    with pytest.raises(InvalidToken, match="no azp"):
+        validate_id_token(sign(claims(aud=[CLIENT, OTHER_TID])), KEYS, EXPECT, NOW)
+
+
+def test_azp_naming_another_client_is_refused() -> None:
+    # OIDC Core 3.1.3.7 item 5
+    with pytest.raises(InvalidToken, match="azp"):
+        validate_id_token(sign(claims(azp=OTHER_TID)), KEYS, EXPECT, NOW)
+
+
+def test_an_extra_untrusted_audience_is_refused_even_with_our_azp() -> None:
+    # OIDC Core 3.1.3.7 item 3: additional audiences not trusted by the client
+    with pytest.raises(InvalidToken, match="another audience"):
+        validate_id_token(sign(claims(aud=[CLIENT, OTHER_TID], azp=CLIENT)), KEYS, EXPECT, NOW)
+
+
+def test_our_azp_and_a_list_of_just_us_pass() -> None:
+    assert validate_id_token(sign(claims(aud=[CLIENT], azp=CLIENT)), KEYS, EXPECT, NOW)["tid"] == TID
+
+
+@pytest.mark.parametrize("exp", [10**12, int(NOW) + 24 * 3600 + 121])
+def test_exp_beyond_the_longest_token_lifetime_is_refused(exp: int) -> None:
+    with pytest.raises(InvalidToken, match="longest token lifetime"):
+        validate_id_token(sign(claims(exp=exp)), KEYS, EXPECT, NOW)
+
+
+def test_exp_a_day_ahead_is_accepted() -> None:
+    validate_id_token(sign(claims(exp=int(NOW) + 24 * 3600)), KEYS, EXPECT, NOW)
+
+
+@pytest.mark.parametrize("literal", ["Infinity", "-Infinity", "NaN", "1e400"])
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_infinite_or_nan_dates_are_not_numbers(claim: str, literal: str) -> None:
+    payload = json.dumps(claims(**{claim: None}))[:-1] + f', "{claim}": {literal}}}'
+    assert json.loads(payload)[claim] != claims()[claim]  # the claim really is the odd literal
+    # Refused while decoding the JSON: such a literal is not a number at all (strict decoder).
+    with pytest.raises(InvalidToken, match="not a JSON number|does not fit a number"):
+        validate_id_token(sign_raw(payload.encode()), KEYS, EXPECT, NOW)
+
+
+def test_non_finite_dates_are_refused_by_the_numeric_date_rule_too() -> None:
+    # Even if the JSON decoder let them through, the NumericDate rule refuses a non-finite exp.
+    for value in (float("inf"), float("nan")):
+        with pytest.raises(InvalidToken, match="finite"):
+            check_numeric_dates(claims(exp=value), NOW, 120)

@@ -21,11 +21,15 @@ from tests.support.servers import wait_until_serving
 from tests.support.stack import gateway_config
 
 
-def broker_config(tmp_path: Path, backend_url: str, listen: str, **server: Any) -> Path:
-    """A config whose only route is a public ``/`` to ``backend_url``; ``server`` keys override."""
+def broker_config(
+    tmp_path: Path, backend_url: str, listen: str, store: str = "memory", **server: Any
+) -> Path:
+    """A config whose only route is a public ``/`` to ``backend_url``; ``server`` keys override.
+
+    Several workers need a shared ``store`` (``check-config`` refuses ``workers > 1`` with ``memory``)."""
     key = tmp_path / "assertion.pem"
     key.write_bytes(generate_es256_pem())
-    raw = gateway_config(0, "http://127.0.0.1:1", backend_url, "memory", key)  # IdP unused: public route
+    raw = gateway_config(0, "http://127.0.0.1:1", backend_url, store, key)  # IdP unused: public route
     raw["server"].update(public_url="http://127.0.0.1:8080", listen=listen, **server)
     raw["routes"] = [{"host": "127.0.0.1", "path": "/", "upstream": backend_url, "auth": "public"}]
     path = tmp_path / "broker.yaml"

@@ -14,12 +14,19 @@ look-alikes (fullwidth ``ａ``, the Kelvin sign, dotless ``ı`` upper-cased) to 
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from broker.config.schema import RouteConfig, UpstreamPathsConfig
 
-PathRules = UpstreamPathsConfig
-LITERAL = UpstreamPathsConfig()
+@dataclass(frozen=True)
+class PathRules:
+    """How one upstream reads paths (from the ``upstream_paths`` of its routes)."""
+
+    case_insensitive: bool = False
+    windows: bool = False
+
+
+LITERAL = PathRules()
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 # Windows (Win32 path normalisation) strips these from the end of every segment.
 _WINDOWS_TRAILING = ". "
@@ -73,11 +80,11 @@ def widest_fold(path: str) -> str | None:
     return "/".join(folded)
 
 
-def upstream_origin(route: RouteConfig) -> str:
-    """The upstream a route sends to, as one key: scheme, host and port (or the unix socket path)."""
-    if route.upstream.startswith("unix:"):
-        return route.upstream
-    parts = urlsplit(route.upstream)
+def upstream_origin(upstream: str) -> str:
+    """An upstream URL as one key: scheme, host and port (or the unix socket path)."""
+    if upstream.startswith("unix:"):
+        return upstream
+    parts = urlsplit(upstream)
     try:
         port = parts.port
     except ValueError:
@@ -85,16 +92,3 @@ def upstream_origin(route: RouteConfig) -> str:
     scheme = parts.scheme.lower()
     default_port = {"http": 80, "https": 443}.get(scheme)
     return f"{scheme}://{(parts.hostname or '').lower()}:{port or default_port}"
-
-
-def upstream_rules(routes: list[RouteConfig]) -> dict[str, PathRules]:
-    """Per upstream origin, the union of what its routes declare (an upstream folds for all its routes)."""
-    rules: dict[str, PathRules] = {}
-    for route in routes:
-        origin = upstream_origin(route)
-        known = rules.get(origin, LITERAL)
-        rules[origin] = PathRules(
-            case_insensitive=known.case_insensitive or route.upstream_paths.case_insensitive,
-            windows=known.windows or route.upstream_paths.windows,
-        )
-    return rules

@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 from broker.config.schema import RouteConfig
 from broker.host_header import host_without_port
-from broker.path_folding import PathRules, fold, upstream_origin, upstream_rules, widest_fold
+from broker.path_folding import LITERAL, PathRules, fold, upstream_origin, widest_fold
 
 
 def normalise_path(path: str) -> str:
@@ -110,6 +110,19 @@ def split_host(host_header: str) -> str:
     """The normalised host without port (lower-cased; IPv6 literals compressed, in brackets); ``""`` when the
     header is not a valid ``host[:port]`` (the request-id middleware refuses those before routing)."""
     return host_without_port(host_header.strip()) or ""
+
+
+def upstream_rules(routes: list[RouteConfig]) -> dict[str, PathRules]:
+    """Per upstream origin, the union of what its routes declare (an upstream folds for all its routes)."""
+    rules: dict[str, PathRules] = {}
+    for route in routes:
+        origin = upstream_origin(route.upstream)
+        known = rules.get(origin, LITERAL)
+        rules[origin] = PathRules(
+            case_insensitive=known.case_insensitive or route.upstream_paths.case_insensitive,
+            windows=known.windows or route.upstream_paths.windows,
+        )
+    return rules
 
 
 def normalise_route_host(pattern: str) -> str:
@@ -251,7 +264,7 @@ class RouteTable:
         self.routes = [
             Route(i, r, normalise_route_host(r.host), normalise_path(r.path), o, rules[o])
             for i, r in enumerate(routes)
-            for o in (upstream_origin(r),)
+            for o in (upstream_origin(r.upstream),)
         ]
         self._exact: dict[str, _PrefixIndex] = {}
         self._suffixes: dict[str, _PrefixIndex] = {}  # "*.example.com" is stored as ".example.com"

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from broker.host_header import parse_host
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -92,21 +94,32 @@ def forwarded_headers(
     """The four forwarding headers to send upstream (``incoming`` maps lowercased names to all values)."""
     address = peer_address(hop.peer)
     peer = str(address) if address is not None else UNKNOWN_PEER
-    element = f"for={forwarded_for_node(hop.peer)};host={_quoted(hop.host)};proto={hop.scheme}"
+    # The Host as validated and normalised, never as written (``localhost:@evil.example`` is no host); the
+    # request-id middleware has already refused invalid ones, so None here means "say nothing about it".
+    own_host = validated_host(hop.host)
+    host_part = f";host={_quoted(own_host)}" if own_host else ""
+    element = f"for={forwarded_for_node(hop.peer)}{host_part};proto={hop.scheme}"
+    headers: dict[str, str]
     if not is_trusted(hop.peer, trusted):
-        return {
-            "X-Forwarded-For": peer,
-            "X-Forwarded-Proto": hop.scheme,
-            "X-Forwarded-Host": hop.host,
-            "Forwarded": element,
+        headers = {"X-Forwarded-For": peer, "X-Forwarded-Proto": hop.scheme, "Forwarded": element}
+        forwarded_host = own_host
+    else:
+        chain = _joined(incoming.get("x-forwarded-for", ()))
+        proto = _first(incoming.get("x-forwarded-proto", ())).lower()
+        earlier = _joined(incoming.get("forwarded", ()))
+        headers = {
+            "X-Forwarded-For": f"{chain}, {peer}" if chain else peer,
+            "X-Forwarded-Proto": proto if proto in KNOWN_PROTOS else hop.scheme,
+            "Forwarded": f"{earlier}, {element}" if earlier else element,
         }
-    chain = _joined(incoming.get("x-forwarded-for", ()))
-    proto = _first(incoming.get("x-forwarded-proto", ())).lower()
-    host = _first(incoming.get("x-forwarded-host", ()))
-    earlier = _joined(incoming.get("forwarded", ()))
-    return {
-        "X-Forwarded-For": f"{chain}, {peer}" if chain else peer,
-        "X-Forwarded-Proto": proto if proto in KNOWN_PROTOS else hop.scheme,
-        "X-Forwarded-Host": host or hop.host,
-        "Forwarded": f"{earlier}, {element}" if earlier else element,
-    }
+        # A trusted proxy's original host is kept, but only as a valid host[:port], like our own.
+        forwarded_host = validated_host(_first(incoming.get("x-forwarded-host", ()))) or own_host
+    if forwarded_host:
+        headers["X-Forwarded-Host"] = forwarded_host
+    return headers
+
+
+def validated_host(value: str) -> str | None:
+    """A Host value in its normalised ``host[:port]`` spelling, or None when it is not valid."""
+    parsed = parse_host(value.strip())
+    return str(parsed) if parsed is not None else None

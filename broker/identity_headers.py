@@ -32,7 +32,7 @@ class IdentityHeaders:
 
     def for_request(self, session: Session, route: Route, host: str, now: float) -> Mapping[str, str]:
         """The headers to add to this request to ``route`` on ``host`` (a shared, read-only mapping)."""
-        assertion = self.signer.sign(session, route.audience(host.split(":")[0]), now)
+        assertion = self.signer.sign(session, route.audience(host), now)
         key = (assertion, route.index)
         entry = self._built.get(key)
         if entry is None:

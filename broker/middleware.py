@@ -15,6 +15,7 @@ from aiohttp import HttpVersion10, web
 from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
+from broker.host_header import parse_host
 from broker.metrics import METRICS
 from broker.observability import access_log, current_request_id, log_access
 from broker.pages import views
@@ -42,7 +43,8 @@ def error_response(request: web.Request, status: int, title: str, message: str, 
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Assign (or accept) a request id; it is logged, shown on error pages and passed upstream.
 
-    Requests older than HTTP/1.0 are refused here, first, before anything else reads their missing Host.
+    Requests older than HTTP/1.0, and a Host that is not a valid ``host[:port]``, are refused here, first,
+    before anything else reads the Host.
     """
     incoming = request.headers.get("X-Request-Id", "")
     request[REQUEST_ID_KEY] = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
@@ -51,6 +53,10 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         # HTTP/0.9 has no Host header: routing would fall back to the listening address. Refuse it, as
         # an HTTP/1.1 request without Host is refused.
         return error_response(request, 400, "Bad request", "HTTP/1.0 or later is required.", "http_version")
+    if parse_host(request.host) is None:
+        # Everything after this (routing, return URLs, X-Forwarded-Host, Forwarded) reads the Host: a value
+        # that is not a plain host[:port] (userinfo "a:@evil", spaces, junk ports) is refused here, once.
+        return error_response(request, 400, "Bad request", "The Host header is not a valid host.", "bad_host")
     response = await handler(request)
     if not response.prepared:
         response.headers["X-Request-Id"] = request_id_of(request)

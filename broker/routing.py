@@ -3,10 +3,21 @@
 Matching runs on the path as an upstream will read it: the *raw* request path, percent-decoded once,
 duplicate slashes collapsed. Paths that different servers read differently are refused outright
 (``matching_path`` returns None -> 400): dot segments in any spelling (``..``, ``%2e%2e``, ``..;`` as
-Tomcat reads it), backslashes (IIS reads them as ``/``), control characters, and double-encoded dots,
-slashes and backslashes (``%252e``) that a server decoding twice would turn into one of those.
-Browsers never send such paths, so refusing them costs nothing and removes a whole class of "public
-path" bypasses.
+Tomcat reads it), backslashes (IIS reads them as ``/``), control characters, double-encoded dots,
+slashes and backslashes (``%252e``) that a server decoding twice would turn into one of those, IIS ``%u``
+escapes, segments made only of dots and spaces (Windows reads ``...`` as nothing), and Unicode look-alikes
+of separators (fullwidth ``／``). Browsers never send such paths, so refusing them costs nothing and removes
+a whole class of "public path" bypasses.
+
+The route that decides must be the route the upstream serves (issue 12):
+
+- a route ``/x/`` also governs ``/x`` (ASP.NET Core, Express and most apps serve both alike);
+- routes whose upstream declares ``upstream_paths`` (case-insensitive, Windows segment rules) are matched
+  on the path folded the same way (``broker/path_folding.py``), so ``/ADMIN./x`` is ``/admin/``'s;
+- whatever is declared, a path that under the widest folding (case, trailing dots and spaces, Unicode
+  look-alikes) would be governed by *another* route to the *same upstream origin* is ambiguous:
+  ``RouteTable.match`` raises ``AmbiguousRoute`` and the request gets a 400. Fail-closed and cheap: only
+  crafted spellings (``/ADMIN/`` next to a route ``/admin/``) ever differ.
 """
 
 from __future__ import annotations
@@ -17,6 +28,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from broker.config.schema import RouteConfig
+from broker.host_header import host_without_port
+from broker.path_folding import LITERAL, PathRules, fold, upstream_origin, widest_fold
 
 
 def normalise_path(path: str) -> str:
@@ -34,7 +47,9 @@ def normalise_path(path: str) -> str:
     return "/" + "/".join(segments) + trailing
 
 
-_DOUBLE_ENCODED = re.compile(r"%(2e|2f|5c)", re.IGNORECASE)
+# "%2e"/"%2f"/"%5c" left after one decoding: a server decoding twice would see a dot segment or a separator.
+# "%uXXXX": IIS's non-standard escape, decoded by IIS but by nobody else.
+_DOUBLE_ENCODED = re.compile(r"%(2e|2f|5c|u[0-9a-f]{4})", re.IGNORECASE)
 
 
 def matching_path(raw_path: str, *, strip_params: bool = True) -> str | None:
@@ -51,7 +66,7 @@ def matching_path(raw_path: str, *, strip_params: bool = True) -> str | None:
     ):
         return None
     if _DOUBLE_ENCODED.search(decoded):
-        return None  # "%252e" decodes to "%2e": a server that decodes twice would see a dot segment
+        return None
     segments = [segment for segment in decoded.split("/") if segment]
     if any(segment.split(";", 1)[0] in (".", "..") for segment in segments):
         return None
@@ -62,7 +77,10 @@ def matching_path(raw_path: str, *, strip_params: bool = True) -> str | None:
     if strip_params:
         segments = [base for base in (segment.split(";", 1)[0] for segment in segments) if base]
     trailing = "/" if ends_as_directory and segments else ""
-    return "/" + "/".join(segments) + trailing
+    path = "/" + "/".join(segments) + trailing
+    # A segment some server folds into a separator, an empty or a dot segment ("...", "%20", "．．") is
+    # read differently by different servers: refused like the dot segments above.
+    return path if widest_fold(path) is not None else None
 
 
 def prefix_matches(prefix: str, path: str) -> bool:
@@ -71,6 +89,12 @@ def prefix_matches(prefix: str, path: str) -> bool:
         return True
     base = prefix if prefix.endswith("/") else prefix + "/"
     return path.startswith(base)
+
+
+def route_governs(prefix: str, path: str) -> bool:
+    """Whether a route with this prefix governs the path: ``prefix_matches``, and ``/x/`` also governs
+    ``/x`` exactly (upstreams serve both alike). ``public_paths`` keep the literal ``prefix_matches``."""
+    return prefix_matches(prefix, path) or (len(prefix) > 1 and prefix.endswith("/") and path == prefix[:-1])
 
 
 def host_matches(pattern: str, host: str) -> bool:
@@ -83,11 +107,33 @@ def host_matches(pattern: str, host: str) -> bool:
 
 
 def split_host(host_header: str) -> str:
-    """Lowercased host without port (IPv6 literals keep their brackets)."""
-    host = host_header.strip().lower()
-    if host.startswith("["):
-        return host.split("]")[0] + "]"
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    """The normalised host without port (lower-cased; IPv6 literals compressed, in brackets); ``""`` when the
+    header is not a valid ``host[:port]`` (the request-id middleware refuses those before routing)."""
+    return host_without_port(host_header.strip()) or ""
+
+
+def upstream_rules(routes: list[RouteConfig]) -> dict[str, PathRules]:
+    """Per upstream origin, the union of what its routes declare (an upstream folds for all its routes)."""
+    rules: dict[str, PathRules] = {}
+    for route in routes:
+        origin = upstream_origin(route.upstream)
+        known = rules.get(origin, LITERAL)
+        rules[origin] = PathRules(
+            case_insensitive=known.case_insensitive or route.upstream_paths.case_insensitive,
+            windows=known.windows or route.upstream_paths.windows,
+        )
+    return rules
+
+
+def normalise_route_host(pattern: str) -> str:
+    """A configured host pattern in the spelling requests are compared in (``[::0001]`` is ``[::1]``)."""
+    if pattern == "*" or pattern.startswith("*."):
+        return pattern.lower()
+    return host_without_port(pattern) or pattern.lower()
+
+
+class AmbiguousRoute(Exception):
+    """The path could be read by its upstream as a path of another route: answered with 400."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +144,8 @@ class Route:
     config: RouteConfig
     host: str
     prefix: str
+    origin: str = ""
+    rules: PathRules = PathRules()
 
     @property
     def login_code(self) -> str | None:
@@ -112,9 +160,16 @@ class Route:
         """How metrics and logs name the route: its host and path prefix (bounded by the config)."""
         return f"{self.host}{self.prefix}"
 
-    def audience(self, host: str) -> str:
-        """The assertion audience: configured, else ``https://{host}{prefix}`` (routes on a host differ)."""
-        return self.config.audience or f"https://{host}{self.prefix.rstrip('/') or ''}"
+    def audience(self, request_host: str) -> str:
+        """The assertion audience: configured, else ``https://{host}{prefix}`` (routes on a host differ).
+
+        The host is the route's own normalised host; only a wildcard route takes the request's, normalised
+        (lower-case, no port, IPv6 in brackets), so two spellings of one host get one audience.
+        """
+        if self.config.audience:
+            return self.config.audience
+        host = self.host if "*" not in self.host else split_host(request_host)
+        return f"https://{host}{self.prefix.rstrip('/')}"
 
     def is_public_path(self, path: str) -> bool:
         """Paths inside an enforced route that need no session (``public_paths``)."""
@@ -126,8 +181,11 @@ class Route:
 
 
 def candidate_prefixes(path: str) -> Iterator[str]:
-    """Every prefix ``p`` with ``prefix_matches(p, path)``, longest first: the path itself, then each
-    ancestor with and without its trailing slash, then ``/``. As many as the path has segments."""
+    """Every prefix ``p`` with ``route_governs(p, path)``, longest first: the path with a trailing slash,
+    the path itself, then each ancestor with and without its trailing slash, then ``/``. As many as the path
+    has segments (times two)."""
+    if not path.endswith("/"):
+        yield path + "/"
     yield path
     i = path.rfind("/", 0, len(path) - 1) if path.endswith("/") else path.rfind("/")
     if path.endswith("/") and len(path) > 1:
@@ -140,24 +198,56 @@ def candidate_prefixes(path: str) -> Iterator[str]:
         yield "/"
 
 
+def _rank(route: Route) -> tuple[int, bool, int]:
+    """Deeper prefixes win, ``/x/`` beats ``/x``, then configuration order."""
+    return (route.prefix.count("/") - route.prefix.endswith("/"), route.prefix.endswith("/"), -route.index)
+
+
 class _PrefixIndex:
-    """The routes of one host pattern by prefix: the longest matching prefix in O(path segments)."""
+    """The routes of one host pattern by prefix: the longest matching prefix in O(path segments).
+
+    Routes are keyed by their prefix folded as their upstream reads paths (one table per distinct folding,
+    at most four), and, per upstream origin, by the widest folding, to detect ambiguous paths.
+    """
 
     def __init__(self) -> None:
-        self._by_prefix: dict[str, Route] = {}
+        self._by_rules: dict[PathRules, dict[str, Route]] = {}
+        self._widest: dict[str, dict[str, list[Route]]] = {}
+        self._count = 0
 
     def __len__(self) -> int:
-        return len(self._by_prefix)
+        return self._count
 
     def add(self, route: Route) -> None:
-        self._by_prefix.setdefault(route.prefix, route)  # the first configured wins a duplicate
+        keyed = self._by_rules.setdefault(route.rules, {})
+        if keyed.setdefault(fold(route.prefix, route.rules), route) is not route:
+            return  # the first configured wins a duplicate; the shadowed one never decides anything
+        self._count += 1
+        widest = widest_fold(route.prefix)
+        if widest is not None:  # config validation refuses prefixes without one
+            self._widest.setdefault(route.origin, {}).setdefault(widest, []).append(route)
 
     def longest(self, path: str) -> Route | None:
-        for prefix in candidate_prefixes(path):
-            route = self._by_prefix.get(prefix)
-            if route is not None:
-                return route
-        return None
+        best: Route | None = None
+        for rules, keyed in self._by_rules.items():
+            for prefix in candidate_prefixes(fold(path, rules)):
+                route = keyed.get(prefix)
+                if route is not None:
+                    if best is None or _rank(route) > _rank(best):
+                        best = route
+                    break
+        return best
+
+    def widest_hits(self, origin: str, widest: str) -> list[Route]:
+        """The routes to ``origin`` that would govern the path an upstream folding everything reads."""
+        keyed = self._widest.get(origin)
+        if keyed is None:
+            return []
+        for prefix in candidate_prefixes(widest):
+            found = keyed.get(prefix)
+            if found is not None:
+                return found
+        return []
 
 
 class RouteTable:
@@ -170,7 +260,12 @@ class RouteTable:
     """
 
     def __init__(self, routes: list[RouteConfig]) -> None:
-        self.routes = [Route(i, r, r.host.lower(), normalise_path(r.path)) for i, r in enumerate(routes)]
+        rules = upstream_rules(routes)
+        self.routes = [
+            Route(i, r, normalise_route_host(r.host), normalise_path(r.path), o, rules[o])
+            for i, r in enumerate(routes)
+            for o in (upstream_origin(r.upstream),)
+        ]
         self._exact: dict[str, _PrefixIndex] = {}
         self._suffixes: dict[str, _PrefixIndex] = {}  # "*.example.com" is stored as ".example.com"
         self._any = _PrefixIndex()
@@ -191,20 +286,57 @@ class RouteTable:
                 yield index
             dot = host.find(".", dot + 1)
 
-    def match(self, host: str, path: str) -> Route | None:
-        """The route for a request, or None (unknown host or no prefix matched)."""
-        host = split_host(host)
+    def _tiers(self, host: str) -> Iterator[list[_PrefixIndex]]:
+        """The indexes for a host, most specific first: exact host, matching ``*.suffix`` patterns, ``*``."""
         exact = self._exact.get(host)
-        route = exact.longest(path) if exact is not None else None
-        if route is not None:
-            return route
+        if exact is not None:
+            yield [exact]
         if self._suffixes:
-            found = [r for index in self._matching_suffixes(host) if (r := index.longest(path)) is not None]
-            if found:
-                return min(found, key=lambda r: (-len(r.prefix), r.index))
-        return self._any.longest(path)
+            suffixes = list(self._matching_suffixes(host))
+            if suffixes:
+                yield suffixes
+        yield [self._any]
+
+    def match(self, host: str, path: str) -> Route | None:
+        """The route for a request, or None (unknown host or no prefix matched).
+
+        Raises ``AmbiguousRoute`` when the upstream of the route found could read the path as a path of
+        another of its routes (see the module docstring).
+        """
+        host = split_host(host)
+        if not host:
+            return None
+        widest = widest_fold(path)
+        if widest is None:
+            raise AmbiguousRoute(path)
+        passed: list[list[_PrefixIndex]] = []
+        for tier in self._tiers(host):
+            found = [r for index in tier if (r := index.longest(path)) is not None]
+            if not found:
+                passed.append(tier)
+                continue
+            route = max(found, key=_rank)
+            # A more specific host that would govern the folded path sends nothing to this route.
+            if any(index.widest_hits(route.origin, widest) for earlier in passed for index in earlier):
+                raise AmbiguousRoute(path)
+            rivals = [r for index in tier for r in index.widest_hits(route.origin, widest)]
+            if not _same_decision(route, rivals):
+                raise AmbiguousRoute(path)
+            return route
+        return None
 
     def routes_host(self, host: str) -> bool:
         """Whether any route serves this host (return URLs may only point at such hosts)."""
         host = split_host(host)
+        if not host:
+            return False
         return host in self._exact or any(True for _ in self._matching_suffixes(host)) or len(self._any) > 0
+
+
+def _same_decision(route: Route, rivals: list[Route]) -> bool:
+    """Whether the deepest rivals under the widest folding are the route itself or routes of the same
+    literal prefix (then configuration order decides, as for any equal prefixes; folding changes nothing)."""
+    deepest = max(_rank(r)[:2] for r in rivals)
+    return all(r is route or r.prefix == route.prefix for r in rivals if _rank(r)[:2] == deepest) and (
+        _rank(route)[:2] == deepest
+    )

@@ -1,7 +1,8 @@
 """The indexed ``RouteTable`` against the plain rule it implements, on generated route sets and requests.
 
 The reference below is the definition: sort routes by host kind (exact, then ``*.suffix``, then ``*``) and
-prefix length, keep configuration order on ties, and take the first whose host pattern and prefix match.
+prefix length, keep configuration order on ties, and take the first whose host pattern matches and whose
+prefix governs the path (``/x/`` also governs ``/x``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.config.schema import RouteConfig
-from broker.routing import Route, RouteTable, candidate_prefixes, host_matches, prefix_matches, split_host
+from broker.routing import Route, RouteTable, candidate_prefixes, host_matches, route_governs, split_host
 
 SEGMENTS = st.sampled_from(["a", "b", "app", "apple", "api", "x"])
 PATHS = (
@@ -33,7 +34,7 @@ def reference(routes: list[Route], host: str, path: str) -> Route | None:
 
     host = split_host(host)
     for route in sorted(routes, key=specificity):
-        if host_matches(route.host, host) and prefix_matches(route.prefix, path):
+        if host_matches(route.host, host) and route_governs(route.prefix, path):
             return route
     return None
 
@@ -50,6 +51,6 @@ def test_indexed_lookup_equals_the_rule(routes: list[tuple[str, str]], host: str
 
 @given(PATHS, PATHS)
 def test_candidate_prefixes_are_exactly_the_matching_ones(prefix: str, path: str) -> None:
-    assert (prefix in set(candidate_prefixes(path))) == prefix_matches(prefix, path)
+    assert (prefix in set(candidate_prefixes(path))) == route_governs(prefix, path)
     lengths = [len(p) for p in candidate_prefixes(path)]
     assert lengths == sorted(lengths, reverse=True)

@@ -41,6 +41,10 @@ DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
 DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+# How an upstream reads paths. Off by default: the gateway then still refuses (400) any path that a folding
+# upstream would read as another route's path on the same upstream (see ``broker/routing.py``).
+DEFAULT_UPSTREAM_CASE_INSENSITIVE = False
+DEFAULT_UPSTREAM_WINDOWS_PATHS = False
 MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
@@ -170,6 +174,17 @@ class UpstreamTlsConfig:
 
 
 @dataclass(frozen=True)
+class UpstreamPathsConfig:
+    """How the route's upstream app reads paths, so the gateway matches routes the same way.
+
+    It describes the upstream: declared on one route, it holds for every route with the same upstream origin.
+    """
+
+    case_insensitive: bool = DEFAULT_UPSTREAM_CASE_INSENSITIVE  # IIS, ASP.NET: /ADMIN/ is /admin/
+    windows: bool = DEFAULT_UPSTREAM_WINDOWS_PATHS  # trailing dots and spaces dropped: /admin./ is /admin/
+
+
+@dataclass(frozen=True)
 class RouteConfig:
     """One protected (or public) upstream, matched by host and path prefix."""
 
@@ -182,6 +197,7 @@ class RouteConfig:
     public_paths: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     audience: str | None = None
+    upstream_paths: UpstreamPathsConfig = field(default_factory=UpstreamPathsConfig)
     strip_prefix: bool = False
     rewrite: str | None = None
     preserve_host: bool = False

@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from broker.config import schema
+from broker.path_folding import upstream_origin, widest_fold
 
 KeyPath = tuple[str | int, ...]
 
@@ -138,6 +139,8 @@ def _check_route(
                 (*base, "headers", name),
                 f"unknown claim '{claim}' (one of {', '.join(sorted(HEADER_CLAIMS))})",
             )
+    if r.path.startswith("/") and widest_fold(r.path) is None:
+        yield (*base, "path"), "has a segment that servers read differently (only dots/spaces, look-alikes)"
     for j, p in enumerate(r.public_paths):
         if not p.startswith("/"):
             yield (*base, "public_paths", j), "must start with '/'"
@@ -235,6 +238,13 @@ def _route_key(route: schema.RouteConfig) -> tuple[str, str]:
     return route.host.lower(), route.path.rstrip("/") or "/"
 
 
+def _folded_route_key(route: schema.RouteConfig) -> tuple[str, str, str] | None:
+    # Routes to one upstream whose prefixes fold together: the gateway would refuse (400) every path under
+    # them as ambiguous, so say so at load time.
+    path = widest_fold(route.path.rstrip("/") or "/") if route.path.startswith("/") else None
+    return None if path is None else (route.host.lower(), upstream_origin(route.upstream), path)
+
+
 def check_sections(parts: Sections) -> Iterator[tuple[KeyPath, str]]:
     """Yield every semantic problem in the sections that built."""
     if parts.server is not None:
@@ -255,12 +265,22 @@ def check_sections(parts: Sections) -> Iterator[tuple[KeyPath, str]]:
                 if not parts.exists(path):
                     yield ("tenants", code, "certificate", name), f"file {path} does not exist"
     seen: dict[tuple[str, str], int] = {}
+    folded: dict[tuple[str, str, str], int] = {}
     for i, route in parts.routes:
         yield from _check_route(i, route, parts.codes, parts.tenants)
         key = _route_key(route)
         if key in seen:
             yield ("routes", i), f"overlaps routes[{seen[key]}]: same host and path prefix"
         seen.setdefault(key, i)
+        fold_key = _folded_route_key(route)
+        if fold_key is not None and fold_key in folded and seen[key] == i:
+            yield (
+                ("routes", i),
+                f"differs from routes[{folded[fold_key]}] only by case or trailing dots/spaces, on the same "
+                "upstream: an upstream that folds paths cannot tell them apart",
+            )
+        if fold_key is not None:
+            folded.setdefault(fold_key, i)
 
 
 def check_semantics(

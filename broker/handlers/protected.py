@@ -23,7 +23,7 @@ from broker.pages import views
 from broker.policy import decide_access
 from broker.proxy import body_too_large, declared_too_large, forward, unread_answer
 from broker.proxy_headers import is_websocket_upgrade
-from broker.routing import Route, matching_path
+from broker.routing import AmbiguousRoute, Route, matching_path
 from broker.runtime import Gateway, gateway_of, request_id_of, wants_html
 from broker.sessions.model import Session
 from broker.websocket_relay import relay
@@ -36,19 +36,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
     gw = gateway_of(request)
     path = matching_path(request.raw_path)
     if path is None:
-        log.warning("ambiguous request path refused", extra={"request_id": request_id_of(request)})
-        return error_response(
-            request,
-            400,
-            "Bad request",
-            "This address is not valid (it contains dot segments or backslashes).",
-            "ambiguous_path",
-        )
+        return _ambiguous(request)
     if request.method in ("GET", "HEAD") and gw.config.server.login_aliases:
         code = login_alias_code(gw.config.server.login_aliases, path)
         if code is not None:
             return await render_company_page(request, gw, code)
-    route = gw.routes.match(request.host, path)
+    try:
+        route = gw.routes.match(request.host, path)
+    except AmbiguousRoute:
+        # The upstream could read this spelling as another route's path (case, trailing dots, look-alikes).
+        return _ambiguous(request)
     request[ROUTE_LABEL_KEY] = route.label if route is not None else "unrouted"
     if route is None:
         return error_response(
@@ -101,8 +98,24 @@ def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:
     literal = matching_path(request.raw_path, strip_params=False)
     if literal is None:
         return False
-    route = gw.routes.match(request.host, literal)
+    try:
+        route = gw.routes.match(request.host, literal)
+    except AmbiguousRoute:
+        return False
     return route is not None and route.admits_anonymous(literal)
+
+
+def _ambiguous(request: web.Request) -> web.StreamResponse:
+    """400 for a path that servers read differently: refused before any route or session is looked at."""
+    log.warning("ambiguous request path refused", extra={"request_id": request_id_of(request)})
+    return error_response(
+        request,
+        400,
+        "Bad request",
+        "This address is not valid (it contains dot segments, backslashes or a spelling the application "
+        "could read as another address).",
+        "ambiguous_path",
+    )
 
 
 def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.StreamResponse:

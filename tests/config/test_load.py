@@ -193,3 +193,18 @@ def test_check_config_reports_every_unusable_file_at_once(
     assert "2 problem(s)" in err
     assert f"{tmp_path / 'b.yaml'}: signing.keys: cannot load key" in err
     assert f"{tmp_path / 'b.yaml'}: tenants.contoso.certificate: cannot load certificate credential" in err
+
+
+def test_routes_to_one_upstream_differing_only_by_folding_are_refused() -> None:
+    """/Admin/ and /admin./ next to /admin on one upstream: a folding upstream cannot tell them apart."""
+    routes = """  - {host: wiki.example.com, upstream: "http://10.0.0.5:8080", path: /Admin/, auth: public}
+  - {host: wiki.example.com, upstream: "http://10.0.0.5:8080/", path: /admin., auth: public}
+  - {host: wiki.example.com, upstream: "http://10.0.0.6", path: /ADMIN, auth: public}
+  - {host: wiki.example.com, upstream: "http://10.0.0.6", path: /x/.../, auth: public}
+"""
+    with pytest.raises(ConfigError) as info:
+        load_config_text(GOOD + routes, "b.yaml", environ={"SECRET": "s"}, file_exists=exists)
+    text = str(info.value)
+    assert "routes[2]: differs from routes[1] only by case or trailing dots/spaces" in text
+    assert "routes[4].path: has a segment that servers read differently" in text
+    assert len(info.value.problems) == 2  # /ADMIN on another upstream is fine

@@ -64,8 +64,19 @@ def test_ipv6_peers_are_bracketed_and_quoted_in_forwarded() -> None:
 
 
 def test_quotes_in_the_host_cannot_break_out_of_forwarded() -> None:
+    """An invalid Host (the middleware answers 400 before this) is never forwarded, quoted or not."""
     headers = forwarded_headers(Hop("192.0.2.1", 'evil";for=1.2.3.4', "https"), {}, ())
-    assert headers["Forwarded"] == 'for=192.0.2.1;host="evil\\";for=1.2.3.4";proto=https'
+    assert headers["Forwarded"] == "for=192.0.2.1;proto=https"
+    assert "X-Forwarded-Host" not in headers
+
+
+def test_a_trusted_proxys_invalid_forwarded_host_is_replaced_by_the_validated_own_host() -> None:
+    trusted = parse_networks(["10.0.0.0/8"])
+    incoming = {"x-forwarded-host": ["localhost:@evil.example"]}
+    headers = forwarded_headers(Hop("10.0.0.1", "GW.Example:8443", "https"), incoming, trusted)
+    assert headers["X-Forwarded-Host"] == "gw.example:8443"
+    good = forwarded_headers(Hop("10.0.0.1", "gw", "https"), {"x-forwarded-host": ["Wiki.Example"]}, trusted)
+    assert good["X-Forwarded-Host"] == "wiki.example"
 
 
 @pytest.mark.parametrize(

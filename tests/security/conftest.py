@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,9 +52,15 @@ class Target:
             writer.close()
 
 
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[Target]:
-    """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
+RECORDER_URL = "{recorder}"
+
+
+@asynccontextmanager
+async def started_target(
+    tmp_path: Path, extra_routes: Sequence[dict[str, Any]] = ()
+) -> AsyncIterator[Target]:
+    """The stack with the recorder's ``/rec/`` and ``/recsecure/`` routes, plus ``extra_routes`` (an
+    ``upstream`` of ``{recorder}`` is the recorder's URL). Memory store."""
     app, recorder = recording_app()
     runner, upstream = await serve_on(app)
     routes: list[dict[str, Any]] = [
@@ -66,8 +73,16 @@ async def target(tmp_path: Path) -> AsyncIterator[Target]:
             "headers": {"X-Remote-User": "preferred_username"},
         },
     ]
+    routes += [{**r, "upstream": str(r["upstream"]).replace(RECORDER_URL, upstream)} for r in extra_routes]
     try:
         async with running_stack("memory", tmp_path, {}, routes_extra=routes) as stack:
             yield Target(stack, recorder)
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[Target]:
+    """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
+    async with started_target(tmp_path) as started:
+        yield started

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from broker.config.schema import RouteConfig
 from broker.redirects import safe_return_to
-from broker.routing import RouteTable, matching_path, prefix_matches
+from broker.routing import AmbiguousRoute, RouteTable, matching_path, prefix_matches
 from broker.sessions.manager import format_ticket, parse_ticket
 from broker.sessions.sealing import SealKey
 
@@ -63,7 +63,10 @@ def test_no_path_reaches_admin_content_through_the_public_route(raw: str) -> Non
     path = matching_path(raw)
     if path is None:
         return  # refused with 400: nothing is forwarded
-    route = TABLE.match("h", path)
+    try:
+        route = TABLE.match("h", path)
+    except AmbiguousRoute:
+        return  # refused with 400 (a folding upstream could read it as the admin route's path)
     assert route is not None
     # What a server decoding once and resolving dot segments and backslashes would serve:
     upstream_view = unquote(raw.split("?", 1)[0]).replace("\\", "/")

@@ -34,6 +34,10 @@ DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
 DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+# Extra request headers never passed upstream (the built-in identity deny-list always applies).
+DEFAULT_STRIP_REQUEST_HEADERS: tuple[str, ...] = ()
+# Extra origins a WebSocket upgrade may come from (the route's own origin is always allowed).
+DEFAULT_WEBSOCKET_ORIGINS: tuple[str, ...] = ()
 MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
@@ -56,6 +60,7 @@ class ServerConfig:
     metrics_listen: str | None = None
     shutdown_timeout: Duration = DEFAULT_SHUTDOWN_TIMEOUT
     access_log: bool = True
+    strip_request_headers: list[str] = field(default_factory=lambda: list(DEFAULT_STRIP_REQUEST_HEADERS))
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,7 @@ class RouteConfig:
     rewrite: str | None = None
     preserve_host: bool = False
     websockets: bool = True
+    websocket_origins: list[str] = field(default_factory=lambda: list(DEFAULT_WEBSOCKET_ORIGINS))
     tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
     connect_timeout: Duration = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
     read_timeout: Duration = DEFAULT_UPSTREAM_READ_TIMEOUT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,18 @@ class Target:
 @pytest.fixture
 async def target(tmp_path: Path) -> AsyncIterator[Target]:
     """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
+    async with running_target(tmp_path) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_target(
+    tmp_path: Path,
+    server: dict[str, Any] | None = None,
+    routes_more: list[dict[str, Any]] | None = None,
+) -> AsyncIterator[Target]:
+    """The ``target`` stack; ``server`` overrides keys of the server section, ``routes_more`` adds routes
+    whose ``upstream`` is ``{recorder}`` (the recording upstream's URL)."""
     app, recorder = recording_app()
     runner, upstream = await serve_on(app)
     routes: list[dict[str, Any]] = [
@@ -66,8 +79,11 @@ async def target(tmp_path: Path) -> AsyncIterator[Target]:
             "headers": {"X-Remote-User": "preferred_username"},
         },
     ]
+    routes += [
+        {**r, "upstream": str(r["upstream"]).replace("{recorder}", upstream)} for r in routes_more or []
+    ]
     try:
-        async with running_stack("memory", tmp_path, {}, routes_extra=routes) as stack:
+        async with running_stack("memory", tmp_path, {}, routes_extra=routes, server=server) as stack:
             yield Target(stack, recorder)
     finally:
         await runner.cleanup()

@@ -139,6 +139,9 @@ _NOT_ALNUM = bytes(c for c in range(256) if not chr(c).isascii() or not chr(c).i
 def fold(name: str) -> str:
     """A header name as CGI-style servers may read it: lower case, only ``[a-z0-9]`` kept
     (``X_Forwarded_User``, ``x-forwarded-user.`` and ``X-FORWARDED-USER`` are all ``xforwardeduser``)."""
+    common = name.lower().replace("-", "")  # the usual name: letters, digits and dashes (cheapest path)
+    if common.isalnum() and common.isascii():
+        return common
     return name.encode("ascii", "ignore").lower().translate(None, _NOT_ALNUM).decode("ascii")
 
 
@@ -174,7 +177,7 @@ class HeaderFilter:
 HOP_BY_HOP_FOLDED = frozenset(fold(n) for n in HOP_BY_HOP)
 WEBSOCKET_HANDSHAKE_FOLDED = frozenset(fold(n) for n in WEBSOCKET_HANDSHAKE)
 COOKIE = "cookie"
-SET_COOKIE = frozenset({"setcookie", "setcookie2"})
+SET_COOKIE_HEADERS = ("Set-Cookie", "Set-Cookie2")
 
 
 @dataclass(frozen=True)
@@ -239,17 +242,38 @@ def response_headers(
     """The upstream's response headers minus hop-by-hop ones and any ``Set-Cookie``/``Set-Cookie2`` that
     would set, overwrite or delete a broker cookie (``broker_cookies``: their families); the app's other
     cookies are kept. Also returns the broker cookie names the upstream tried to set (for the log)."""
-    listed = connection_listed(incoming)
-    out: CIMultiDict[str] = CIMultiDict()
+    listed = connection_listed(incoming) - HOP_BY_HOP_FOLDED
+    if listed or any("_" in name for name in incoming):
+        # Rare: odd spellings or Connection-listed names; compare every name folded.
+        out: CIMultiDict[str] = CIMultiDict(
+            (k, v) for k, v in incoming.items() if (f := fold(k)) not in HOP_BY_HOP_FOLDED and f not in listed
+        )
+    else:
+        out = CIMultiDict(incoming)  # copied in C, then the few hop-by-hop names removed
+        for name in HOP_BY_HOP:
+            out.popall(name, None)
     refused: list[str] = []
-    for name, value in incoming.items():
-        folded = fold(name)
-        if folded in HOP_BY_HOP_FOLDED or folded in listed:
-            continue
-        if folded in SET_COOKIE:
-            hit = [n for n in names_set_by(value) if n in broker_cookies]
-            if hit:
-                refused.extend(hit)
-                continue
-        out.add(name, value)
+    for header in SET_COOKIE_HEADERS:
+        if header in out:
+            refused += _without_broker_cookies(out, header, broker_cookies)
     return out, refused
+
+
+def _without_broker_cookies(headers: CIMultiDict[str], header: str, families: frozenset[str]) -> list[str]:
+    """Remove the ``header`` lines that would set a cookie of one of ``families``; return their names."""
+    lines = headers.getall(header)
+    kept: list[str] = []
+    refused: list[str] = []
+    for line in lines:
+        lowered = line.lower()
+        # A line that does not even contain a family's name cannot set it: most lines stop here.
+        hit = [n for n in names_set_by(line) if n in families] if any(f in lowered for f in families) else []
+        if hit:
+            refused += hit
+        else:
+            kept.append(line)
+    if refused:
+        headers.popall(header)
+        for line in kept:
+            headers.add(header, line)
+    return refused

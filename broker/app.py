@@ -31,7 +31,7 @@ from broker.metrics import METRICS, Metrics
 from broker.middleware import accounting_middleware, error_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
-from broker.proxy_headers import Forwarding
+from broker.proxy_headers import Forwarding, HeaderFilter
 from broker.refresh import SessionRefresher
 from broker.reload import DEFAULT_WATCH_INTERVAL, RELOADER, Reloader
 from broker.routing import RouteTable
@@ -146,8 +146,8 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
     config = prepared.config
     cookie = CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url)
     forwarding = Forwarding(
-        protected_headers=protected_header_names(config),
-        cookie_name=cookie.name,
+        dropped=HeaderFilter.build(protected_header_names(config), config.server.strip_request_headers),
+        cookies=cookie,  # the same policy (and memo) that reads sessions strips the Cookie header
         scheme=urlsplit(config.server.public_url).scheme,
         trusted=parse_networks(config.server.trusted_proxies),
     )

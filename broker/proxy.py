@@ -213,11 +213,31 @@ def outgoing_headers(
         added["Host"] = request.host
     return upstream_headers(
         request.headers,
-        protected=settings.protected_headers,
-        cookie_name=settings.cookie_name,
+        dropped=settings.dropped,
+        cookie=settings.cookies.cookies(request.headers).upstream,
         added={**added, **identity},
         websocket=websocket,
     )
+
+
+def answer_headers(
+    request: web.Request, route: Route, settings: Forwarding, answer: aiohttp.ClientResponse
+) -> CIMultiDict[str]:
+    """The upstream's response headers to relay; an attempt to set a broker cookie is dropped and logged."""
+    headers, refused = response_headers(answer.headers, settings.cookies.families)
+    if refused:
+        # A malicious or confused upstream could switch the user's browser to another session (or sign
+        # it out): the line is dropped, and the operator told which name, never the value.
+        count_upstream_error(request, route, "broker_cookie")
+        log.warning(
+            "upstream tried to set a broker cookie; dropped",
+            extra={
+                "route": route.index,
+                "request_id": request_id_of(request),
+                "cookies": sorted(set(refused)),
+            },
+        )
+    return headers
 
 
 def request_timeout(route: Route) -> aiohttp.ClientTimeout:
@@ -281,10 +301,10 @@ async def forward(
             if _small_answer(request, answer):
                 # Read whole and sent in one write: no streaming machinery for a page of a few KB.
                 small = web.Response(status=answer.status, reason=answer.reason, body=await answer.read())
-                small.headers.extend(response_headers(answer.headers))
+                small.headers.extend(answer_headers(request, route, settings, answer))
                 return small
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
-            response.headers.extend(response_headers(answer.headers))
+            response.headers.extend(answer_headers(request, route, settings, answer))
             await _stream_down(request, route, answer, response)
             return response
     except (aiohttp.ClientError, TimeoutError, RequestBodyTooLarge) as exc:

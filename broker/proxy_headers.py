@@ -1,22 +1,27 @@
 """Which headers cross the broker, in each direction. Pure: header multidicts in, header multidicts out.
 
 - Hop-by-hop headers (RFC 9110 section 7.6.1) and those named in ``Connection`` are dropped both ways.
-- Client-sent identity headers are dropped in every spelling a backend could read as the same name
-  (case, ``_`` vs ``-``), together with anything under the reserved ``X-Broker-`` prefix; then the
-  broker adds its own. Every request leaves the broker through here, so stripping here covers every
-  route, public ones included.
-- The broker's own cookie is removed from ``Cookie``.
+- Client-sent identity headers are dropped in every spelling a backend could read as the same name:
+  names are compared *folded* (lower case, only ``[a-z0-9]`` kept), the way CGI-style servers fold
+  ``X-Forwarded.User`` and ``X_FORWARDED_USER`` into one variable. Dropped: the broker's own identity
+  headers, anything under the reserved ``X-Broker-`` prefix, and a built-in deny-list of identity and
+  token headers other proxies set (legacy apps often still trust them), plus
+  ``server.strip_request_headers``. Then the broker adds its own. Every request leaves the broker through
+  here, so stripping here covers every route, public ones included.
+- The ``Cookie`` header going upstream is the one ``CookiePolicy`` rebuilt without the broker's cookies.
+- No upstream answer may set, overwrite or delete a broker cookie: such ``Set-Cookie`` lines are dropped.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 from multidict import CIMultiDict, MultiMapping
 
 from broker.forwarded import IPNetwork
+from broker.sessions.cookie import CookiePolicy
+from broker.sessions.cookie_header import names_set_by
 
 HOP_BY_HOP = frozenset(
     {
@@ -73,28 +78,123 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 RESERVED_PREFIX = "x-broker-"
+# Identity and token headers that other identity-aware proxies set (oauth2-proxy, Authelia, Apache
+# mod_auth_openidc and mod_shib, Azure App Service, Pomerium, Google IAP, AWS ALB, Cloudflare Access,
+# Kong, Grafana's auth proxy, TLS terminators passing client certificates). The broker sets none of them;
+# a legacy app behind an earlier proxy may still trust them, so a client's copies never pass.
+IDENTITY_NAMES = frozenset(
+    {
+        "X-Forwarded-User",
+        "X-Forwarded-Email",
+        "X-Forwarded-Groups",
+        "X-Forwarded-Preferred-Username",
+        "X-Forwarded-Access-Token",
+        "X-Forwarded-Name",
+        "Remote-User",
+        "Remote-Email",
+        "Remote-Groups",
+        "Remote-Name",
+        "X-User",
+        "X-Username",
+        "X-Email",
+        "X-Userinfo",
+        "X-Id-Token",
+        "X-Access-Token",
+        "X-Authenticated-User",
+        "X-Authenticated-Userid",
+        "X-Consumer-Id",
+        "X-Consumer-Username",
+        "X-Consumer-Custom-Id",
+        "X-Credential-Identifier",
+        "X-Anonymous-Consumer",
+        "X-Client-Cert",
+        "X-ARR-ClientCert",
+        "X-Forwarded-Client-Cert",
+        "SSL-Client-Cert",
+    }
+)
+# The same, as families: every name starting with one of these (after folding).
+IDENTITY_PREFIXES = frozenset(
+    {
+        "X-Broker-",
+        "X-Auth-Request-",
+        "X-Remote-",
+        "X-MS-CLIENT-PRINCIPAL",
+        "X-MS-TOKEN-",
+        "OIDC-",
+        "X-Pomerium-",
+        "X-Goog-Authenticated-",
+        "X-Goog-IAP-",
+        "X-Amzn-Oidc-",
+        "Cf-Access-",
+        "X-WebAuth-",
+        "Shib-",
+        "X-SSL-Client-",
+        "Client-Cert",
+    }
+)
+_NOT_ALNUM = bytes(c for c in range(256) if not chr(c).isascii() or not chr(c).isalnum())
+
+
+def fold(name: str) -> str:
+    """A header name as CGI-style servers may read it: lower case, only ``[a-z0-9]`` kept
+    (``X_Forwarded_User``, ``x-forwarded-user.`` and ``X-FORWARDED-USER`` are all ``xforwardeduser``)."""
+    common = name.lower().replace("-", "")  # the usual name: letters, digits and dashes (cheapest path)
+    if common.isalnum() and common.isascii():
+        return common
+    return name.encode("ascii", "ignore").lower().translate(None, _NOT_ALNUM).decode("ascii")
+
+
+@dataclass(frozen=True)
+class HeaderFilter:
+    """Request header names never passed upstream, folded; built once per config."""
+
+    names: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def build(cls, protected: Iterable[str], extra: Iterable[str] = ()) -> HeaderFilter:
+        """The fixed sets, the deny-list, the broker's identity headers and the configured extras
+        (a trailing ``*`` makes an extra a prefix)."""
+        extra = list(extra)
+        names = (
+            HOP_BY_HOP
+            | BROKER_SET
+            | CLIENT_CLAIMED
+            | ANSWERED_BY_BROKER
+            | IDENTITY_NAMES
+            | set(protected)
+            | {e for e in extra if not e.endswith("*")}
+        )
+        prefixes = IDENTITY_PREFIXES | {e.removesuffix("*") for e in extra if e.endswith("*")}
+        return cls(frozenset(fold(n) for n in names), tuple(sorted({fold(p) for p in prefixes})))
+
+    def drops(self, folded: str) -> bool:
+        """True for a (folded) name that must not reach an upstream."""
+        return folded in self.names or folded.startswith(self.prefixes)
+
+
+HOP_BY_HOP_FOLDED = frozenset(fold(n) for n in HOP_BY_HOP)
+WEBSOCKET_HANDSHAKE_FOLDED = frozenset(fold(n) for n in WEBSOCKET_HANDSHAKE)
+COOKIE = "cookie"
+SET_COOKIE_HEADERS = ("Set-Cookie", "Set-Cookie2")
 
 
 @dataclass(frozen=True)
 class Forwarding:
     """What every forwarded request shares, fixed at start-up."""
 
-    protected_headers: frozenset[str]
-    cookie_name: str
+    dropped: HeaderFilter
+    cookies: CookiePolicy
     scheme: str
     trusted: tuple[IPNetwork, ...] = ()
 
 
-def header_spelling(name: str) -> str:
-    """The form two names share when a backend could read them as one (``X_User`` = ``x-user``)."""
-    return name.lower().replace("_", "-")
-
-
 def connection_listed(headers: MultiMapping[str]) -> set[str]:
-    """Header names the sender marked hop-by-hop through ``Connection``."""
+    """Header names (folded) the sender marked hop-by-hop through ``Connection``."""
     listed: set[str] = set()
     for value in headers.getall("Connection", []):
-        listed |= {header_spelling(v.strip()) for v in value.split(",") if v.strip()}
+        listed |= {fold(v) for v in value.split(",") if v.strip()}
     return listed
 
 
@@ -104,61 +204,76 @@ def is_websocket_upgrade(headers: MultiMapping[str]) -> bool:
     return "websocket" in upgrade and "upgrade" in connection_listed(headers)
 
 
-@lru_cache(maxsize=4096)  # the same browser sends the same header request after request
-def without_cookie(cookie_header: str, name: str) -> str:
-    """The ``Cookie`` header minus the broker's own cookie (the upstream must never see the ticket)."""
-    kept = []
-    for part in cookie_header.split(";"):
-        key = part.split("=", 1)[0].strip()
-        if key and key != name:
-            kept.append(part.strip())
-    return "; ".join(kept)
-
-
-@lru_cache(maxsize=64)
-def _always_dropped(protected: frozenset[str], websocket: bool) -> frozenset[str]:
-    """Names never passed upstream, whatever the request (one set per config, not one per request)."""
-    spellings = {header_spelling(p) for p in protected}
-    drop = HOP_BY_HOP | BROKER_SET | CLIENT_CLAIMED | ANSWERED_BY_BROKER | spellings
-    return drop | WEBSOCKET_HANDSHAKE if websocket else drop
-
-
 def upstream_headers(
     incoming: MultiMapping[str],
     *,
-    protected: Iterable[str],
-    cookie_name: str,
+    dropped: HeaderFilter,
+    cookie: str | None,
     added: Mapping[str, str],
     websocket: bool = False,
 ) -> CIMultiDict[str]:
-    """The headers to send upstream: the client's, filtered, plus the broker's own."""
-    drop = _always_dropped(frozenset(protected), websocket)
+    """The headers to send upstream: the client's, filtered, plus the broker's own.
+
+    ``cookie`` is the Cookie header as ``CookiePolicy`` rebuilt it without the broker's cookies: the
+    client's Cookie lines are never passed as they are.
+    """
     listed = connection_listed(incoming)
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        spelling = header_spelling(name)
-        if spelling in drop or spelling in listed or spelling.startswith(RESERVED_PREFIX):
+        folded = fold(name)
+        if (
+            dropped.drops(folded)
+            or folded in listed
+            or folded == COOKIE
+            or (websocket and folded in WEBSOCKET_HANDSHAKE_FOLDED)
+        ):
             continue
-        if spelling == "cookie":
-            value = without_cookie(value, cookie_name)
-            if not value:
-                continue
         out.add(name, value)
+    if cookie is not None:
+        out["Cookie"] = cookie
     for name, value in added.items():
         out[name] = value
     return out
 
 
-def response_headers(incoming: MultiMapping[str]) -> CIMultiDict[str]:
-    """The upstream's response headers minus hop-by-hop ones (multiple ``Set-Cookie`` are kept)."""
-    listed = connection_listed(incoming)
-    if any("_" in name for name in incoming):  # rare: compare every name in its dashed spelling
-        return CIMultiDict(
-            (k, v)
-            for k, v in incoming.items()
-            if (spelling := header_spelling(k)) not in HOP_BY_HOP and spelling not in listed
+def response_headers(
+    incoming: MultiMapping[str], broker_cookies: frozenset[str]
+) -> tuple[CIMultiDict[str], list[str]]:
+    """The upstream's response headers minus hop-by-hop ones and any ``Set-Cookie``/``Set-Cookie2`` that
+    would set, overwrite or delete a broker cookie (``broker_cookies``: their families); the app's other
+    cookies are kept. Also returns the broker cookie names the upstream tried to set (for the log)."""
+    listed = connection_listed(incoming) - HOP_BY_HOP_FOLDED
+    if listed or any("_" in name for name in incoming):
+        # Rare: odd spellings or Connection-listed names; compare every name folded.
+        out: CIMultiDict[str] = CIMultiDict(
+            (k, v) for k, v in incoming.items() if (f := fold(k)) not in HOP_BY_HOP_FOLDED and f not in listed
         )
-    out = CIMultiDict(incoming)  # copied in C, then the few hop-by-hop names removed
-    for name in HOP_BY_HOP | listed:
-        out.popall(name, None)
-    return out
+    else:
+        out = CIMultiDict(incoming)  # copied in C, then the few hop-by-hop names removed
+        for name in HOP_BY_HOP:
+            out.popall(name, None)
+    refused: list[str] = []
+    for header in SET_COOKIE_HEADERS:
+        if header in out:
+            refused += _without_broker_cookies(out, header, broker_cookies)
+    return out, refused
+
+
+def _without_broker_cookies(headers: CIMultiDict[str], header: str, families: frozenset[str]) -> list[str]:
+    """Remove the ``header`` lines that would set a cookie of one of ``families``; return their names."""
+    lines = headers.getall(header)
+    kept: list[str] = []
+    refused: list[str] = []
+    for line in lines:
+        lowered = line.lower()
+        # A line that does not even contain a family's name cannot set it: most lines stop here.
+        hit = [n for n in names_set_by(line) if n in families] if any(f in lowered for f in families) else []
+        if hit:
+            refused += hit
+        else:
+            kept.append(line)
+    if refused:
+        headers.popall(header)
+        for line in kept:
+            headers.add(header, line)
+    return refused

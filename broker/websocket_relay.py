@@ -16,12 +16,14 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import WSMsgType, web
+from yarl import URL
 
 from broker.middleware import error_response
+from broker.observability import audit
 from broker.proxy import BAD_PATH, failure_for, failure_response, outgoing_headers, target_url
 from broker.proxy_headers import Forwarding
 from broker.routing import Route
-from broker.runtime import request_id_of
+from broker.runtime import SESSION_KEY, request_id_of
 from broker.upstream_clients import Upstream
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ INTERNAL_ERROR = 1011
 # Reserved codes that only describe what happened locally and must never go on the wire.
 NO_STATUS = frozenset({0, 1005})
 WebSocket = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+MAX_ORIGIN = 512  # longer Origin values are refused unread (real origins are scheme://host:port)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,51 @@ def relayable_close_code(code: int | None) -> int:
     return INTERNAL_ERROR
 
 
+def normal_origin(text: str) -> tuple[str, str, int | None] | None:
+    """(scheme, host, port) of an origin, default port made explicit; None for ``null`` or garbage."""
+    if len(text) > MAX_ORIGIN:
+        return None
+    try:
+        url = URL(text.strip())
+        if url.scheme not in ("http", "https") or not url.host or url.user is not None:
+            return None
+        return url.scheme, url.host.lower().rstrip("."), url.port
+    except ValueError:
+        return None
+
+
+def origin_allowed(origin: str | None, scheme: str, host: str, allowed: list[str]) -> bool:
+    """May a WebSocket handshake with this ``Origin`` be relayed? Absent: yes (no browser); otherwise only
+    the gateway's own origin for ``host`` or one of the route's ``allowed`` origins."""
+    if origin is None:
+        return True
+    seen = normal_origin(origin)
+    if seen is None:
+        return False
+    own = normal_origin(f"{scheme}://{host}")
+    return seen == own or any(seen == normal_origin(extra) for extra in allowed)
+
+
+def refuse_origin(request: web.Request, route: Route, origin: str) -> web.Response:
+    """403 for a cross-site handshake, with an audit event (the Origin is bounded before it is logged)."""
+    session = request.get(SESSION_KEY)
+    audit(
+        "access_denied",
+        who=session.user_key if session is not None else None,
+        company=session.login_code if session is not None else None,
+        why="websocket origin not allowed",
+        route=route.label,
+        origin=origin[:200],
+    )
+    return error_response(
+        request,
+        403,
+        "Cross-site WebSocket refused",
+        "This WebSocket connection was opened from a page on another site.",
+        "websocket_origin",
+    )
+
+
 def requested_protocols(request: web.Request) -> list[str]:
     """The subprotocols the client offered, in its order of preference."""
     values = request.headers.getall("Sec-WebSocket-Protocol", [])
@@ -72,6 +120,9 @@ async def relay(
         return error_response(
             request, 400, "Not a WebSocket handshake", "The upgrade request is incomplete.", "bad_websocket"
         )
+    origin = request.headers.get("Origin")
+    if not origin_allowed(origin, settings.scheme, request.host, route.config.websocket_origins):
+        return refuse_origin(request, route, origin or "")
     headers = outgoing_headers(request, route, settings, identity, websocket=True)
     config = route.config
     try:

@@ -45,6 +45,10 @@ DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 # upstream would read as another route's path on the same upstream (see ``broker/routing.py``).
 DEFAULT_UPSTREAM_CASE_INSENSITIVE = False
 DEFAULT_UPSTREAM_WINDOWS_PATHS = False
+# Extra request headers never passed upstream (the built-in identity deny-list always applies).
+DEFAULT_STRIP_REQUEST_HEADERS: tuple[str, ...] = ()
+# Extra origins a WebSocket upgrade may come from (the route's own origin is always allowed).
+DEFAULT_WEBSOCKET_ORIGINS: tuple[str, ...] = ()
 MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
@@ -71,6 +75,7 @@ class ServerConfig:
     keepalive_timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     worker_timeout: Duration = DEFAULT_WORKER_TIMEOUT
+    strip_request_headers: list[str] = field(default_factory=lambda: list(DEFAULT_STRIP_REQUEST_HEADERS))
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,7 @@ class RouteConfig:
     rewrite: str | None = None
     preserve_host: bool = False
     websockets: bool = True
+    websocket_origins: list[str] = field(default_factory=lambda: list(DEFAULT_WEBSOCKET_ORIGINS))
     tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
     connect_timeout: Duration = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
     read_timeout: Duration = DEFAULT_UPSTREAM_READ_TIMEOUT

@@ -30,6 +30,10 @@ SESSION_STORE_SCHEMES = frozenset(
 )
 UPSTREAM_SCHEMES = frozenset({"http", "https"})
 MAX_CONNECTIONS_LIMIT = 1_000_000
+# A configured header to strip: a header name, or a name prefix ending in "*".
+STRIP_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'+.^_`|~-]+\*?$")
+# Folded prefixes shorter than this would strip most headers ("X-*").
+MIN_STRIP_PREFIX = 4
 HEADER_CLAIMS = frozenset(
     {"sub", "tid", "oid", "name", "email", "preferred_username", "role", "roles", "groups", "login_code"}
 )
@@ -141,6 +145,18 @@ def _check_route(
             )
     if r.path.startswith("/") and widest_fold(r.path) is None:
         yield (*base, "path"), "has a segment that servers read differently (only dots/spaces, look-alikes)"
+    for j, origin in enumerate(r.websocket_origins):
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or f"{parts.scheme}://{parts.netloc}" != origin
+        ):
+            yield (
+                (*base, "websocket_origins", j),
+                f"must be an origin like https://app.example.com (got {origin!r})",
+            )
     for j, p in enumerate(r.public_paths):
         if not p.startswith("/"):
             yield (*base, "public_paths", j), "must start with '/'"
@@ -187,6 +203,15 @@ def _check_server(server: schema.ServerConfig) -> Iterator[tuple[KeyPath, str]]:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             yield ("server", "trusted_proxies", i), f"not an IP network (CIDR) {cidr!r}"
+    for i, name in enumerate(server.strip_request_headers):
+        folded = "".join(c for c in name.lower() if c.isascii() and c.isalnum())
+        if not STRIP_HEADER.match(name) or not folded:
+            yield ("server", "strip_request_headers", i), f"not a header name or 'Prefix-*' ({name!r})"
+        elif name.endswith("*") and len(folded) < MIN_STRIP_PREFIX:
+            yield (
+                ("server", "strip_request_headers", i),
+                f"prefix {name!r} is too short: it would strip most headers",
+            )
     for i, alias in enumerate(server.login_aliases):
         if not ALIAS.match(alias) or alias.startswith("/.auth/"):
             yield ("server", "login_aliases", i), "must be a path ending in '{code}', e.g. /login/{code}"

@@ -8,24 +8,41 @@ flag are dropped; anywhere else the broker refuses plain http at config time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
+from multidict import MultiMapping
+
+from broker.sessions.cookie_header import (
+    NO_COOKIES,
+    CookieMemo,
+    Crumb,
+    RequestCookies,
+    cookie_family,
+    forwardable,
+    parse_cookie_lines,
+)
 
 HOST_PREFIX = "__Host-"
 LOGIN_BINDING_MAX_AGE = 600  # as long as login state lives
+LOGIN_SUFFIX = "-login"
 _BINDING = re.compile(r"^[A-Za-z0-9_-]{32,64}$")
-PARSED_MEMO_SIZE = 4096
-# (Cookie header value, cookie name) -> that cookie's value: bounded, emptied when full.
-_parsed: dict[tuple[str, str], str | None] = {}
 
 
 @dataclass(frozen=True)
 class CookiePolicy:
-    """Name and flags of the session cookie, fixed at start-up from the config."""
+    """Name and flags of the session cookie, fixed at start-up from the config; reads Cookie headers."""
 
     name: str
     secure: bool
+    # Every cookie family the broker sets (session and login binding), whatever the prefix or case: none
+    # may cross to an upstream, and no upstream may set one.
+    families: frozenset[str] = field(init=False)
+    memo: CookieMemo = field(default_factory=CookieMemo, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        family = cookie_family(self.name)
+        object.__setattr__(self, "families", frozenset({family, family + LOGIN_SUFFIX}))
 
     @classmethod
     def for_public_url(cls, configured_name: str, public_url: str) -> CookiePolicy:
@@ -34,24 +51,28 @@ class CookiePolicy:
             return cls(configured_name, True)
         return cls(configured_name.removeprefix(HOST_PREFIX), False)
 
-    def read(self, request: web.Request) -> str | None:
-        """The ticket from the request's cookie, if any.
+    def cookies(self, headers: MultiMapping[str]) -> RequestCookies:
+        """The broker's cookies in these request headers and the Cookie header an upstream may see."""
+        lines = tuple(headers.getall(hdrs.COOKIE, ()))
+        if not lines:
+            return NO_COOKIES
+        known = self.memo.get(lines)
+        if known is None:
+            known = self._read(parse_cookie_lines(lines))
+            self.memo.put(lines, known)
+        return known
 
-        aiohttp's cookie parser costs ~19 us per request (as much as the rest of the session check), and a
-        browser sends the same ``Cookie`` header request after request: its result is remembered per
-        header value. The parsing itself stays aiohttp's.
-        """
-        raw = request.headers.get(hdrs.COOKIE)
-        if raw is None:
-            return None
-        key = (raw, self.name)
-        if key in _parsed:
-            return _parsed[key]
-        value = request.cookies.get(self.name)
-        if len(_parsed) >= PARSED_MEMO_SIZE:
-            _parsed.clear()
-        _parsed[key] = value
-        return value
+    def _read(self, crumbs: tuple[Crumb, ...]) -> RequestCookies:
+        binding = _only_value(crumbs, self.login_name)
+        return RequestCookies(
+            ticket=_only_value(crumbs, self.name),
+            login_binding=binding if binding is not None and _BINDING.match(binding) else None,
+            upstream=forwardable(crumbs, self.families),
+        )
+
+    def read(self, request: web.Request) -> str | None:
+        """The ticket from the request's cookie, if any."""
+        return self.cookies(request.headers).ticket
 
     def set(self, response: web.StreamResponse, ticket: str, max_age: int) -> None:
         """Store the ticket in the browser."""
@@ -62,12 +83,11 @@ class CookiePolicy:
     @property
     def login_name(self) -> str:
         """The cookie binding a login in progress to the browser that started it (login-CSRF defence)."""
-        return f"{self.name}-login"
+        return self.name + LOGIN_SUFFIX
 
     def read_login_binding(self, request: web.Request) -> str | None:
         """This browser's login-binding value, if it has a well-formed one."""
-        value = request.cookies.get(self.login_name, "")
-        return value if _BINDING.match(value) else None
+        return self.cookies(request.headers).login_binding
 
     def set_login_binding(self, response: web.StreamResponse, value: str) -> None:
         """Remember the binding for the length of a sign-in (SameSite=Lax: never sent cross-site)."""
@@ -84,3 +104,13 @@ class CookiePolicy:
     def clear(self, response: web.StreamResponse) -> None:
         """Remove the cookie from the browser."""
         response.del_cookie(self.name, path="/", secure=self.secure, httponly=True, samesite="Lax")
+
+
+def _only_value(crumbs: tuple[Crumb, ...], name: str) -> str | None:
+    """The value of the cookie named exactly ``name``; None when absent or sent with different values.
+
+    Two values under the broker's name come from a planted cookie (another path or a parent domain):
+    neither is trusted, so a planted cookie can neither shadow the real one nor be chosen over it.
+    """
+    values = {c.value for c in crumbs if c.name == name}
+    return values.pop() if len(values) == 1 else None

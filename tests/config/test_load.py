@@ -208,3 +208,44 @@ def test_routes_to_one_upstream_differing_only_by_folding_are_refused() -> None:
     assert "routes[2]: differs from routes[1] only by case or trailing dots/spaces" in text
     assert "routes[4].path: has a segment that servers read differently" in text
     assert len(info.value.problems) == 2  # /ADMIN on another upstream is fine
+
+
+@pytest.mark.parametrize(
+    ("server_extra", "route_extra", "message"),
+    [
+        ('strip_request_headers: ["X Bad"]', "", r"strip_request_headers\[0\]: not a header name"),
+        ('strip_request_headers: ["X-*"]', "", r"strip_request_headers\[0\]: prefix 'X-\*' is too short"),
+        ("", 'websocket_origins: ["https://app.example.com/"]', r"websocket_origins\[0\]: must be an origin"),
+        ("", 'websocket_origins: ["*"]', r"websocket_origins\[0\]: must be an origin"),
+        (
+            "",
+            'websocket_origins: ["https://u@app.example.com"]',
+            r"websocket_origins\[0\]: must be an origin",
+        ),
+    ],
+)
+def test_header_strip_list_and_websocket_origins_are_checked(
+    server_extra: str, route_extra: str, message: str
+) -> None:
+    text = GOOD.replace(
+        'public_url: "https://gw.example.com"', f'public_url: "https://gw.example.com", {server_extra}'
+    )
+    text = text.replace(
+        "allow: {login_codes: [contoso]}", f"allow: {{login_codes: [contoso]}}, {route_extra}"
+    )
+    text = text.replace(", }", "}")
+    with pytest.raises(ConfigError, match=message):
+        load_config_text(text, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+
+
+def test_header_strip_list_and_websocket_origins_accept_good_values() -> None:
+    text = GOOD.replace(
+        'public_url: "https://gw.example.com"',
+        'public_url: "https://gw.example.com", strip_request_headers: [X-Acme-User, X-Acme-Auth-*]',
+    ).replace(
+        "allow: {login_codes: [contoso]}",
+        "allow: {login_codes: [contoso]}, websocket_origins: [https://portal.example.com]",
+    )
+    config = load_config_text(text, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+    assert config.server.strip_request_headers == ["X-Acme-User", "X-Acme-Auth-*"]
+    assert config.routes[0].websocket_origins == ["https://portal.example.com"]

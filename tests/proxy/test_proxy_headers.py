@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from broker.proxy_headers import is_websocket_upgrade, response_headers, upstream_headers
+from broker.proxy_headers import HeaderFilter, is_websocket_upgrade, response_headers, upstream_headers
 from broker.websocket_relay import relayable_close_code
 
 
@@ -24,7 +24,7 @@ def test_request_hop_by_hop_and_connection_listed_headers_are_dropped() -> None:
         ("Expect", "100-continue"),
         ("Accept", "text/plain"),
     )
-    out = upstream_headers(incoming, protected=(), cookie_name="broker", added={})
+    out = upstream_headers(incoming, dropped=HeaderFilter.build(()), cookie=None, added={})
     assert list(out.items()) == [("Accept", "text/plain")]
 
 
@@ -38,7 +38,7 @@ def test_websocket_handshake_headers_are_made_afresh_upstream() -> None:
         ("Origin", "https://wiki.example.com"),
     )
     assert is_websocket_upgrade(incoming)
-    out = upstream_headers(incoming, protected=(), cookie_name="broker", added={}, websocket=True)
+    out = upstream_headers(incoming, dropped=HeaderFilter.build(()), cookie=None, added={}, websocket=True)
     assert list(out.items()) == [("Origin", "https://wiki.example.com")]
 
 
@@ -64,7 +64,8 @@ def test_response_hop_by_hop_dropped_and_every_set_cookie_kept() -> None:
         ("Set-Cookie", "b=2; Path=/; HttpOnly"),
         ("Location", "http://elsewhere.example/x"),
     )
-    out = response_headers(incoming)
+    out, refused = response_headers(incoming, frozenset({"broker", "broker-login"}))
+    assert refused == []
     assert out.getall("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/; HttpOnly"]
     assert out["Location"] == "http://elsewhere.example/x"
     assert set(out) == {"Set-Cookie", "Location"}

@@ -55,12 +55,21 @@ class Target:
 RECORDER_URL = "{recorder}"
 
 
+@pytest.fixture
+async def target(tmp_path: Path) -> AsyncIterator[Target]:
+    """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
+    async with running_target(tmp_path) as running:
+        yield running
+
+
 @asynccontextmanager
-async def started_target(
-    tmp_path: Path, extra_routes: Sequence[dict[str, Any]] = ()
+async def running_target(
+    tmp_path: Path,
+    server: dict[str, Any] | None = None,
+    routes_more: Sequence[dict[str, Any]] = (),
 ) -> AsyncIterator[Target]:
-    """The stack with the recorder's ``/rec/`` and ``/recsecure/`` routes, plus ``extra_routes`` (an
-    ``upstream`` of ``{recorder}`` is the recorder's URL). Memory store."""
+    """The ``target`` stack; ``server`` overrides keys of the server section, ``routes_more`` adds routes
+    whose ``upstream`` is ``{recorder}`` (the recording upstream's URL)."""
     app, recorder = recording_app()
     runner, upstream = await serve_on(app)
     routes: list[dict[str, Any]] = [
@@ -73,16 +82,9 @@ async def started_target(
             "headers": {"X-Remote-User": "preferred_username"},
         },
     ]
-    routes += [{**r, "upstream": str(r["upstream"]).replace(RECORDER_URL, upstream)} for r in extra_routes]
+    routes += [{**r, "upstream": str(r["upstream"]).replace(RECORDER_URL, upstream)} for r in routes_more]
     try:
-        async with running_stack("memory", tmp_path, {}, routes_extra=routes) as stack:
+        async with running_stack("memory", tmp_path, {}, routes_extra=routes, server=server) as stack:
             yield Target(stack, recorder)
     finally:
         await runner.cleanup()
-
-
-@pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[Target]:
-    """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
-    async with started_target(tmp_path) as started:
-        yield started

@@ -14,7 +14,7 @@ import pytest
 from broker.config.schema import RouteConfig
 from broker.host_header import parse_host
 from broker.routing import RouteTable
-from tests.security.conftest import RECORDER_URL, Target, started_target
+from tests.security.conftest import RECORDER_URL, Target, running_target
 from tests.security.test_requests import signed_in_cookie
 
 BAD_HOSTS = [
@@ -45,7 +45,7 @@ async def named(tmp_path: Path) -> AsyncIterator[Target]:
         {"host": "gw.example", "path": "/pub/", "upstream": RECORDER_URL, "auth": "public"},
         {"host": "gw.example", "path": "/app/", "upstream": RECORDER_URL, "allow": contoso_only},
     ]
-    async with started_target(tmp_path, routes) as target:
+    async with running_target(tmp_path, routes_more=routes) as target:
         yield target
 
 

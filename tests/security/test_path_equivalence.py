@@ -21,7 +21,7 @@ from yarl import URL
 
 from broker.config.schema import RouteConfig, UpstreamPathsConfig
 from broker.routing import AmbiguousRoute, RouteTable, matching_path
-from tests.security.conftest import HOST, RECORDER_URL, Target, started_target
+from tests.security.conftest import HOST, RECORDER_URL, Target, running_target
 from tests.support.stack import ADELE, ALEX
 from tests.support.upstreams import recording_app, serve_on
 
@@ -43,7 +43,7 @@ async def paths(tmp_path: Path) -> AsyncIterator[tuple[Target, Target]]:
         {"host": HOST, "path": "/iis/upload/", "upstream": iis, "auth": "public", "upstream_paths": FOLDING},
     ]
     try:
-        async with started_target(tmp_path, routes) as plain:
+        async with running_target(tmp_path, routes_more=routes) as plain:
             yield plain, Target(plain.stack, iis_recorder)
     finally:
         await runner.cleanup()

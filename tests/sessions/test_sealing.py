@@ -64,11 +64,11 @@ def test_cookie_policy_is_secure_with_host_prefix_on_https() -> None:
 
 
 def test_cookie_reading_is_memoised_per_header_value_without_mixing_them_up() -> None:
-    """The memo is keyed by the whole Cookie header and the cookie name: another header, another answer."""
+    """The memo (one per policy, so one per gateway) is keyed by the whole Cookie header lines."""
     from aiohttp.test_utils import make_mocked_request
 
-    from broker.sessions import cookie as cookie_module
-    from broker.sessions.cookie import PARSED_MEMO_SIZE, CookiePolicy
+    from broker.sessions.cookie import CookiePolicy
+    from broker.sessions.cookie_header import MEMO_SIZE
 
     policy = CookiePolicy.for_public_url("__Host-broker", "https://gw.example.com")
     other = CookiePolicy.for_public_url("__Host-other", "https://gw.example.com")
@@ -83,7 +83,8 @@ def test_cookie_reading_is_memoised_per_header_value_without_mixing_them_up() ->
         assert read(other, "__Host-broker=v1.a.b; theme=dark") is None
         assert read(policy, "theme=dark") is None
         assert read(policy, None) is None
-    for n in range(PARSED_MEMO_SIZE + 10):
+    for n in range(MEMO_SIZE + 10):
         read(policy, f"__Host-broker=v1.{n}.x")
-    assert len(cookie_module._parsed) <= PARSED_MEMO_SIZE
+    assert len(policy.memo) <= MEMO_SIZE
+    assert len(other.memo) == 1  # its own memo: nothing of the other policy's
     assert read(policy, "__Host-broker=v1.a.b; theme=dark") == "v1.a.b"

@@ -158,6 +158,17 @@ async def early(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def set_cookie(request: web.Request) -> web.Response:
+    """Answer with each ``c`` query value as a ``Set-Cookie`` line and each ``c2`` as ``Set-Cookie2``."""
+    _seen(request)
+    response = web.Response(text="cookies")
+    for line in request.query.getall("c", []):
+        response.headers.add("Set-Cookie", line)
+    for line in request.query.getall("c2", []):
+        response.headers.add("Set-Cookie2", line)
+    return response
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     """Echo text and binary; ``close:<code>`` closes from this side; the client's close code is recorded."""
     _seen(request)
@@ -188,6 +199,7 @@ def recording_app() -> tuple[web.Application, Recorder]:
     app.router.add_get("/reset-small", reset_small)
     app.router.add_post("/early", early)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/{prefix:.*}set-cookie", set_cookie)  # under any route prefix
     app.router.add_route("*", "/{tail:.*}", echo)
     return app, recorder
 

@@ -34,6 +34,13 @@ DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
 DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+# Login starts per client address (token bucket, per process): sustained rate and burst. 30 at once covers an
+# office behind one NAT arriving at 9:00; 10/s sustained is 600 sign-ins a minute from one address, far more
+# than any real office, while one flooding address stays far below the cap on outstanding states.
+DEFAULT_LOGIN_RATE_PER_SECOND = 10.0
+DEFAULT_LOGIN_RATE_BURST = 30
+# Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
+DEFAULT_MAX_PENDING_LOGINS = 100_000
 MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
@@ -42,6 +49,13 @@ SecretMethod = Literal["post", "basic"]
 Prompt = Literal["login", "select_account", "consent", "none"]
 GroupsOverage = Literal["deny", "graph"]
 EntraLogout = Literal["offer", "always", "never"]
+WithoutRefreshToken = Literal["id_token", "session"]
+
+# "id_token": a session without a refresh token ends when its ID token expires (nothing can re-validate the
+# user, so revocation at Entra is seen within the token's lifetime, about an hour). "session": it lasts
+# for the broker session's own idle_timeout/lifetime (as mod_auth_openidc does); opt-in, because a user
+# disabled at Entra keeps access until then.
+DEFAULT_WITHOUT_REFRESH_TOKEN: WithoutRefreshToken = "id_token"
 
 
 @dataclass(frozen=True)
@@ -56,6 +70,8 @@ class ServerConfig:
     metrics_listen: str | None = None
     shutdown_timeout: Duration = DEFAULT_SHUTDOWN_TIMEOUT
     access_log: bool = True
+    login_rate_per_second: float = DEFAULT_LOGIN_RATE_PER_SECOND
+    login_rate_burst: int = DEFAULT_LOGIN_RATE_BURST
 
 
 @dataclass(frozen=True)
@@ -79,6 +95,8 @@ class SessionsConfig:
     refresh_before: Duration = DEFAULT_REFRESH_BEFORE
     revalidate_every: Duration | None = None
     cache_ttl: Duration = DEFAULT_SESSION_CACHE_TTL
+    max_pending_logins: int = DEFAULT_MAX_PENDING_LOGINS
+    without_refresh_token: WithoutRefreshToken = DEFAULT_WITHOUT_REFRESH_TOKEN
 
 
 @dataclass(frozen=True)

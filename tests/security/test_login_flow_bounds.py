@@ -5,14 +5,17 @@ stack (dev IdP, gateway, backend, memory or Redis store)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
 import redis.asyncio as redis
+from aiohttp import web
 
 from broker.metrics import METRICS
+from broker.runtime import GATEWAY
 from tests.support.stack import ADELE, ALEX, CONTOSO_CLIENT, Stack, running_stack
 from tests.support.traffic import OffsetClock
 
@@ -31,11 +34,15 @@ async def started_state(stack: Stack, browser: aiohttp.ClientSession) -> str:
         return state_of(r.headers["Location"])
 
 
-def logins_series(stack: Stack) -> set[str]:
-    """The ``broker_logins_total`` series the metrics endpoint would list (its exact text)."""
+def gateway_app(stack: Stack) -> web.Application:
     app = stack.runners[-1].app
     assert app is not None
-    text = app[METRICS].exposition().decode()
+    return app
+
+
+def logins_series(stack: Stack) -> set[str]:
+    """The ``broker_logins_total`` series the metrics endpoint would list (its exact text)."""
+    text = gateway_app(stack)[METRICS].exposition().decode()
     return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line.startswith("broker_logins_total{")}
 
 
@@ -198,8 +205,13 @@ async def test_callback_retried_after_an_idp_outage_completes_once(tmp_path: Pat
             await stack.resume_idp()
         assert (await stack.post_callback(browser, form)).status == 303
         assert (await stack.whoami(browser, "/"))[0] == 200
-        replay = await stack.post_callback(browser, form)  # single-use once redeemed
-        assert replay.status == 400 and "Please sign in again" in await replay.text()
+        gateway = gateway_app(stack)[GATEWAY].current
+        assert await gateway.pending_logins.read(form.fields["state"], time.time()) is None  # consumed
+        replay = await stack.post_callback(browser, form)  # refused by the state, before the IdP is asked
+        assert (
+            replay.status == 400
+            and "took too long or this sign-in link was already used" in await replay.text()
+        )
 
 
 # --- Sessions without a refresh token --------------------------------------------------------------

@@ -4,6 +4,7 @@ stack (dev IdP, gateway, backend, memory or Redis store)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -141,24 +142,23 @@ async def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(tm
 
 
 async def test_outstanding_login_states_are_capped_oldest_first(tmp_path: Path, fresh_redis_url: str) -> None:
-    async with running_stack(fresh_redis_url, tmp_path, {}, sessions={"max_pending_logins": 3}) as stack:
-        async with stack.browser() as oldest:
-            oldest_form = await stack.pick_user(
-                oldest, await stack.start_login(oldest, "contoso"), ALEX.username
-            )
-            newer = [stack.browser() for _ in range(3)]
-            pages = [await stack.start_login(b, "contoso") for b in newer]
-            client = redis.Redis.from_url(fresh_redis_url)
-            try:
-                assert len(await client.keys("broker:st:*")) == 3
-            finally:
-                await client.aclose()
-            resp = await stack.post_callback(oldest, oldest_form)
-            assert resp.status == 400 and "Please sign in again" in await resp.text()
-            form = await stack.pick_user(newer[-1], pages[-1], ADELE.username)
-            assert (await stack.post_callback(newer[-1], form)).status == 303
-            for browser in newer:
-                await browser.close()
+    async with (
+        running_stack(fresh_redis_url, tmp_path, {}, sessions={"max_pending_logins": 3}) as stack,
+        contextlib.AsyncExitStack() as browsers,
+    ):
+        oldest = await browsers.enter_async_context(stack.browser())
+        oldest_form = await stack.pick_user(oldest, await stack.start_login(oldest, "contoso"), ALEX.username)
+        newer = [await browsers.enter_async_context(stack.browser()) for _ in range(3)]
+        pages = [await stack.start_login(b, "contoso") for b in newer]
+        client = redis.Redis.from_url(fresh_redis_url)
+        try:
+            assert len(await client.keys("broker:st:*")) == 3
+        finally:
+            await client.aclose()
+        resp = await stack.post_callback(oldest, oldest_form)
+        assert resp.status == 400 and "Please sign in again" in await resp.text()
+        form = await stack.pick_user(newer[-1], pages[-1], ADELE.username)
+        assert (await stack.post_callback(newer[-1], form)).status == 303
 
 
 # --- Logout interop ---------------------------------------------------------------------------------

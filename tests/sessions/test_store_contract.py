@@ -304,6 +304,7 @@ async def test_capped_add_drops_the_oldest_past_the_cap_and_forgets_the_expired(
     assert await peer.capped_add("order", "d", now + 100, 2, 60) == []
     assert await store.capped_add("order", "e", now + 101, 2, 60) == []
     assert await store.capped_add("order", "f", now + 102, 2, 60) == ["d"]
+    assert await peer.capped_add("order", "g", now + 103, 2, 60) == ["e"]  # d really left the set
 
 
 # -- broadcast (session cache invalidations) ---------------------------------------------------------------

@@ -76,8 +76,7 @@ async def test_catch_all_route_and_other_ports_or_schemes_are_no_return_targets(
 
 
 async def test_long_aadsts_codes_give_no_500_and_no_new_metric_series(tmp_path: Path) -> None:
-    server = {"login_rate_per_second": 1000, "login_rate_burst": 1000}
-    async with running_stack("memory", tmp_path, {}, server=server) as stack, stack.browser() as browser:
+    async with running_stack("memory", tmp_path, {}) as stack, stack.browser() as browser:
 
         async def entra_error(description: str) -> aiohttp.ClientResponse:
             state = await started_state(stack, browser)

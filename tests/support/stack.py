@@ -90,7 +90,14 @@ def gateway_config(
 ) -> dict[str, Any]:
     """A gateway config like an operator's, pointing at the loopback servers (as a dict to tweak)."""
     return {
-        "server": {"public_url": f"http://127.0.0.1:{gw_port}", "login_aliases": ["/login/{code}"]},
+        "server": {
+            "public_url": f"http://127.0.0.1:{gw_port}",
+            "login_aliases": ["/login/{code}"],
+            # Every test client is 127.0.0.1, one "office" far busier than any real one (load and traffic
+            # tests start many sign-ins a second); the flood tests set their own, low, limits.
+            "login_rate_per_second": 1000,
+            "login_rate_burst": 1000,
+        },
         "sessions": {"store": store},
         "signing": {"keys": [str(key_file)]},
         "tenants": {

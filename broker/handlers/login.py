@@ -161,7 +161,7 @@ async def choose(request: web.Request) -> web.StreamResponse:
     """POST /.auth/login: find the company by login code, or by the domain of a work email."""
     gw = gateway_of(request)
     form = await request.post()
-    who = str(form.get("who", "")).strip().lower()
+    who = str(form.get("who", ""))[:MAX_LOGIN_HINT].strip().lower()  # an email address fits in 256
     rd = safe_return_to(str(form.get("rd", "")), gw.return_targets.allows)
     code = _find_company(gw, who)
     if code is None:

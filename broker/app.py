@@ -177,6 +177,7 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
             config.sessions.refresh_before,
             config.sessions.revalidate_every,
             services.metrics,
+            config.sessions.without_refresh_token,
         ),
         forwarding=forwarding,
         clock=services.clock,

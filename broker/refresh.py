@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
-from broker.config.schema import TenantConfig
+from broker.config.schema import DEFAULT_WITHOUT_REFRESH_TOKEN, TenantConfig, WithoutRefreshToken
 from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable, InvalidToken
 from broker.metrics import Metrics
 from broker.observability import audit
@@ -65,6 +65,8 @@ class SessionRefresher:
     refresh_before: float
     revalidate_every: float | None
     metrics: Metrics | None = None
+    # ``sessions.without_refresh_token``: what a session the IdP gave no refresh token is worth (schema.py).
+    without_refresh_token: WithoutRefreshToken = DEFAULT_WITHOUT_REFRESH_TOKEN
 
     def _count(self, company: str, result: str) -> None:
         if self.metrics is not None:
@@ -79,8 +81,10 @@ class SessionRefresher:
         if not self.due(session, now):
             return session
         if session.refresh_token is None:
-            # Without a refresh token nothing can re-validate the user: the ID token bounds the session.
-            if now < session.id_token_expires_at:
+            # Nothing can re-validate the user. "session" keeps the session for the manager's idle_timeout and
+            # lifetime (a user disabled at Entra keeps access until then); "id_token" (the default) ends it
+            # with the ID token, the longest the IdP vouched for the user.
+            if self.without_refresh_token == "session" or now < session.id_token_expires_at:
                 return session
             await self.sessions.revoke(key.storage_id())
             return None

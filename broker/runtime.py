@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,14 +20,17 @@ from aiohttp import web
 from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity import AssertionSigner
 from broker.identity_headers import IdentityHeaders
+from broker.login_rate import LoginRateLimiter
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
 from broker.proxy_headers import Forwarding
+from broker.redirects import ReturnTargets
 from broker.refresh import SessionRefresher
 from broker.routing import RouteTable, split_host
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
 from broker.sessions.model import Session
+from broker.sessions.pending_logins import PendingLogins
 from broker.upstream_clients import UpstreamClients
 
 
@@ -63,6 +67,22 @@ class Gateway:
     def is_known_host(self, host: str) -> bool:
         """A host the broker serves: the public URL's or one a route names."""
         return split_host(host) == self.public_host() or self.routes.routes_host(host)
+
+    @cached_property
+    def return_targets(self) -> ReturnTargets:
+        """Where absolute return URLs may point: the origins this config serves (built once per config)."""
+        return ReturnTargets.served(self.config.server.public_url, (r.host for r in self.config.routes))
+
+    @cached_property
+    def pending_logins(self) -> PendingLogins:
+        """Login state between ``/start`` and the callback, capped (``sessions.max_pending_logins``)."""
+        return PendingLogins(self.sessions.store, self.config.sessions.max_pending_logins)
+
+    @cached_property
+    def login_limiter(self) -> LoginRateLimiter:
+        """Sign-in starts per client address in this process (a reload starts it afresh)."""
+        server = self.config.server
+        return LoginRateLimiter(server.login_rate_per_second, server.login_rate_burst)
 
     def origin_for(self, request: web.Request) -> str:
         """The origin to build callback/logout URLs on: the request's host when the broker serves it.

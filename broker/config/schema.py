@@ -49,6 +49,13 @@ DEFAULT_UPSTREAM_WINDOWS_PATHS = False
 DEFAULT_STRIP_REQUEST_HEADERS: tuple[str, ...] = ()
 # Extra origins a WebSocket upgrade may come from (the route's own origin is always allowed).
 DEFAULT_WEBSOCKET_ORIGINS: tuple[str, ...] = ()
+# Login starts per client address (token bucket, per process): sustained rate and burst. 30 at once covers an
+# office behind one NAT arriving at 9:00; 10/s sustained is 600 sign-ins a minute from one address, far more
+# than any real office, while one flooding address stays far below the cap on outstanding states.
+DEFAULT_LOGIN_RATE_PER_SECOND = 10.0
+DEFAULT_LOGIN_RATE_BURST = 30
+# Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
+DEFAULT_MAX_PENDING_LOGINS = 100_000
 MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
@@ -57,6 +64,13 @@ SecretMethod = Literal["post", "basic"]
 Prompt = Literal["login", "select_account", "consent", "none"]
 GroupsOverage = Literal["deny", "graph"]
 EntraLogout = Literal["offer", "always", "never"]
+WithoutRefreshToken = Literal["id_token", "session"]
+
+# "id_token": a session without a refresh token ends when its ID token expires (nothing can re-validate the
+# user, so revocation at Entra is seen within the token's lifetime, about an hour). "session": it lasts
+# for the broker session's own idle_timeout/lifetime (as mod_auth_openidc does); opt-in, because a user
+# disabled at Entra keeps access until then.
+DEFAULT_WITHOUT_REFRESH_TOKEN: WithoutRefreshToken = "id_token"
 
 
 @dataclass(frozen=True)
@@ -76,6 +90,8 @@ class ServerConfig:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     worker_timeout: Duration = DEFAULT_WORKER_TIMEOUT
     strip_request_headers: list[str] = field(default_factory=lambda: list(DEFAULT_STRIP_REQUEST_HEADERS))
+    login_rate_per_second: float = DEFAULT_LOGIN_RATE_PER_SECOND
+    login_rate_burst: int = DEFAULT_LOGIN_RATE_BURST
 
 
 @dataclass(frozen=True)
@@ -99,6 +115,8 @@ class SessionsConfig:
     refresh_before: Duration = DEFAULT_REFRESH_BEFORE
     revalidate_every: Duration | None = None
     cache_ttl: Duration = DEFAULT_SESSION_CACHE_TTL
+    max_pending_logins: int = DEFAULT_MAX_PENDING_LOGINS
+    without_refresh_token: WithoutRefreshToken = DEFAULT_WITHOUT_REFRESH_TOKEN
 
 
 @dataclass(frozen=True)

@@ -194,6 +194,10 @@ def _check_server(server: schema.ServerConfig) -> Iterator[tuple[KeyPath, str]]:
         yield ("server", "worker_timeout"), f"must be at least {2 * beat:g}s (workers beat every {beat:g}s)"
     if not 1 <= server.max_connections <= MAX_CONNECTIONS_LIMIT:
         yield ("server", "max_connections"), f"must be between 1 and {MAX_CONNECTIONS_LIMIT}"
+    if not server.login_rate_per_second > 0:
+        yield ("server", "login_rate_per_second"), "must be positive"
+    if server.login_rate_burst < 1:
+        yield ("server", "login_rate_burst"), "must be at least 1"
     for name in ("listen", "metrics_listen"):
         value = getattr(server, name)
         if value is not None and not LISTEN.match(value):
@@ -230,6 +234,8 @@ def _check_sessions(sessions: schema.SessionsConfig, parts: Sections) -> Iterato
             yield ("sessions", "tls", name), f"file {parts.base_dir / tls_path} does not exist"
     if sessions.idle_timeout <= 0 or sessions.lifetime <= 0:
         yield ("sessions",), "idle_timeout and lifetime must be positive"
+    if sessions.max_pending_logins < 1:
+        yield ("sessions", "max_pending_logins"), "must be at least 1"
 
 
 def _check_workers_share_sessions(

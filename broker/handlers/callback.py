@@ -1,4 +1,5 @@
-"""``/.auth/callback``: consume the state, redeem the code, validate the ID token, create the session.
+"""``/.auth/callback``: check the state, redeem the code, consume the state, validate the ID token, create
+the session.
 
 With ``response_mode=form_post`` Entra POSTs here cross-site, so SameSite=Lax cookies are not sent: all
 login context lives server-side under the ``state`` value (ENTRA.md). The session gets a fresh id,
@@ -28,9 +29,13 @@ from broker.pages import views
 from broker.policy import identity_from_claims, string_list
 from broker.runtime import Gateway, gateway_of, request_id_of
 from broker.sessions.model import LoginState, Session
+from broker.sessions.pending_logins import MAX_STATE_LENGTH
 from broker.sessions.sealing import SealKey
 
 log = logging.getLogger(__name__)
+
+# Entra's codes are around 1-2 KB; anything much longer is not a code (and is never sent on to the IdP).
+MAX_CODE_LENGTH = 8192
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
@@ -38,22 +43,16 @@ async def callback(request: web.Request) -> web.StreamResponse:
     gw = gateway_of(request)
     params: Mapping[str, Any] = await request.post() if request.method == "POST" else request.query
     binding = gw.cookie.read_login_binding(request)
-    well_formed = SealKey.parse(str(params.get("state", ""))) is not None
+    state_value = str(params.get("state", ""))
+    well_formed = len(state_value) <= MAX_STATE_LENGTH and SealKey.parse(state_value) is not None
     if binding is None and request.method == "POST" and params.get("bounced") != "1" and well_formed:
         # A cross-site form_post arrives without our SameSite=Lax cookies: re-post it same-site first.
         return views.callback_bounce({k: str(v) for k, v in params.items()}, request_id_of(request))
-    state_value = str(params.get("state", ""))
-    login = await gw.sessions.take_login_state(state_value, gw.clock()) if state_value else None
+    # Read, not consume: the browser binding is checked first (anyone who merely saw a state must not be
+    # able to spend it), and the state is consumed only once its code was redeemed (see ``_complete``).
+    login = await gw.pending_logins.read(state_value, gw.clock()) if well_formed else None
     if login is None:
-        audit("login_failure", why="state unknown, replayed or expired")
-        _count(request, "unknown", "state")
-        return views.simple(
-            "Please sign in again",
-            "Your sign-in took too long or this sign-in link was already used. Start again.",
-            400,
-            request_id_of(request),
-            link=("/.auth/login", "Start again"),
-        )
+        return _state_unusable(request)
     tenant = gw.tenant(login.login_code)
     retry = login_path(login.login_code, login.return_to)
     if binding is None or not hmac.compare_digest(binding_hash(binding), login.browser_binding):
@@ -73,11 +72,17 @@ async def callback(request: web.Request) -> web.StreamResponse:
             "Company not found", "This company can no longer sign in here.", 400, request_id_of(request)
         )
     if "error" in params:
+        # Entra ended this sign-in: the state is spent (a new attempt starts a new login).
+        await gw.pending_logins.take(state_value, gw.clock())
         return _entra_error(
-            request, login, retry, str(params["error"]), str(params.get("error_description", ""))
+            request,
+            login,
+            retry,
+            aadsts.bounded_error(str(params["error"])),
+            aadsts.bounded_description(str(params.get("error_description", ""))),
         )
     code = str(params.get("code", ""))
-    if not code:
+    if not code or len(code) > MAX_CODE_LENGTH:
         return views.simple(
             "Please sign in again",
             "The sign-in answer was incomplete.",
@@ -85,12 +90,35 @@ async def callback(request: web.Request) -> web.StreamResponse:
             request_id_of(request),
             link=(retry, "Try again"),
         )
-    return await _complete(request, gw, tenant, login, code, retry)
+    return await _complete(request, gw, tenant, login, state_value, code, retry)
+
+
+def _state_unusable(request: web.Request) -> web.StreamResponse:
+    """The answer to a callback whose state is unknown, already used, evicted or expired."""
+    audit("login_failure", why="state unknown, replayed or expired")
+    _count(request, "unknown", "state")
+    return views.simple(
+        "Please sign in again",
+        "Your sign-in took too long or this sign-in link was already used. Start again.",
+        400,
+        request_id_of(request),
+        link=("/.auth/login", "Start again"),
+    )
 
 
 async def _complete(
-    request: web.Request, gw: Gateway, tenant: TenantConfig, login: LoginState, code: str, retry: str
+    request: web.Request,
+    gw: Gateway,
+    tenant: TenantConfig,
+    login: LoginState,
+    state: str,
+    code: str,
+    retry: str,
 ) -> web.StreamResponse:
+    # Until the code is redeemed the state stays: if the IdP is unreachable (a 503 from the middleware),
+    # the user's retry of the same callback works. A code is single-use at the IdP, so a replay of an
+    # already-redeemed code fails there whatever the state says; and PKCE ties the code to this state's
+    # verifier, so another login's code fails too.
     metadata = await gw.discovery.metadata(source_of(tenant))
     try:
         tokens = await redeem_code(
@@ -104,10 +132,21 @@ async def _complete(
             now=gw.clock(),
         )
     except IdentityProviderRejected as exc:
+        await gw.pending_logins.take(state, gw.clock())  # a refused code cannot be retried: spent
         return _entra_error(
-            request, login, retry, exc.error, exc.description, exc.error_codes, exc.correlation_id
+            request,
+            login,
+            retry,
+            aadsts.bounded_error(exc.error),
+            aadsts.bounded_description(exc.description),
+            exc.error_codes,
+            exc.correlation_id,
         )
     now = gw.clock()
+    if await gw.pending_logins.take(state, now) is None:
+        # Consumed atomically (GETDEL on Redis) after a successful redemption: of two concurrent callbacks
+        # with the same state (and each its own valid code), exactly one creates a session.
+        return _state_unusable(request)
     try:
         claims = await verify_id_token(
             gw.discovery, tenant, metadata, tokens.id_token, nonce=login.nonce, now=now
@@ -154,9 +193,10 @@ async def _complete(
     return response
 
 
-def _count(request: web.Request, company: str, result: str, aadsts: int | None = None) -> None:
+def _count(request: web.Request, company: str, result: str, code: int | None = None) -> None:
+    """``broker_logins_total``: every label from a closed set (login codes, results, explained AADSTS)."""
     if METRICS in request.app:
-        request.app[METRICS].logins.labels(company, result, str(aadsts or "")).inc()
+        request.app[METRICS].logins.labels(company, result, aadsts.metric_label(code)).inc()
 
 
 async def _overage_groups(

@@ -14,6 +14,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from broker.login_rate import client_key
+from broker.middleware import error_response
 from broker.oidc.client import PkcePair, authorize_url, new_nonce
 from broker.oidc.verifier import source_of
 from broker.pages import views
@@ -40,7 +42,7 @@ def _unknown(request: web.Request, gw: Gateway, code: str) -> web.Response:
 
 
 def _return_to(request: web.Request, gw: Gateway) -> str:
-    return safe_return_to(request.query.get("rd"), gw.is_known_host)
+    return safe_return_to(request.query.get("rd"), gw.return_targets.allows)
 
 
 async def company_page(request: web.Request) -> web.StreamResponse:
@@ -78,6 +80,9 @@ async def start(request: web.Request) -> web.StreamResponse:
     tenant = gw.tenant(code)
     if tenant is None:
         return _unknown(request, gw, code)
+    limited = _rate_limited(request, gw)
+    if limited is not None:
+        return limited
     metadata = await gw.discovery.metadata(source_of(tenant))
     pkce = PkcePair.new()
     nonce = new_nonce()
@@ -85,7 +90,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     # Bind the login to this browser (login CSRF, RFC 6749 10.12): the callback must come back with the
     # cookie whose hash the state holds. An existing binding is reused so logins in several tabs work.
     binding = gw.cookie.read_login_binding(request) or secrets.token_urlsafe(32)
-    state = await gw.sessions.save_login_state(
+    state = await gw.pending_logins.save(
         LoginState(
             code,
             nonce,
@@ -118,6 +123,29 @@ async def start(request: web.Request) -> web.StreamResponse:
     raise redirect
 
 
+def _rate_limited(request: web.Request, gw: Gateway) -> web.Response | None:
+    """A 429 with ``Retry-After`` when this client starts sign-ins faster than ``server.login_rate_*``.
+
+    Each start stores login state, so a flood would fill the store; one client's flood only slows that
+    client (other addresses keep their own buckets)."""
+    client = client_key(request.remote, request.headers.getall("X-Forwarded-For", []), gw.forwarding.trusted)
+    wait = gw.login_limiter.retry_after(client, gw.clock())
+    if not wait:
+        return None
+    # debug only: a flood would otherwise turn into a flood of log lines
+    log.debug("login start rate limited", extra={"event": "login_rate_limited"})
+    response = error_response(
+        request,
+        429,
+        "Too many sign-in attempts",
+        f"Too many sign-ins were started from your network. Wait {wait} seconds and try again.",
+        "too_many_logins",
+    )
+    response.headers["Retry-After"] = str(wait)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def binding_hash(binding: str) -> str:
     """What login state stores of the browser's binding cookie (the cookie itself stays in the browser)."""
     return hashlib.sha256(binding.encode()).hexdigest()
@@ -133,8 +161,8 @@ async def choose(request: web.Request) -> web.StreamResponse:
     """POST /.auth/login: find the company by login code, or by the domain of a work email."""
     gw = gateway_of(request)
     form = await request.post()
-    who = str(form.get("who", "")).strip().lower()
-    rd = safe_return_to(str(form.get("rd", "")), gw.is_known_host)
+    who = str(form.get("who", ""))[:MAX_LOGIN_HINT].strip().lower()  # an email address fits in 256
+    rd = safe_return_to(str(form.get("rd", "")), gw.return_targets.allows)
     code = _find_company(gw, who)
     if code is None:
         return views.chooser(

@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_AADSTS = re.compile(r"AADSTS(\d+)")
+# Everything here reads attacker-controlled text (the callback's ``error_description``): the text is cut
+# to MAX_DESCRIPTION before any regex runs, and only AADSTS numbers of at most MAX_CODE_DIGITS digits count
+# (Entra's codes have 5-7 digits; ``int()`` over thousands of digits raises or burns CPU).
+MAX_DESCRIPTION = 1024
+MAX_ERROR = 64
+MAX_CODE_DIGITS = 9
+_AADSTS = re.compile(r"AADSTS(\d{1,9})(?!\d)")  # at most MAX_CODE_DIGITS digits
 _CORRELATION = re.compile(r"Correlation ID:\s*([0-9a-fA-F-]{36})")
+OTHER_LABEL = "other"
 
 
 @dataclass(frozen=True)
@@ -114,17 +121,37 @@ _FALLBACK = Explanation(
 )
 
 
+def bounded_description(description: str) -> str:
+    """An ``error_description`` cut to what the gateway ever reads or shows (before any parsing)."""
+    return description[:MAX_DESCRIPTION]
+
+
+def bounded_error(error: str) -> str:
+    """An OAuth ``error`` name cut to a sane length (the real ones are short ASCII tokens)."""
+    return error[:MAX_ERROR]
+
+
 def aadsts_code(description: str, error_codes: tuple[int, ...] = ()) -> int | None:
-    """The AADSTS number of an error, from ``error_codes`` or the description text."""
-    if error_codes:
-        return error_codes[0]
-    match = _AADSTS.search(description)
+    """The AADSTS number of an error, from ``error_codes`` or the description text (bounded digit runs)."""
+    codes = [c for c in error_codes if 0 < c < 10**MAX_CODE_DIGITS]
+    if codes:
+        return codes[0]
+    match = _AADSTS.search(bounded_description(description))
     return int(match.group(1)) if match else None
+
+
+def metric_label(code: int | None) -> str:
+    """The ``aadsts`` metric label: a code the gateway explains, ``other`` for any other, '' for none.
+
+    Labels come from this closed set so that nobody can create metric series by sending made-up codes."""
+    if code is None:
+        return ""
+    return str(code) if code in _CATALOGUE else OTHER_LABEL
 
 
 def correlation_id(description: str) -> str:
     """The correlation ID embedded in an ``error_description``, or ''."""
-    match = _CORRELATION.search(description)
+    match = _CORRELATION.search(bounded_description(description))
     return match.group(1) if match else ""
 
 

@@ -1,7 +1,7 @@
 """Sessions and login state on top of a ``SessionStore``: tickets in, sealed records out.
 
 The cookie holds a ticket ``v1.{id}.{key}``; the store holds AES-GCM ciphertext under a hash of the id
-(see ``sealing.py``). Login state uses the same sealing, with ``{id}.{key}`` as the OAuth ``state``.
+(see ``sealing.py``). Login state uses the same sealing (``pending_logins.py``).
 
 Indexes let the broker find sessions without being able to read them: by Entra session (``tid``+``sid``,
 for front-channel logout), by user (``tid``+``oid``, "sign out everywhere") and by company (the CLI).
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from broker.sessions.cache import INVALIDATION_CHANNEL, SessionCache
-from broker.sessions.model import LoginState, Session
+from broker.sessions.model import Session
 from broker.sessions.sealing import SealKey
 from broker.sessions.store import SessionStore
 
@@ -27,10 +27,8 @@ log = logging.getLogger(__name__)
 
 TICKET_VERSION = "v1"
 SESSION_PREFIX = "s:"
-STATE_PREFIX = "st:"
 INDEX_PREFIX = "ix:"
 META_PREFIX = "m:"
-LOGIN_STATE_TTL = 600.0
 # Writing last_seen on every request would cost a store write per request; once a minute is enough
 # for an idle timeout measured in hours.
 TOUCH_INTERVAL = 60.0
@@ -235,26 +233,6 @@ class SessionManager:
                 )
             )
         return infos
-
-    async def save_login_state(self, state: LoginState) -> str:
-        """Store login state for ten minutes; return the opaque ``state`` value to send to Entra."""
-        key = SealKey.new()
-        await self.store.put(STATE_PREFIX + key.storage_id(), key.seal(state.to_json()), LOGIN_STATE_TTL)
-        return str(key)
-
-    async def take_login_state(self, state: str, now: float) -> LoginState | None:
-        """Consume login state exactly once; None when unknown, replayed, tampered or too old."""
-        key = SealKey.parse(state)
-        if key is None:
-            return None
-        blob = await self.store.take(STATE_PREFIX + key.storage_id())
-        if blob is None:
-            return None
-        plain = key.open(blob)
-        login = LoginState.from_json(plain) if plain is not None else None
-        if login is None or now - login.created_at > LOGIN_STATE_TTL:
-            return None
-        return login
 
 
 # Sealed session records: a format byte, then zlib-compressed JSON. Entra's tokens are base64 text, which

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,7 @@ class MemoryStore:
         self._clock = clock
         self._items: dict[str, tuple[float, bytes]] = {}
         self._indexes: dict[str, tuple[float, dict[str, bytes]]] = {}
+        self._capped: dict[str, OrderedDict[str, float]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: dict[str, list[Callable[[str], None]]] = {}
         self._writes = 0
@@ -80,6 +82,18 @@ class MemoryStore:
             entry[1].pop(member, None)
             if not entry[1]:
                 del self._indexes[index]
+
+    async def capped_add(self, name: str, member: str, now: float, cap: int, ttl_seconds: float) -> list[str]:
+        """An insertion-ordered dict: the oldest members are at its front."""
+        members = self._capped.setdefault(name, OrderedDict())
+        members.pop(member, None)
+        members[member] = now
+        while members and next(iter(members.values())) <= now - ttl_seconds:
+            members.popitem(last=False)
+        dropped = []
+        while len(members) > cap:
+            dropped.append(members.popitem(last=False)[0])
+        return dropped
 
     @asynccontextmanager
     async def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AsyncIterator[bool]:

@@ -108,6 +108,20 @@ class RedisStore:
         with _unavailable_on_error("delete"):
             await self._client.hdel(self._prefix + index, member)
 
+    async def capped_add(self, name: str, member: str, now: float, cap: int, ttl_seconds: float) -> list[str]:
+        """A sorted set scored by time, in one MULTI on one key: ZADD, ZREMRANGEBYSCORE past the TTL, then
+        ZRANGE + ZREMRANGEBYRANK of whatever exceeds ``cap`` (oldest first)."""
+        key = self._prefix + name
+        with _unavailable_on_error("write"):
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zadd(key, {member: now})
+                pipe.zremrangebyscore(key, "-inf", now - ttl_seconds)
+                pipe.zrange(key, 0, -(cap + 1))
+                pipe.zremrangebyrank(key, 0, -(cap + 1))
+                pipe.pexpire(key, _ms(ttl_seconds))
+                results = await pipe.execute()
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in results[2]]
+
     @asynccontextmanager
     async def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AsyncIterator[bool]:
         """redis-py's lock (a random token under SET NX PX), its lease extended while held."""

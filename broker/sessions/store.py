@@ -42,6 +42,10 @@ class SessionStore(Protocol):
     async def index_size(self, index: str) -> int:
         """How many members ``index`` has (without loading them)."""
 
+    async def capped_add(self, name: str, member: str, now: float, cap: int, ttl_seconds: float) -> list[str]:
+        """Add ``member`` at time ``now`` to the time-ordered set ``name``, forget members older than
+        ``ttl_seconds``, and keep at most ``cap``: return the oldest members dropped to stay under it."""
+
     def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AbstractAsyncContextManager[bool]:
         """Hold ``name`` exclusively (across every replica sharing the store).
 

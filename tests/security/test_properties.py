@@ -128,8 +128,8 @@ CANDIDATES = st.one_of(
 )
 
 
-def routed(host: str) -> bool:
-    return host == "app.example.com"
+def routed(origin: str) -> bool:
+    return origin == "https://app.example.com"
 
 
 @settings(max_examples=3000, deadline=None)

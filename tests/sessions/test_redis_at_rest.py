@@ -17,10 +17,14 @@ async def test_redis_holds_no_plaintext_token_or_claim(redis_stack: Stack) -> No
     client = redis.Redis.from_url(redis_stack.store_url)
     raw: dict[bytes, bytes | None] = {}
     try:
-        # Everything a dump would show: strings (sessions, meta) and hashes (indexes), names and values.
+        # Everything a dump would show: strings (sessions, meta), hashes (indexes) and the sorted set of
+        # pending logins (hashed state ids), names and values.
         for key in await client.keys(f"{KEY_PREFIX}*"):
-            if await client.type(key) == b"hash":
+            kind = await client.type(key)
+            if kind == b"hash":
                 raw[key] = b"".join(k + v for k, v in (await client.hgetall(key)).items())
+            elif kind == b"zset":
+                raw[key] = b"".join(await client.zrange(key, 0, -1))
             else:
                 raw[key] = await client.get(key)
     finally:

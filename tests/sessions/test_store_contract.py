@@ -292,6 +292,21 @@ async def test_index_size_counts_members_without_loading_them(
     assert await store.index_size(index) == 2
 
 
+async def test_capped_add_drops_the_oldest_past_the_cap_and_forgets_the_expired(
+    store: SessionStore, peer: SessionStore
+) -> None:
+    """The bounded, time-ordered set behind ``sessions.max_pending_logins`` (shared by every replica)."""
+    now = time.time()
+    assert await store.capped_add("order", "a", now, 2, 60) == []
+    assert await peer.capped_add("order", "b", now + 1, 2, 60) == []
+    assert await store.capped_add("order", "c", now + 2, 2, 60) == ["a"]
+    # b and c are older than the TTL at now + 100: forgotten, not counted, not reported as evicted
+    assert await peer.capped_add("order", "d", now + 100, 2, 60) == []
+    assert await store.capped_add("order", "e", now + 101, 2, 60) == []
+    assert await store.capped_add("order", "f", now + 102, 2, 60) == ["d"]
+    assert await peer.capped_add("order", "g", now + 103, 2, 60) == ["e"]  # d really left the set
+
+
 # -- broadcast (session cache invalidations) ---------------------------------------------------------------
 
 

@@ -90,7 +90,14 @@ def gateway_config(
 ) -> dict[str, Any]:
     """A gateway config like an operator's, pointing at the loopback servers (as a dict to tweak)."""
     return {
-        "server": {"public_url": f"http://127.0.0.1:{gw_port}", "login_aliases": ["/login/{code}"]},
+        "server": {
+            "public_url": f"http://127.0.0.1:{gw_port}",
+            "login_aliases": ["/login/{code}"],
+            # Every test client is 127.0.0.1, one "office" far busier than any real one (load and traffic
+            # tests start many sign-ins a second); the flood tests set their own, low, limits.
+            "login_rate_per_second": 1000,
+            "login_rate_burst": 1000,
+        },
         "sessions": {"store": store},
         "signing": {"keys": [str(key_file)]},
         "tenants": {
@@ -169,6 +176,20 @@ class Stack:
         if self.idp_runner is not None:
             await self.idp_runner.cleanup()
             self.idp_runner = None
+
+    async def pause_idp(self) -> None:
+        """Make the dev IdP unreachable (port closed, open connections dropped) while it keeps its state, so
+        codes it issued still work after ``resume_idp`` (``stop_idp`` forgets them)."""
+        assert self.idp_runner is not None and self.idp_runner.server is not None
+        for site in list(self.idp_runner.sites):
+            await site.stop()
+        await self.idp_runner.server.shutdown(0.5)
+
+    async def resume_idp(self) -> None:
+        """Open the paused dev IdP's port again, with everything it knew."""
+        assert self.idp_runner is not None
+        port = int(self.idp_url.rsplit(":", 1)[1])
+        await web.TCPSite(self.idp_runner, "127.0.0.1", port).start()
 
     def browser(self) -> aiohttp.ClientSession:
         """A client that keeps cookies like a browser (unsafe=True: cookies on an IP host) and never follows

@@ -6,7 +6,9 @@ Nothing is mocked: the gateway talks HTTP to the dev IdP and the backend, sessio
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -56,6 +58,11 @@ MEGAN = DevUser(
 )
 
 
+def new_session_key() -> str:
+    """A sessions server key as an operator makes one (`openssl rand -base64 32`)."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def devidp_config() -> DevIdpConfig:
     """Two tenants with one app registration each; loopback redirect URIs (any port, as Entra allows)."""
     return DevIdpConfig(
@@ -91,7 +98,10 @@ def gateway_config(
     """A gateway config like an operator's, pointing at the loopback servers (as a dict to tweak)."""
     return {
         "server": {"public_url": f"http://127.0.0.1:{gw_port}", "login_aliases": ["/login/{code}"]},
-        "sessions": {"store": store},
+        # A Redis store needs the sessions' server key (fail closed); the memory store makes its own.
+        "sessions": {"store": store}
+        if store == "memory"
+        else {"store": store, "secret_keys": ["${TEST_SESSION_KEY}"]},
         "signing": {"keys": [str(key_file)]},
         "tenants": {
             "contoso": {
@@ -269,6 +279,7 @@ async def running_stack(
     key_file = tmp_path / "assertion.pem"
     key_file.write_bytes(generate_es256_pem())
     monkey_env.update({"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET})
+    monkey_env.setdefault("TEST_SESSION_KEY", new_session_key())
     raw = gateway_config(gw_port, idp_url, backend_url, store_url, key_file)
     for key, value in (contoso or {}).items():
         if value is None:

@@ -23,9 +23,11 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.load import load_config_text
+from broker.config.validate import decode_secret_key
 from broker.demo import create_demo_app
 from broker.devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
 from broker.identity import generate_es256_pem
+from broker.sessions.sealing import ServerKeys
 from tests.support.html import Form, forms
 from tests.support.servers import free_port, serve
 
@@ -166,6 +168,12 @@ class Stack:
     gateway_urls: list[str] = field(default_factory=list)
     config_path: Path = Path()
     env: dict[str, str] = field(default_factory=dict)
+
+    def session_keys(self) -> ServerKeys:
+        """The sessions' server keys the gateway was configured with (Redis stacks)."""
+        raw = decode_secret_key(self.env["TEST_SESSION_KEY"])
+        assert raw is not None
+        return ServerKeys([raw])
 
     async def start_idp(self) -> None:
         """Start (or restart) the dev IdP on its port, with a fresh state."""

@@ -38,8 +38,11 @@ HOUR = 3600.0
 
 @pytest.fixture
 async def stack(fresh_redis_url: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    """Redis sessions, refreshed at every request older than a second (so a test can make one due)."""
-    async with running_stack(fresh_redis_url, tmp_path, {}, sessions={"revalidate_every": "1s"}) as s:
+    """Redis sessions, refreshed at every request older than a second (so a test can make one due); two
+    replicas, so a test can check what another process (which saw nothing happen) decides."""
+    async with running_stack(
+        fresh_redis_url, tmp_path, {}, sessions={"revalidate_every": "1s"}, gateways=2
+    ) as s:
         yield s
 
 
@@ -47,11 +50,22 @@ def ticket_of(browser: aiohttp.ClientSession) -> str:
     return next(c.value for c in browser.cookie_jar if c.key == "broker")
 
 
-async def status_with(stack: Stack, ticket: str, path: str = "/") -> int:
-    """GET as a client that holds only this ticket (a copied cookie)."""
-    async with aiohttp.ClientSession() as client:
-        status, _ = await stack.whoami(client, path, Cookie=f"broker={ticket}")
-        return status
+async def status_with(stack: Stack, ticket: str, replica: int = 0) -> int:
+    """GET / on one replica as a client that holds only this ticket (a copied cookie)."""
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(
+            f"{stack.gateway_urls[replica]}/",
+            headers={"Accept": "application/json", "Cookie": f"broker={ticket}"},
+            allow_redirects=False,
+        ) as resp,
+    ):
+        return resp.status
+
+
+async def refused_everywhere(stack: Stack, ticket: str) -> bool:
+    """The ticket opens nothing on any replica (the other one saw neither the logout nor the refresh)."""
+    return [await status_with(stack, ticket, i) for i in range(len(stack.gateway_urls))] == [401, 401]
 
 
 def remote_user(body: dict[str, object]) -> str:
@@ -156,7 +170,9 @@ async def test_a_captured_record_put_back_after_logout_stays_refused(stack: Stac
     assert await redis_get(stack, SESSION_PREFIX + key.storage_id()) == TOMBSTONE
     assert await status_with(stack, ticket) == 401
     await redis_set(stack, SESSION_PREFIX + key.storage_id(), captured)  # the rollback
-    assert await status_with(stack, ticket) == 401
+    # Refused by the replica that saw the logout; the other one never saw this session revoked, and a
+    # writer who also holds the ticket does revive it there (documented limit in docs/security.md).
+    assert await status_with(stack, ticket, 0) == 401
 
 
 # -- a Redis reader ---------------------------------------------------------------------------------------
@@ -194,7 +210,7 @@ async def test_a_stolen_ticket_works_until_logout_and_never_after(stack: Stack) 
         stolen = ticket_of(browser)
         assert await status_with(stack, stolen) == 200
         await logout(stack, browser)
-    assert await status_with(stack, stolen) == 401
+    assert await refused_everywhere(stack, stolen)
 
 
 async def test_a_cookie_naming_someone_elses_session_does_not_end_it_at_login(stack: Stack) -> None:
@@ -232,7 +248,7 @@ async def test_front_channel_logout_during_a_refresh_is_not_undone(stack: Stack)
         async with entra.get(url, params={"sid": session.sid}) as resp:
             assert resp.status == 200
     await in_flight
-    assert await status_with(stack, ticket) == 401
+    assert await refused_everywhere(stack, ticket)
     # Listing and revocation agree with that: nothing listed, the record is a tombstone.
     store = RedisStore(stack.store_url)
     try:
@@ -260,7 +276,7 @@ async def test_the_users_logout_during_a_refresh_longer_than_the_lock_wait_stick
         await logout(stack, browser)
         assert not in_flight.done()  # the logout really landed during the refresh
         await in_flight
-    assert await status_with(stack, ticket) == 401
+    assert await refused_everywhere(stack, ticket)
 
 
 async def test_a_stalled_writer_whose_record_changed_cannot_write(fresh_redis_url: str) -> None:

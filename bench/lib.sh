@@ -165,6 +165,7 @@ server:
   access_log: ${ACCESS_LOG:-true}
 sessions:
   store: redis://127.0.0.1:$REDIS_PORT/0
+  secret_keys: [$(head -c 32 /dev/urandom | base64)]
   idle_timeout: 8h
   lifetime: 24h
 signing:

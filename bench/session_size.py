@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from broker.sessions.manager import SessionManager  # noqa: E402
 from broker.sessions.model import Session  # noqa: E402
 from broker.sessions.redis_store import RedisStore  # noqa: E402
+from broker.sessions.sealing import ServerKeys  # noqa: E402
 from tests.support.servers import redis_server  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def entra_sized_session() -> Session:
 
 async def measure(url: str) -> None:
     store = RedisStore(url)
-    manager = SessionManager(store, 8 * 3600, 24 * 3600)
+    manager = SessionManager(store, 8 * 3600, 24 * 3600, keys=ServerKeys.random())
     session = entra_sized_session()
     print(
         f"refresh token {len(session.refresh_token or '')} B, login_hint {len(session.login_hint or '')} B, "

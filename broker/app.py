@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -22,6 +22,7 @@ from aiohttp import web
 from broker import proxy
 from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
+from broker.config.validate import decode_secret_key
 from broker.errors import ConfigError, ConfigProblem
 from broker.forwarded import parse_networks
 from broker.handlers import callback, login, logout, protected, service
@@ -38,10 +39,12 @@ from broker.routing import RouteTable
 from broker.runtime import GATEWAY, Gateway, GatewayHolder
 from broker.sessions.cache import INVALIDATION_CHANNEL, SessionCache
 from broker.sessions.cookie import CookiePolicy
+from broker.sessions.generations import GenerationFloor
 from broker.sessions.manager import SessionManager
 from broker.sessions.memory import MemoryStore
 from broker.sessions.redis_store import RedisStore
 from broker.sessions.redis_url import TlsFiles
+from broker.sessions.sealing import ServerKeys
 from broker.sessions.store import SessionStore
 from broker.tasks import cancel_and_wait
 from broker.upstream_clients import UpstreamClients
@@ -87,6 +90,20 @@ def make_store(config: BrokerConfig, base_dir: Path) -> SessionStore:
     )
 
 
+def server_keys(config: BrokerConfig, fallback: ServerKeys | None = None) -> ServerKeys:
+    """The configured session server keys; without any (memory store only, enforced by validation), the
+    per-process ``fallback``."""
+    decoded = [decode_secret_key(text) for text in config.sessions.secret_keys]
+    keys = [k for k in decoded if k is not None]
+    if keys and len(keys) == len(decoded):
+        return ServerKeys(keys)
+    if not decoded and fallback is not None and config.sessions.store == "memory":
+        return fallback
+    # Fail closed (validation reports this first, with the line): never a Redis store without a server key.
+    problem = "required with a Redis store: base64 of at least 32 random bytes each"
+    raise ConfigError([ConfigProblem("", None, "sessions.secret_keys", problem)])
+
+
 def protected_header_names(config: BrokerConfig) -> frozenset[str]:
     """Every header the broker sets from identity: clients may never supply any of them."""
     names = {config.signing.assertion_header}
@@ -105,6 +122,11 @@ class Services:
     metrics: Metrics
     clock: Callable[[], float]
     session_cache: SessionCache | None = None
+    # A random server key for the memory store when none is configured: its sessions die with the
+    # process anyway, so a per-process key loses nothing (kept across reloads, like the store).
+    fallback_keys: ServerKeys = field(default_factory=ServerKeys.random)
+    # Generations seen per session (refuses records put back in the store); outlives reloads too.
+    generations: GenerationFloor = field(default_factory=GenerationFloor)
 
 
 @dataclass
@@ -155,7 +177,12 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         prepared.keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl
     )
     sessions = SessionManager(
-        services.store, config.sessions.idle_timeout, config.sessions.lifetime, services.session_cache
+        services.store,
+        config.sessions.idle_timeout,
+        config.sessions.lifetime,
+        services.session_cache,
+        keys=server_keys(config, services.fallback_keys),
+        floor=services.generations,
     )
     return Gateway(
         config=config,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -150,6 +151,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # exactly as production secrets reach the gateway (never written in YAML).
     for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
         os.environ.setdefault(name, secrets.token_urlsafe(24))
+    # The sessions' server key, as `openssl rand -base64 32` makes one.
+    os.environ.setdefault("BROKER_DEMO_SESSION_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
     with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
         key_file = Path(tmp) / "assertion.pem"
         key_file.write_bytes(generate_es256_pem())

@@ -1,6 +1,7 @@
 """``broker sessions list|revoke``: operators find and end sessions in the shared store.
 
-Sessions are encrypted with keys only the browsers hold, so the CLI works from the indexes: by company or
+Sessions are encrypted with keys only the browsers hold (and the server keys), so the CLI works from the
+indexes, whose names it computes with the configured ``sessions.secret_keys``: by company or
 by user (``tid:oid``) it lists session ids with their company and times, and it revokes by id or by user.
 """
 
@@ -64,10 +65,12 @@ def _user(value: str) -> tuple[str, str]:
 
 
 async def _run(args: argparse.Namespace, config: BrokerConfig, base_dir: Path) -> int:
-    from broker.app import make_store  # not at import time: see cli.cmd_run on prometheus_client
+    from broker.app import make_store, server_keys  # not at import time: see cli.cmd_run on prometheus_client
 
+    # The configured server keys: index names are keyed with them (every key, for sessions under rotation).
+    keys = server_keys(config)
     store = make_store(config, base_dir)
-    manager = SessionManager(store, config.sessions.idle_timeout, config.sessions.lifetime)
+    manager = SessionManager(store, config.sessions.idle_timeout, config.sessions.lifetime, keys=keys)
     try:
         if args.action == "revoke":
             if args.user:

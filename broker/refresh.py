@@ -2,6 +2,10 @@
 
 - One refresh per session across every replica: a store lock (Redis: leased, extended while the refresh
   runs). Requests that find the lock taken wait briefly, then re-read the session and use the new state.
+- Fenced by construction: the refresh writes with a compare-and-set against the record it read under the
+  lock, so a holder that stalled past its lease (someone else refreshed) or a session revoked meanwhile
+  (logout, front-channel logout, operator) makes the write fail; the refresher then re-reads, and a
+  revoked session stays revoked.
 - ``invalid_grant`` (revoked, expired, user disabled) ends the session: the next browser request goes to
   the company login, API requests get 401.
 - A transient failure (IdP down, 5xx, timeout) keeps the session until its absolute lifetime and retries
@@ -19,7 +23,12 @@ from dataclasses import dataclass, replace
 import aiohttp
 
 from broker.config.schema import DEFAULT_WITHOUT_REFRESH_TOKEN, TenantConfig, WithoutRefreshToken
-from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable, InvalidToken
+from broker.errors import (
+    IdentityProviderRejected,
+    IdentityProviderUnavailable,
+    InvalidToken,
+    SessionStoreUnavailable,
+)
 from broker.metrics import Metrics
 from broker.observability import audit
 from broker.oidc.client import refresh_tokens
@@ -28,7 +37,7 @@ from broker.oidc.discovery import DiscoveryCache
 from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
 from broker.policy import identity_from_claims, string_list
-from broker.sessions.manager import SessionManager
+from broker.sessions.manager import SessionManager, StoredSession
 from broker.sessions.model import Session
 from broker.sessions.sealing import SealKey
 
@@ -92,11 +101,22 @@ class SessionRefresher:
             current = await self.sessions.read(key)
             if current is None:
                 return None  # revoked meanwhile
-            if not acquired or not self.due(current, now):
-                return current  # another request (or replica) refreshed it, or is still at it
+            if not acquired or not self.due(current.session, now):
+                return current.session  # another request (or replica) refreshed it, or is still at it
             return await self._refresh(key, current, now)
 
-    async def _refresh(self, key: SealKey, session: Session, now: float) -> Session | None:
+    async def _write(self, key: SealKey, read: StoredSession, session: Session, now: float) -> Session | None:
+        """Compare-and-set; if the record changed meanwhile, what is there now wins (never overwrite)."""
+        if await self.sessions.replace(key, read, session, now):
+            return session
+        log.info(
+            "session changed during its refresh; using the stored one", extra={"event": "refresh_fenced"}
+        )
+        again = await self.sessions.read(key)
+        return again.session if again is not None else None
+
+    async def _refresh(self, key: SealKey, read: StoredSession, now: float) -> Session | None:
+        session = read.session
         tenant = self.tenants.get(session.login_code)
         if tenant is None or session.refresh_token is None:
             await self.sessions.revoke(key.storage_id())
@@ -116,12 +136,18 @@ class SessionRefresher:
                 extra={"event": "refresh_retry", "company": session.login_code, "user": session.user_key},
             )
             self._count(session.login_code, "retry")
-            session = replace(session, refresh_failed_at=now)
-            await self.sessions.save(key, session, now)
-            return session
-        await self.sessions.save(key, refreshed, now)
+            try:
+                return await self._write(key, read, replace(session, refresh_failed_at=now), now)
+            except SessionStoreUnavailable as store_exc:
+                # Bookkeeping only: the session was read and verified, so it serves this request anyway.
+                log.warning(
+                    "could not record the refresh failure: %s",
+                    store_exc,
+                    extra={"event": "bookkeeping_failed"},
+                )
+                return session
         self._count(session.login_code, "success")
-        return refreshed
+        return await self._write(key, read, refreshed, now)
 
     async def _redeem(
         self, tenant: TenantConfig, session: Session, refresh_token: str, now: float

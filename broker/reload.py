@@ -143,7 +143,7 @@ class Reloader:
         gateway = self._app[GATEWAY].current
         gauge = self._app[METRICS].active_sessions
         for code in gateway.config.tenants:
-            gauge.labels(code).set(await gateway.sessions.store.index_size(company_index(code)))
+            gauge.labels(code).set(await gateway.sessions.index_size(company_index(code)))
 
     async def _sample_sessions(self) -> None:
         while not self._stopping.is_set():

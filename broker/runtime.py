@@ -76,7 +76,7 @@ class Gateway:
     @cached_property
     def pending_logins(self) -> PendingLogins:
         """Login state between ``/start`` and the callback, capped (``sessions.max_pending_logins``)."""
-        return PendingLogins(self.sessions.store, self.config.sessions.max_pending_logins)
+        return PendingLogins(self.sessions.store, self.config.sessions.max_pending_logins, self.sessions.keys)
 
     @cached_property
     def login_limiter(self) -> LoginRateLimiter:

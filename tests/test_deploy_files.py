@@ -49,7 +49,10 @@ def test_configmap_holds_a_valid_gateway_config(tmp_path: Path) -> None:
         config_text,
         "configmap:broker.yaml",
         tmp_path,
-        {"CONTOSO_CLIENT_SECRET": "x"},
+        {
+            "CONTOSO_CLIENT_SECRET": "x",
+            "SESSION_SECRET_KEY": "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZXBsb3ktdGVzdC0zMmJ5dGVz",
+        },
         file_exists=lambda _: True,
     )
     assert config.server.listen == "0.0.0.0:8080" and config.server.metrics_listen == "0.0.0.0:9090"

@@ -46,6 +46,7 @@ from tests.support.stack import (
     Stack,
     devidp_config,
     gateway_config,
+    new_session_key,
     running_stack,
 )
 from tests.support.traffic import (
@@ -487,7 +488,11 @@ async def test_sigterm_under_traffic(
     raw["server"].update(listen=f"127.0.0.1:{gw_port}", workers=2, shutdown_timeout="10s")
     config = tmp_path / "broker.yaml"
     config.write_text(yaml.safe_dump(raw))
-    secrets = {"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET}
+    secrets = {
+        "TEST_CONTOSO_SECRET": CONTOSO_SECRET,
+        "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET,
+        "TEST_SESSION_KEY": new_session_key(),
+    }
     broker = BrokerProcess(
         config, {**os.environ, "PYTHONUNBUFFERED": "1", **secrets}, tmp_path / "broker.log"
     )

@@ -64,7 +64,7 @@ async def stored_session(stack: Stack, ticket: str) -> Session | None:
         blob = await client.get(f"{KEY_PREFIX}{SESSION_PREFIX}{key.storage_id()}")
     finally:
         await client.aclose()
-    plain = key.open(blob) if blob else None
+    plain = key.with_server(stack.session_keys()).open(blob) if blob else None
     return unpack_session(plain) if plain else None
 
 
@@ -202,6 +202,7 @@ async def test_sessions_cli_lists_and_signs_a_user_out_everywhere(
     stack = redis_stack
     for name, value in {"TEST_CONTOSO_SECRET": "x", "TEST_FABRIKAM_SECRET": "y"}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TEST_SESSION_KEY", stack.env["TEST_SESSION_KEY"])
     async with stack.browser() as laptop, stack.browser() as phone, stack.browser() as colleague:
         await stack.login(laptop, "contoso", ADELE.username)
         await stack.login(phone, "contoso", ADELE.username)

@@ -152,6 +152,13 @@ class _Builder:
                     self.out.add((*path, key), f"give either {base} or {key}, not both")
                     ok = False
                     continue
+                if get_origin(hints[base]) is list:
+                    # A list of secrets (sessions.secret_keys): a list of files, one secret each.
+                    files = value if isinstance(value, list) else [value]
+                    read = [self.read_secret_file(item, (*path, key, i)) for i, item in enumerate(files)]
+                    ok = ok and None not in read
+                    kwargs[base] = read
+                    continue
                 secret = self.read_secret_file(value, (*path, key))
                 ok = ok and secret is not None
                 kwargs[base] = secret

@@ -29,6 +29,8 @@ DEFAULT_IDLE_TIMEOUT = 8 * 3600.0
 DEFAULT_LIFETIME = 24 * 3600.0
 DEFAULT_REFRESH_BEFORE = 300.0
 DEFAULT_SESSION_CACHE_TTL = 10.0
+DEFAULT_SESSION_SECRET_KEYS: tuple[str, ...] = ()  # none: a random per-process key (memory store only)
+MIN_SESSION_SECRET_KEY_BYTES = 32
 DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"
 DEFAULT_ASSERTION_TTL = 60.0
 MAX_ASSERTION_TTL = 300.0
@@ -117,6 +119,9 @@ class SessionsConfig:
     cache_ttl: Duration = DEFAULT_SESSION_CACHE_TTL
     max_pending_logins: int = DEFAULT_MAX_PENDING_LOGINS
     without_refresh_token: WithoutRefreshToken = DEFAULT_WITHOUT_REFRESH_TOKEN
+    # Server keys that take part in sealing every session and login-state record and key the index names:
+    # base64 of >= 32 random bytes each, the first seals, all open (rotation). Required with Redis.
+    secret_keys: list[str] = field(default_factory=lambda: list(DEFAULT_SESSION_SECRET_KEYS), metadata=SECRET)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ config; ``check_warnings`` yields what is allowed but risky (``check-config`` pr
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Callable, Iterator
@@ -236,6 +238,7 @@ def _check_sessions(sessions: schema.SessionsConfig, parts: Sections) -> Iterato
         yield ("sessions",), "idle_timeout and lifetime must be positive"
     if sessions.max_pending_logins < 1:
         yield ("sessions", "max_pending_logins"), "must be at least 1"
+    yield from _check_secret_keys(sessions)
 
 
 def _check_workers_share_sessions(
@@ -250,6 +253,32 @@ def _check_workers_share_sessions(
             "keeps its own sessions, so a logout or revocation on one worker leaves the session valid on "
             "the others; use a redis:// store, or workers: 1",
         )
+
+
+def decode_secret_key(text: str) -> bytes | None:
+    """A ``sessions.secret_keys`` entry as bytes (base64 or base64url); None when it is not one of at least
+    ``MIN_SESSION_SECRET_KEY_BYTES`` bytes."""
+    cleaned = text.strip().replace("-", "+").replace("_", "/").rstrip("=")
+    try:
+        raw = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw if len(raw) >= schema.MIN_SESSION_SECRET_KEY_BYTES else None
+
+
+def _check_secret_keys(sessions: schema.SessionsConfig) -> Iterator[tuple[KeyPath, str]]:
+    how = "generate one with `openssl rand -base64 32`"
+    if not sessions.secret_keys and sessions.store != "memory":
+        # Fail closed: without a server secret, anyone who can write to Redis could forge sessions.
+        yield ("sessions", "secret_keys"), f"required with a Redis store (a list of server keys; {how})"
+    for i, text in enumerate(sessions.secret_keys):
+        if decode_secret_key(text) is None:
+            yield (
+                ("sessions", "secret_keys", i),
+                f"must be base64 of at least {schema.MIN_SESSION_SECRET_KEY_BYTES} random bytes ({how})",
+            )
+    if len(set(sessions.secret_keys)) != len(sessions.secret_keys):
+        yield ("sessions", "secret_keys"), "lists the same key twice"
 
 
 def _check_signing(signing: schema.SigningConfig, parts: Sections) -> Iterator[tuple[KeyPath, str]]:

@@ -8,7 +8,8 @@ They let a test change the world behind the gateway's back, the way an administr
 - ``GET /_devidp/stats``: request counters since start, ``{"discovery", "jwks", "token":
   {"authorization_code", "refresh_token"}, "graph"}``, so a test can assert how often the gateway fetched.
 - ``POST /_devidp/users/{oid}`` with a JSON object of ``roles``, ``groups``, ``token_fault``,
-  ``authorize_error``, ``groups_overage`` and/or ``name``: edit the user; the next token shows it.
+  ``authorize_error``, ``groups_overage``, ``refresh_delay`` (seconds, at most 60: a slow token endpoint
+  for this user's refreshes) and/or ``name``: edit the user; the next token shows it.
 
 Nothing here is authenticated: the dev IdP must never be reachable from anywhere that matters.
 """
@@ -26,6 +27,7 @@ from broker.devidp.failures import AUTHORIZE_ERRORS, code_problem, token_fault_p
 from broker.devidp.model import DevTenant, DevUser
 
 _RETIRE_VALUES = frozenset({"1", "true", "yes"})
+MAX_REFRESH_DELAY = 60.0
 
 
 async def rotate_keys(request: web.Request) -> web.Response:
@@ -78,6 +80,7 @@ def user_view(tenant: DevTenant, user: DevUser) -> dict[str, Any]:
         "token_fault": user.token_fault,
         "authorize_error": user.authorize_error,
         "groups_overage": user.groups_overage,
+        "refresh_delay": user.refresh_delay,
     }
 
 
@@ -90,11 +93,19 @@ def _field_problem(key: str, value: object) -> str | None:
         return None if isinstance(value, str) and value else "must be a non-empty string"
     if key == "groups_overage":
         return None if isinstance(value, bool) else "must be true or false"
+    if key == "refresh_delay":
+        ok = (
+            isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= MAX_REFRESH_DELAY
+        )
+        return None if ok else f"must be a number of seconds between 0 and {MAX_REFRESH_DELAY:g}"
     if key == "token_fault":
         return token_fault_problem(value)
     if key == "authorize_error":
         return code_problem(value, AUTHORIZE_ERRORS)
-    return "cannot be changed (mutable: roles, groups, token_fault, authorize_error, groups_overage, name)"
+    return (
+        "cannot be changed (mutable: roles, groups, token_fault, authorize_error, groups_overage, "
+        "refresh_delay, name)"
+    )
 
 
 def _problem(status: int, error: str, problems: list[str]) -> web.Response:

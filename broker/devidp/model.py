@@ -73,6 +73,9 @@ class DevUser:
     authorize_error: int | None = None
     # Force the group-overage shape even with few groups (it also applies past GROUPS_CLAIM_LIMIT).
     groups_overage: bool = False
+    # Seconds the token endpoint waits before answering a refresh of this user's grant (a slow Entra; lets
+    # tests land a logout or a revocation deterministically in the middle of a refresh).
+    refresh_delay: float = 0.0
 
     @property
     def has_group_overage(self) -> bool:

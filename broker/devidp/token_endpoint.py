@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Mapping
@@ -47,7 +48,9 @@ async def token(request: web.Request) -> web.Response:
         if grant_type == "authorization_code":
             body = _redeem_code(idp, authority, client, params)
         elif grant_type == "refresh_token":
-            body = _refresh(idp, authority, client, params)
+            body, user = _refresh(idp, authority, client, params)
+            if user.refresh_delay > 0:
+                await asyncio.sleep(user.refresh_delay)
         else:
             raise errors.unsupported_grant_type(grant_type)
     except AadstsError as exc:
@@ -121,7 +124,7 @@ def _redeem_code(
 
 def _refresh(
     idp: DevIdp, authority: Authority, client: DevClient, params: Mapping[str, str]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], DevUser]:
     refresh_token = _required(params, "refresh_token")
     try:
         grant = idp.store.use_refresh_token(refresh_token)
@@ -135,7 +138,7 @@ def _refresh(
     home, user = _current_user(idp, grant.tenant_id, grant.oid)
     logger.info("refresh token redeemed", extra={"tenant_id": home.tenant_id, "client_id": client.client_id})
     # OIDC Core 12.2: a refreshed ID token carries no nonce.
-    return _tokens(idp, home, client, user, grant.scopes, grant.sid, nonce=None)
+    return _tokens(idp, home, client, user, grant.scopes, grant.sid, nonce=None), user
 
 
 def _current_user(idp: DevIdp, tenant_id: str, oid: str) -> tuple[DevTenant, DevUser]:

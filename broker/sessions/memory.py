@@ -46,6 +46,14 @@ class MemoryStore:
             return None
         return item[1]
 
+    async def replace_if(self, key: str, expected_prefix: bytes, value: bytes, ttl_seconds: float) -> bool:
+        """Compare-and-set with no await between the read and the write: atomic on the event loop."""
+        current = await self.get(key)
+        if current is None or not current.startswith(expected_prefix):
+            return False
+        await self.put(key, value, ttl_seconds)
+        return True
+
     async def take(self, key: str) -> bytes | None:
         """Get and delete in one step (no await in between, so it is atomic on the event loop)."""
         value = await self.get(key)

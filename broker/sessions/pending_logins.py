@@ -14,7 +14,7 @@ identity provider was down can be retried, while a state still completes at most
 from __future__ import annotations
 
 from broker.sessions.model import LoginState
-from broker.sessions.sealing import SealKey
+from broker.sessions.sealing import SealKey, ServerKeys
 from broker.sessions.store import SessionStore
 
 STATE_PREFIX = "st:"
@@ -26,13 +26,14 @@ MAX_STATE_LENGTH = 128  # a real state is 2 x base64url(32 bytes) + "."; anythin
 class PendingLogins:
     """Saves, reads and consumes login state; keeps at most ``cap`` outstanding (oldest evicted first)."""
 
-    def __init__(self, store: SessionStore, cap: int) -> None:
+    def __init__(self, store: SessionStore, cap: int, keys: ServerKeys) -> None:
         self.store = store
         self.cap = cap
+        self.keys = keys  # the server keys take part in every seal, login state included
 
     async def save(self, state: LoginState) -> str:
         """Store login state for ten minutes; return the opaque ``state`` value to send to Entra."""
-        key = SealKey.new()
+        key = SealKey.new(self.keys)
         storage_id = key.storage_id()
         await self.store.put(STATE_PREFIX + storage_id, key.seal(state.to_json()), LOGIN_STATE_TTL)
         evicted = await self.store.capped_add(
@@ -44,14 +45,14 @@ class PendingLogins:
 
     async def read(self, state: str, now: float) -> LoginState | None:
         """The login state without consuming it; None when unknown, tampered, evicted or too old."""
-        key = SealKey.parse(state) if len(state) <= MAX_STATE_LENGTH else None
+        key = SealKey.parse(state, self.keys) if len(state) <= MAX_STATE_LENGTH else None
         if key is None:
             return None
         return _opened(key, await self.store.get(STATE_PREFIX + key.storage_id()), now)
 
     async def take(self, state: str, now: float) -> LoginState | None:
         """Consume login state exactly once (across replicas); None when already consumed or invalid."""
-        key = SealKey.parse(state) if len(state) <= MAX_STATE_LENGTH else None
+        key = SealKey.parse(state, self.keys) if len(state) <= MAX_STATE_LENGTH else None
         if key is None:
             return None
         return _opened(key, await self.store.take(STATE_PREFIX + key.storage_id()), now)

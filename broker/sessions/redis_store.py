@@ -35,6 +35,16 @@ KEY_PREFIX = "broker:"
 HEARTBEAT = 1.0
 PONG_TIMEOUT = 2.0
 RESUBSCRIBE_BACKOFF = (0.1, 0.25, 0.5, 1.0)
+# Compare-and-set in one server-side step, on one key (so it runs on a Cluster too): write only when the
+# record is still the one the caller read (its unique sealed header), never over a change or a tombstone.
+REPLACE_IF = """
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
 
 
 @contextmanager
@@ -61,6 +71,7 @@ class RedisStore:
     def __init__(self, url: str, tls: TlsFiles | None = None, prefix: str = KEY_PREFIX) -> None:
         self._client = connect(url, tls)
         self._prefix = prefix
+        self._replace_if = self._client.register_script(REPLACE_IF)
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """SET with PX expiry."""
@@ -71,6 +82,14 @@ class RedisStore:
         """GET."""
         with _unavailable_on_error("read"):
             return _as_bytes(await self._client.get(self._prefix + key))
+
+    async def replace_if(self, key: str, expected_prefix: bytes, value: bytes, ttl_seconds: float) -> bool:
+        """EVALSHA of ``REPLACE_IF`` (redis-py loads the script when the server does not have it)."""
+        with _unavailable_on_error("write"):
+            done = await self._replace_if(
+                keys=[self._prefix + key], args=[expected_prefix, value, _ms(ttl_seconds)]
+            )
+        return bool(done)
 
     async def take(self, key: str) -> bytes | None:
         """GETDEL: atomic on the server, so a state value is consumed once across all replicas."""

@@ -24,6 +24,10 @@ class SessionStore(Protocol):
     async def get(self, key: str) -> bytes | None:
         """The value under ``key``, or None when absent or expired."""
 
+    async def replace_if(self, key: str, expected_prefix: bytes, value: bytes, ttl_seconds: float) -> bool:
+        """Compare-and-set: store ``value`` only if the current value starts with ``expected_prefix``
+        (a sealed record's unique header); False, changing nothing, when it does not or is gone."""
+
     async def take(self, key: str) -> bytes | None:
         """Atomically get and delete (single-use values such as login state)."""
 

@@ -132,6 +132,7 @@ def test_demo_config_is_valid(tmp_path: Path) -> None:
     key = tmp_path / "k.pem"
     key.write_text("unused")
     env = {"CONTOSO_CLIENT_SECRET": "a", "FABRIKAM_CLIENT_SECRET": "b", "BROKER_DEMO_SIGNING_KEY": str(key)}
+    env["BROKER_DEMO_SESSION_KEY"] = "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLXRlc3QtMzJieXRlcw=="
     config = load_config(Path(__file__).parents[2] / "config" / "demo.yaml", environ=env)
     assert set(config.tenants) == {"contoso", "fabrikam"}
 
@@ -158,7 +159,11 @@ def test_example_config_loads_and_documents_every_option(tmp_path: Path) -> None
     example = Path(__file__).parents[2] / "config" / "broker.example.yaml"
     text = example.read_text()
     config = load_config_text(
-        text, str(example), tmp_path, {"CONTOSO_CLIENT_SECRET": "x"}, file_exists=exists
+        text,
+        str(example),
+        tmp_path,
+        {"CONTOSO_CLIENT_SECRET": "x", "SESSION_KEY": "c2Vzc2lvbi1rZXktZm9yLXRoZS1kZW1vLXRlc3QtMzJieXRlcw=="},
+        file_exists=exists,
     )
     assert "contoso" in config.tenants
     missing = {name for name in schema_field_names() if f"{name}:" not in text}

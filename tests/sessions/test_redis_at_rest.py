@@ -33,8 +33,9 @@ async def test_redis_holds_no_plaintext_token_or_claim(redis_stack: Stack) -> No
 
     # With the ticket (which only the browser holds) the record decrypts to a session with the real refresh
     # token and identity (the ID token itself is not kept) ...
-    seal = parse_ticket(ticket)
-    assert seal is not None
+    parsed = parse_ticket(ticket)
+    assert parsed is not None
+    seal = parsed.with_server(redis_stack.session_keys())
     blob = raw[f"{KEY_PREFIX}{SESSION_PREFIX}{seal.storage_id()}".encode()]
     assert blob is not None
     plain = seal.open(blob)

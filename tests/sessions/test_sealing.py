@@ -5,33 +5,67 @@ from __future__ import annotations
 import pytest
 
 from broker.sessions.manager import format_ticket, parse_ticket
-from broker.sessions.sealing import SealKey
+from broker.sessions.sealing import SealKey, ServerKeys, read_header
+
+SERVER = ServerKeys.random()
 
 
 def test_round_trip() -> None:
-    key = SealKey.new()
+    key = SealKey.new(SERVER)
     assert key.open(key.seal(b"payload")) == b"payload"
     parsed = parse_ticket(format_ticket(key))
     assert parsed is not None and parsed.same_as(key)
 
 
 def test_other_key_cannot_open() -> None:
-    a, b = SealKey.new(), SealKey.new()
+    a, b = SealKey.new(SERVER), SealKey.new(SERVER)
     assert b.open(a.seal(b"payload")) is None
 
 
 def test_ciphertext_bound_to_its_id() -> None:
-    a = SealKey.new()
-    swapped = SealKey(SealKey.new().record_id, a.key)  # same key, other id
+    a = SealKey.new(SERVER)
+    swapped = SealKey(SealKey.new().record_id, a.key, SERVER)  # same key, other id
     assert swapped.open(a.seal(b"payload")) is None
 
 
 def test_tampered_ciphertext_fails() -> None:
-    key = SealKey.new()
+    key = SealKey.new(SERVER)
     blob = bytearray(key.seal(b"payload"))
     blob[-1] ^= 1
     assert key.open(bytes(blob)) is None
     assert key.open(b"") is None
+
+
+def test_the_ticket_alone_cannot_seal_or_open_without_the_server_key() -> None:
+    """A ticket under another server key (a Redis writer with its own ticket) opens nothing."""
+    key = SealKey.new(SERVER)
+    other_server = key.with_server(ServerKeys.random())
+    assert other_server.open(key.seal(b"payload")) is None
+    assert key.open(other_server.seal(b"payload")) is None
+
+
+def test_header_generation_is_authenticated() -> None:
+    key = SealKey.new(SERVER)
+    blob = bytearray(key.seal(b"payload", generation=3))
+    assert read_header(bytes(blob)) is not None and read_header(bytes(blob)).generation == 3  # type: ignore[union-attr]
+    blob[12] ^= 1  # the generation's last byte: 3 -> 2
+    assert key.open(bytes(blob)) is None
+
+
+def test_rotation_first_key_seals_every_key_opens() -> None:
+    a, b = ServerKeys.random(), ServerKeys.random()
+    key = SealKey.new(a)
+    old = key.seal(b"payload")
+    rotated = key.with_server(ServerKeys([b.keys[0], a.keys[0]]))
+    assert rotated.open(old) == b"payload"
+    new = rotated.seal(b"payload")
+    assert key.with_server(b).open(new) == b"payload" and key.open(new) is None
+    assert key.with_server(b).open(old) is None  # A dropped: its records no longer open
+
+
+def test_server_keys_shorter_than_32_bytes_are_refused() -> None:
+    with pytest.raises(ValueError):
+        ServerKeys([b"x" * 31])
 
 
 @pytest.mark.parametrize(

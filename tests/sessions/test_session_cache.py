@@ -109,6 +109,7 @@ async def test_operator_revocation_from_the_cli_reaches_running_gateways(
     """Defence proven: ``broker sessions revoke`` (another process, no cache) publishes too."""
     for name, value in {"TEST_CONTOSO_SECRET": "x", "TEST_FABRIKAM_SECRET": "y"}.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TEST_SESSION_KEY", replicas.env["TEST_SESSION_KEY"])
     ticket, key = await signed_in(replicas)
     for url in replicas.gateway_urls:
         assert await status_on(url, ticket) == 200

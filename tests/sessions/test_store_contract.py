@@ -128,6 +128,36 @@ async def test_take_is_single_use_under_concurrency(store: SessionStore, peer: S
     assert await store.get("state") is None
 
 
+async def test_replace_if_writes_only_over_the_record_that_was_read(
+    store: SessionStore, peer: SessionStore
+) -> None:
+    """Compare-and-set on a header prefix: a writer holding a stale read loses, nothing is ever created."""
+    await store.put("rec", b"HEAD1\x00body", 5)
+    assert await peer.replace_if("rec", b"HEAD1", b"HEAD2\x00newer", 5)
+    assert await store.get("rec") == b"HEAD2\x00newer"
+    assert not await store.replace_if("rec", b"HEAD1", b"HEAD3\x00stale", 5)
+    assert await peer.get("rec") == b"HEAD2\x00newer"
+    assert not await store.replace_if("gone", b"", b"created?", 5)
+    assert await peer.get("gone") is None
+
+
+async def test_replace_if_sets_the_new_ttl(store: SessionStore) -> None:
+    await store.put("rec", b"A", 5)
+    assert await store.replace_if("rec", b"A", b"B", 0.15)
+    await asyncio.sleep(0.35)
+    assert await store.get("rec") is None
+
+
+async def test_replace_if_has_one_winner_under_concurrency(store: SessionStore, peer: SessionStore) -> None:
+    await store.put("rec", b"A", 5)
+    writers = [store, peer] * 5
+    won = await asyncio.gather(
+        *(w.replace_if("rec", b"A", f"B{i}".encode(), 5) for i, w in enumerate(writers))
+    )
+    assert sum(won) == 1
+    assert await store.get("rec") == f"B{won.index(True)}".encode()
+
+
 # -- indexes -----------------------------------------------------------------------------------------------
 
 

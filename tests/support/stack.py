@@ -6,7 +6,9 @@ Nothing is mocked: the gateway talks HTTP to the dev IdP and the backend, sessio
 
 from __future__ import annotations
 
+import base64
 import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,9 +23,11 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.load import load_config_text
+from broker.config.validate import decode_secret_key
 from broker.demo import create_demo_app
 from broker.devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
 from broker.identity import generate_es256_pem
+from broker.sessions.sealing import ServerKeys
 from tests.support.html import Form, forms
 from tests.support.servers import free_port, serve
 
@@ -54,6 +58,11 @@ MEGAN = DevUser(
     email="megan@fabrikam.example",
     roles=["Wiki.Reader"],
 )
+
+
+def new_session_key() -> str:
+    """A sessions server key as an operator makes one (`openssl rand -base64 32`)."""
+    return base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def devidp_config() -> DevIdpConfig:
@@ -98,7 +107,10 @@ def gateway_config(
             "login_rate_per_second": 1000,
             "login_rate_burst": 1000,
         },
-        "sessions": {"store": store},
+        # A Redis store needs the sessions' server key (fail closed); the memory store makes its own.
+        "sessions": {"store": store}
+        if store == "memory"
+        else {"store": store, "secret_keys": ["${TEST_SESSION_KEY}"]},
         "signing": {"keys": [str(key_file)]},
         "tenants": {
             "contoso": {
@@ -163,6 +175,12 @@ class Stack:
     gateway_urls: list[str] = field(default_factory=list)
     config_path: Path = Path()
     env: dict[str, str] = field(default_factory=dict)
+
+    def session_keys(self) -> ServerKeys:
+        """The sessions' server keys the gateway was configured with (Redis stacks)."""
+        raw = decode_secret_key(self.env["TEST_SESSION_KEY"])
+        assert raw is not None
+        return ServerKeys([raw])
 
     async def start_idp(self) -> None:
         """Start (or restart) the dev IdP on its port, with a fresh state."""
@@ -290,6 +308,7 @@ async def running_stack(
     key_file = tmp_path / "assertion.pem"
     key_file.write_bytes(generate_es256_pem())
     monkey_env.update({"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET})
+    monkey_env.setdefault("TEST_SESSION_KEY", new_session_key())
     raw = gateway_config(gw_port, idp_url, backend_url, store_url, key_file)
     for key, value in (contoso or {}).items():
         if value is None:

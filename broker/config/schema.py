@@ -24,6 +24,9 @@ DEFAULT_IDLE_TIMEOUT = 8 * 3600.0
 DEFAULT_LIFETIME = 24 * 3600.0
 DEFAULT_REFRESH_BEFORE = 300.0
 DEFAULT_SESSION_CACHE_TTL = 10.0
+# The longest a user waits on the session store before a 503 (each operation, retries included).
+DEFAULT_STORE_TIMEOUT = 2.0
+MAX_STORE_TIMEOUT = 30.0
 DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"
 DEFAULT_ASSERTION_TTL = 60.0
 MAX_ASSERTION_TTL = 300.0
@@ -79,6 +82,7 @@ class SessionsConfig:
     refresh_before: Duration = DEFAULT_REFRESH_BEFORE
     revalidate_every: Duration | None = None
     cache_ttl: Duration = DEFAULT_SESSION_CACHE_TTL
+    store_timeout: Duration = DEFAULT_STORE_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,12 @@ def _check_sessions(sessions: schema.SessionsConfig, parts: Sections) -> Iterato
             yield ("sessions", "tls", name), f"file {parts.base_dir / tls_path} does not exist"
     if sessions.idle_timeout <= 0 or sessions.lifetime <= 0:
         yield ("sessions",), "idle_timeout and lifetime must be positive"
+    if not 0 < sessions.store_timeout <= schema.MAX_STORE_TIMEOUT:
+        # Unbounded would let a hung Redis hold every request (and worker connection) indefinitely.
+        yield (
+            ("sessions", "store_timeout"),
+            f"must be more than 0s and at most {int(schema.MAX_STORE_TIMEOUT)}s",
+        )
 
 
 def _check_signing(signing: schema.SigningConfig, parts: Sections) -> Iterator[tuple[KeyPath, str]]:

@@ -56,9 +56,17 @@ async def crowd(stack: Stack, exits: AsyncExitStack) -> tuple[list[Client], list
     alex = await exits.enter_async_context(stack.browser())
     await stack.login(alex, "contoso", ALEX.username)
     alex_cookie = session_cookie(alex)
+    # Several clients per signed-in user: the more requests in flight when the client reconnects, the
+    # likelier the race of the issue (a connection closed under a command).
+    more = [
+        Client(f"{n}-json-{i}", "/", c, user=u)
+        for i in range(3)
+        for n, c, u in (("adele", adele_cookie, ADELE.username), ("alex", alex_cookie, ALEX.username))
+    ]
     clients = [
         *standard_clients(adele_cookie, megan_cookie),
         Client("alex-json", "/", alex_cookie, user=ALEX.username),
+        *more,
         login_start(stack),
     ]
     return clients, [adele_cookie, alex_cookie, megan_cookie]

@@ -86,7 +86,9 @@ def make_store(config: BrokerConfig, base_dir: Path) -> SessionStore:
         return str(base_dir / path) if path else None
 
     return RedisStore(
-        config.sessions.store, TlsFiles(resolve(tls.ca_file), resolve(tls.cert_file), resolve(tls.key_file))
+        config.sessions.store,
+        TlsFiles(resolve(tls.ca_file), resolve(tls.cert_file), resolve(tls.key_file)),
+        store_timeout=config.sessions.store_timeout,
     )
 
 

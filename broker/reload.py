@@ -99,6 +99,10 @@ class Reloader:
             holder = self._app[GATEWAY]
             if config.sessions.store != holder.current.config.sessions.store:
                 log.warning("sessions.store changed: the running store is kept until a restart")
+            if config.sessions.store_timeout != holder.current.config.sessions.store_timeout:
+                log.warning(
+                    "sessions.store_timeout changed: the running store keeps its timeout until a restart"
+                )
             if config.sessions.cache_ttl != holder.current.config.sessions.cache_ttl:
                 log.warning("sessions.cache_ttl changed: the running cache is kept until a restart")
             await gateway.upstreams.start()

@@ -31,6 +31,9 @@ DEFAULT_REFRESH_BEFORE = 300.0
 DEFAULT_SESSION_CACHE_TTL = 10.0
 DEFAULT_SESSION_SECRET_KEYS: tuple[str, ...] = ()  # none: a random per-process key (memory store only)
 MIN_SESSION_SECRET_KEY_BYTES = 32
+# The longest a user waits on the session store before a 503 (each operation, retries included).
+DEFAULT_STORE_TIMEOUT = 2.0
+MAX_STORE_TIMEOUT = 30.0
 DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"
 DEFAULT_ASSERTION_TTL = 60.0
 MAX_ASSERTION_TTL = 300.0
@@ -122,6 +125,7 @@ class SessionsConfig:
     # Server keys that take part in sealing every session and login-state record and key the index names:
     # base64 of >= 32 random bytes each, the first seals, all open (rotation). Required with Redis.
     secret_keys: list[str] = field(default_factory=lambda: list(DEFAULT_SESSION_SECRET_KEYS), metadata=SECRET)
+    store_timeout: Duration = DEFAULT_STORE_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,12 @@ def _check_sessions(sessions: schema.SessionsConfig, parts: Sections) -> Iterato
     if sessions.max_pending_logins < 1:
         yield ("sessions", "max_pending_logins"), "must be at least 1"
     yield from _check_secret_keys(sessions)
+    if not 0 < sessions.store_timeout <= schema.MAX_STORE_TIMEOUT:
+        # Unbounded would let a hung Redis hold every request (and worker connection) indefinitely.
+        yield (
+            ("sessions", "store_timeout"),
+            f"must be more than 0s and at most {int(schema.MAX_STORE_TIMEOUT)}s",
+        )
 
 
 def _check_workers_share_sessions(

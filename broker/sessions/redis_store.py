@@ -1,9 +1,10 @@
 """Redis store (single server, Sentinel or Cluster; see ``redis_url.py``): shared by every gateway replica.
 
-Redis errors are translated here, where they enter, into ``SessionStoreUnavailable`` so the rest of the
-broker answers a clear 503 instead of a stack trace; the client reconnects by itself when Redis is back.
-Every command touches one key, so the same code works on a Cluster (no cross-slot operations).
-Needs Redis >= 7.0 (GETDEL, PEXPIRE NX/GT).
+Every Redis call goes through one ``StoreBoundary`` (``redis_errors.py``): bounded by
+``sessions.store_timeout``, and any failure translated, where it enters, into ``SessionStoreUnavailable``
+so the rest of the broker answers a clear 503 instead of a stack trace; the client reconnects by itself
+when Redis is back. Every command touches one key, so the same code works on a Cluster (no cross-slot
+operations). Needs Redis >= 7.0 (GETDEL, PEXPIRE NX/GT).
 """
 
 from __future__ import annotations
@@ -12,22 +13,20 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
 
 from redis.asyncio.client import PubSub
 from redis.asyncio.lock import Lock
-from redis.exceptions import RedisClusterException, RedisError
 
+from broker.config.schema import DEFAULT_STORE_TIMEOUT
 from broker.errors import SessionStoreUnavailable
+from broker.sessions.redis_errors import StoreBoundary
 from broker.sessions.redis_url import TlsFiles, connect
 from broker.tasks import cancel_and_wait, sleep_unless
 
 log = logging.getLogger(__name__)
-
-# redis-py's cluster client raises RedisClusterException (no RedisError) when no node answers or a slot is
-# not covered; both mean the store is unavailable.
-REDIS_ERRORS = (RedisError, RedisClusterException)
 
 KEY_PREFIX = "broker:"
 # A subscription silent this long is asked for a PING; one whose PONG does not come within
@@ -47,15 +46,6 @@ return 0
 """
 
 
-@contextmanager
-def _unavailable_on_error(operation: str) -> Iterator[None]:
-    """Map any redis-py error to ``SessionStoreUnavailable`` (the error type only: never keys or values)."""
-    try:
-        yield
-    except REDIS_ERRORS as exc:
-        raise SessionStoreUnavailable(f"Redis {operation} failed: {type(exc).__name__}") from exc
-
-
 def _as_bytes(value: bytes | str | None) -> bytes | None:
     """The client is created without decode_responses, so values are bytes; str only for type completeness."""
     return value.encode() if isinstance(value, str) else value
@@ -68,77 +58,93 @@ def _ms(seconds: float) -> int:
 class RedisStore:
     """``SessionStore`` on Redis; keys are namespaced under ``broker:``."""
 
-    def __init__(self, url: str, tls: TlsFiles | None = None, prefix: str = KEY_PREFIX) -> None:
-        self._client = connect(url, tls)
+    def __init__(
+        self,
+        url: str,
+        tls: TlsFiles | None = None,
+        prefix: str = KEY_PREFIX,
+        store_timeout: float = DEFAULT_STORE_TIMEOUT,
+    ) -> None:
+        self._client = connect(url, tls, store_timeout)
         self._prefix = prefix
         self._replace_if = self._client.register_script(REPLACE_IF)
+        self._boundary = StoreBoundary(store_timeout)
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """SET with PX expiry."""
-        with _unavailable_on_error("write"):
-            await self._client.set(self._prefix + key, value, px=_ms(ttl_seconds))
+        await self._boundary.run(
+            "write", lambda: self._client.set(self._prefix + key, value, px=_ms(ttl_seconds))
+        )
 
     async def get(self, key: str) -> bytes | None:
         """GET."""
-        with _unavailable_on_error("read"):
-            return _as_bytes(await self._client.get(self._prefix + key))
+        return _as_bytes(
+            await self._boundary.run("read", lambda: self._client.get(self._prefix + key), idempotent=True)
+        )
 
     async def replace_if(self, key: str, expected_prefix: bytes, value: bytes, ttl_seconds: float) -> bool:
         """EVALSHA of ``REPLACE_IF`` (redis-py loads the script when the server does not have it)."""
-        with _unavailable_on_error("write"):
-            done = await self._replace_if(
+        done = await self._boundary.run(
+            "write",
+            lambda: self._replace_if(
                 keys=[self._prefix + key], args=[expected_prefix, value, _ms(ttl_seconds)]
-            )
+            ),
+        )
         return bool(done)
 
     async def take(self, key: str) -> bytes | None:
         """GETDEL: atomic on the server, so a state value is consumed once across all replicas."""
-        with _unavailable_on_error("read"):
-            return _as_bytes(await self._client.getdel(self._prefix + key))
+        return _as_bytes(await self._boundary.run("read", lambda: self._client.getdel(self._prefix + key)))
 
     async def delete(self, key: str) -> None:
         """DEL."""
-        with _unavailable_on_error("delete"):
-            await self._client.delete(self._prefix + key)
+        await self._boundary.run("delete", lambda: self._client.delete(self._prefix + key))
 
     async def index_add(self, index: str, member: str, value: bytes, ttl_seconds: float) -> None:
         """HSET, then make the hash live at least ``ttl_seconds`` (NX sets a first TTL, GT only extends)."""
         name = self._prefix + index
-        with _unavailable_on_error("write"):
+
+        async def command() -> None:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.hset(name, member, value)
                 pipe.pexpire(name, _ms(ttl_seconds), nx=True)
                 pipe.pexpire(name, _ms(ttl_seconds), gt=True)
                 await pipe.execute()
 
+        await self._boundary.run("write", command)
+
     async def index_get(self, index: str) -> dict[str, bytes]:
         """HGETALL."""
-        with _unavailable_on_error("read"):
-            raw = await self._client.hgetall(self._prefix + index)
+        raw = await self._boundary.run(
+            "read", lambda: self._client.hgetall(self._prefix + index), idempotent=True
+        )
         return {(k.decode() if isinstance(k, bytes) else str(k)): _as_bytes(v) or b"" for k, v in raw.items()}
 
     async def index_size(self, index: str) -> int:
         """HLEN."""
-        with _unavailable_on_error("read"):
-            return int(await self._client.hlen(self._prefix + index))
+        return int(
+            await self._boundary.run("read", lambda: self._client.hlen(self._prefix + index), idempotent=True)
+        )
 
     async def index_remove(self, index: str, member: str) -> None:
         """HDEL."""
-        with _unavailable_on_error("delete"):
-            await self._client.hdel(self._prefix + index, member)
+        await self._boundary.run("delete", lambda: self._client.hdel(self._prefix + index, member))
 
     async def capped_add(self, name: str, member: str, now: float, cap: int, ttl_seconds: float) -> list[str]:
         """A sorted set scored by time, in one MULTI on one key: ZADD, ZREMRANGEBYSCORE past the TTL, then
         ZRANGE + ZREMRANGEBYRANK of whatever exceeds ``cap`` (oldest first)."""
         key = self._prefix + name
-        with _unavailable_on_error("write"):
+
+        async def command() -> list[Any]:
             async with self._client.pipeline(transaction=True) as pipe:
                 pipe.zadd(key, {member: now})
                 pipe.zremrangebyscore(key, "-inf", now - ttl_seconds)
                 pipe.zrange(key, 0, -(cap + 1))
                 pipe.zremrangebyrank(key, 0, -(cap + 1))
                 pipe.pexpire(key, _ms(ttl_seconds))
-                results = await pipe.execute()
+                return list(await pipe.execute())
+
+        results = await self._boundary.run("write", command)
         return [m.decode() if isinstance(m, bytes) else str(m) for m in results[2]]
 
     @asynccontextmanager
@@ -152,8 +158,9 @@ class RedisStore:
             blocking_timeout=wait_seconds,
             thread_local=False,
         )
-        with _unavailable_on_error("lock"):
-            acquired = await lock.acquire()
+        # Waiting for another holder is not the store failing: that wait is the caller's to choose.
+        bound = wait_seconds + self._boundary.timeout
+        acquired = await self._boundary.run("lock", lock.acquire, timeout=bound)
         if not acquired:
             yield False
             return
@@ -164,23 +171,21 @@ class RedisStore:
         finally:
             released.set()
             await cancel_and_wait([keeper])
-            with contextlib.suppress(*REDIS_ERRORS):  # LockError is a RedisError
-                await lock.release()
+            # A lock not released (lost, or the store down) expires with its lease: nothing to tell the user.
+            with contextlib.suppress(SessionStoreUnavailable):
+                await self._boundary.run("unlock", lock.release)
 
-    @staticmethod
-    async def _keep_lease(lock: Lock, lease_seconds: float, released: asyncio.Event) -> None:
+    async def _keep_lease(self, lock: Lock, lease_seconds: float, released: asyncio.Event) -> None:
         # Checks ``released`` too: a cancellation arriving during the EXTEND may be swallowed by redis-py.
         while not await sleep_unless(released, lease_seconds / 3):
             try:
-                await lock.extend(lease_seconds, replace_ttl=True)
-            except REDIS_ERRORS as exc:  # LockError (lost it) is a RedisError
-                log.warning("could not extend a lock lease: %s", type(exc).__name__)
+                await self._boundary.run("lock extend", lambda: lock.extend(lease_seconds, replace_ttl=True))
+            except SessionStoreUnavailable:  # LockError (lost it) included; logged by the boundary
                 return
 
     async def publish(self, channel: str, message: str) -> None:
         """PUBLISH (on a Cluster, classic pub/sub reaches subscribers on every node)."""
-        with _unavailable_on_error("publish"):
-            await self._client.publish(self._prefix + channel, message)
+        await self._boundary.run("publish", lambda: self._client.publish(self._prefix + channel, message))
 
     async def listen(
         self,
@@ -205,7 +210,7 @@ class RedisStore:
                     log.warning("invalidation subscription lost: %s", type(exc).__name__)
             finally:
                 subscribed(False)
-                with contextlib.suppress(*REDIS_ERRORS, OSError, TimeoutError):
+                with contextlib.suppress(Exception):  # the listener must live on, whatever closing raises
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             delay = RESUBSCRIBE_BACKOFF[min(failures, len(RESUBSCRIBE_BACKOFF) - 1)]
             await sleep_unless(stop, delay)
@@ -246,8 +251,7 @@ class RedisStore:
 
     async def ping(self) -> None:
         """PING."""
-        with _unavailable_on_error("ping"):
-            await self._client.ping()
+        await self._boundary.run("ping", self._client.ping, idempotent=True)
 
     async def close(self) -> None:
         """Close the connection pool."""

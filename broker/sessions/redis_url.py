@@ -8,9 +8,12 @@
 
 TLS options (CA bundle, client certificate) come from the config, not the URL, so paths are checked.
 
-A failing command gives up after about ``(RETRIES + 1) ** 2 * SOCKET_TIMEOUT``: redis-py applies the retry
-policy twice, around the command and around each (re)connect, so its default of 10 retries turned one
-request against a hung or TLS-misconfigured Redis into minutes instead of a quick 503.
+Timeouts derive from one setting, ``sessions.store_timeout``: the store (``redis_store.py``) bounds each
+operation, retries included, by it with ``asyncio.timeout``; the sockets get half of it each (connect,
+then each reply), so a connection that hangs mid-failover still leaves time for one attempt on a fresh
+connection to the new master. redis-py applies its retry policy twice, around the command and around each
+(re)connect (``(RETRIES + 1) ** 2`` socket timeouts); its default of 10 retries had turned one request
+against a hung or TLS-misconfigured Redis into minutes, and the overall bound now caps even one retry.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 
-SOCKET_TIMEOUT = 2.0
+from broker.config.schema import DEFAULT_STORE_TIMEOUT
+
 RETRIES = 1  # one quick retry rides over a connection Redis dropped (restart, failover); see the docstring
 SCHEMES = frozenset(
     {"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
@@ -60,15 +64,22 @@ def _password(netloc: str) -> str | None:
     return unquote(userinfo.split(":", 1)[1]) if ":" in userinfo else unquote(userinfo) or None
 
 
-def connect(url: str, tls: TlsFiles | None = None) -> redis.Redis | RedisCluster:
+def socket_timeout(store_timeout: float) -> float:
+    """Half the overall bound: one hung socket leaves time for one more try on a fresh connection."""
+    return store_timeout / 2
+
+
+def connect(
+    url: str, tls: TlsFiles | None = None, store_timeout: float = DEFAULT_STORE_TIMEOUT
+) -> redis.Redis | RedisCluster:
     """A client for ``url`` (see the module docstring); nothing connects until the first command."""
     parts = urlsplit(url)
     scheme = parts.scheme
     if scheme not in SCHEMES:
         raise ValueError(f"unsupported session store URL scheme {scheme!r}")
     common: dict[str, Any] = {
-        "socket_timeout": SOCKET_TIMEOUT,
-        "socket_connect_timeout": SOCKET_TIMEOUT,
+        "socket_timeout": socket_timeout(store_timeout),
+        "socket_connect_timeout": socket_timeout(store_timeout),
         "password": _password(parts.netloc),
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), RETRIES),
     }

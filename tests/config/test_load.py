@@ -254,3 +254,20 @@ def test_header_strip_list_and_websocket_origins_accept_good_values() -> None:
     config = load_config_text(text, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
     assert config.server.strip_request_headers == ["X-Acme-User", "X-Acme-Auth-*"]
     assert config.routes[0].websocket_origins == ["https://portal.example.com"]
+
+
+@pytest.mark.parametrize("value", ["0", "0s", "31s", "1h"])
+def test_store_timeout_must_be_bounded(value: str) -> None:
+    text = GOOD.replace("signing:", f"sessions: {{store_timeout: {value}}}\nsigning:")
+    with pytest.raises(ConfigError, match=r"sessions.store_timeout: must be more than 0s and at most 30s"):
+        load_config_text(text, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+
+
+def test_store_timeout_defaults_to_two_seconds_and_reaches_the_sockets() -> None:
+    from broker.config.schema import DEFAULT_STORE_TIMEOUT
+    from broker.sessions.redis_url import connect
+
+    config = load_config_text(GOOD, "b.yaml", environ={"SECRET": "x"}, file_exists=exists)
+    assert config.sessions.store_timeout == DEFAULT_STORE_TIMEOUT == 2.0
+    kwargs = connect("redis://127.0.0.1:6379/0", store_timeout=3.0).connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] == kwargs["socket_connect_timeout"] == 1.5

@@ -120,6 +120,10 @@ class Processes:
         proc.kill()
         proc.wait(timeout=5)
 
+    def names(self) -> set[str]:
+        """The names of the processes started and not stopped or killed."""
+        return set(self._procs)
+
     def stop_all(self) -> None:
         """Stop every process still running."""
         for name in list(self._procs):
@@ -266,19 +270,64 @@ def _info(port: int, section: str) -> dict[str, object]:
 
 @dataclass
 class ClusterSetup:
-    """Three masters sharing the 16384 slots (no replicas)."""
+    """Three masters sharing the 16384 slots, each with ``replicas`` replicas."""
 
     url: str
     ports: list[int]
     procs: Processes
     started_in: float = 0.0
 
+    def masters(self) -> list[int]:
+        """The ports of the live masters serving slots now (asked of a live node)."""
+        for port in self.ports:
+            if f"node-{port}" in self.procs.names():
+                nodes = ask(port, "CLUSTER", "NODES")
+                text = nodes.decode() if isinstance(nodes, bytes) else str(nodes)
+                return [
+                    int(fields[1].split("@")[0].rsplit(":", 1)[1])
+                    for fields in (line.split() for line in text.splitlines())
+                    if "master" in fields[2].split(",") and "fail" not in fields[2] and fields[8:]
+                ]
+        raise TopologyError("no cluster node is running")
+
+    def shard_of(self, key: str) -> tuple[int, list[int]]:
+        """(master port, replica ports) of the shard holding ``key``'s slot."""
+        port = next(p for p in self.ports if f"node-{p}" in self.procs.names())
+        slot = ask(port, "CLUSTER", "KEYSLOT", key)
+        shards = ask(port, "CLUSTER", "SLOTS")
+        assert isinstance(slot, int) and isinstance(shards, list)
+        for start, end, master, *replicas in shards:
+            if start <= slot <= end:
+                return int(master[1]), [int(r[1]) for r in replicas]
+        raise TopologyError(f"slot {slot} is not covered")
+
+    def holds(self, port: int, key: str) -> bool:
+        """Whether the node on ``port`` (master or replica: READONLY) holds ``key``."""
+        with client(port) as c:
+            c.execute_command("READONLY")
+            return bool(c.exists(key))
+
+    def kill(self, port: int) -> None:
+        """SIGKILL the node on ``port`` (a crash: its replica is promoted after the node timeout)."""
+        self.procs.kill(f"node-{port}")
+
+    def healthy(self, masters: int = 3) -> bool:
+        """Every running node says ``cluster_state:ok`` and ``masters`` live masters serve the slots."""
+        running = [p for p in self.ports if f"node-{p}" in self.procs.names()]
+        ok = all(_cluster_info(p).get("cluster_state") == "ok" for p in running)
+        return ok and len(self.masters()) == masters
+
+    def wait_healthy(self, masters: int = 3, timeout: float = START_TIMEOUT) -> None:
+        """Block until ``healthy`` (for set-up; under traffic poll ``healthy`` without blocking the loop)."""
+        wait_until(f"cluster ok with {masters} masters", lambda: self.healthy(masters), self.procs, timeout)
+
 
 @contextmanager
-def cluster_setup(workdir: Path) -> Iterator[ClusterSetup]:
-    """3 cluster-enabled nodes joined by ``redis-cli --cluster create``; yields once all say ``ok``."""
+def cluster_setup(workdir: Path, replicas: int = 0) -> Iterator[ClusterSetup]:
+    """3 cluster-enabled masters (and ``replicas`` replicas each) joined by ``redis-cli --cluster create``;
+    yields once all say ``ok`` and every replica is in sync with its master."""
     started = time.monotonic()
-    ports = free_ports(3, with_cluster_bus=True)
+    ports = free_ports(3 * (1 + replicas), with_cluster_bus=True)
     procs = Processes(workdir)
     try:
         for port in ports:
@@ -291,13 +340,14 @@ def cluster_setup(workdir: Path) -> Iterator[ClusterSetup]:
                     cluster_enabled="yes",
                     cluster_config_file=str(node_dir / f"nodes-{port}.conf"),
                     cluster_node_timeout="2000",
+                    repl_diskless_sync_delay="0",
                 ),
             )
         for port in ports:
             wait_until(f"cluster node {port} answers", lambda port=port: ask(port, "PING") is True, procs)  # type: ignore[misc]
         create = subprocess.run(
             [_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
-            + ["--cluster-replicas", "0", "--cluster-yes"],
+            + ["--cluster-replicas", str(replicas), "--cluster-yes"],
             capture_output=True,
             timeout=START_TIMEOUT,
             check=False,
@@ -311,7 +361,19 @@ def cluster_setup(workdir: Path) -> Iterator[ClusterSetup]:
 
         wait_until("cluster_state:ok on every node", all_ok, procs)
         url = "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in ports)
-        yield ClusterSetup(url=url, ports=ports, procs=procs, started_in=time.monotonic() - started)
+        setup = ClusterSetup(url=url, ports=ports, procs=procs)
+        if replicas:
+            setup.wait_healthy(masters=3)
+            replica_ports = [p for p in ports if p not in setup.masters()]
+
+            def replicas_known_and_in_sync() -> bool:
+                in_sync = all(_info(p, "replication")["master_link_status"] == "up" for p in replica_ports)
+                shards = [shard for p in ports for shard in ask(p, "CLUSTER", "SLOTS")]  # type: ignore[attr-defined]
+                return in_sync and all(len(shard) == 3 + replicas for shard in shards)
+
+            wait_until("every replica in sync and known to every node", replicas_known_and_in_sync, procs)
+        setup.started_in = time.monotonic() - started
+        yield setup
     finally:
         procs.stop_all()
 

@@ -49,7 +49,7 @@ SERVER_WITH_WORKERS = """server:
 
 def test_several_workers_with_redis_and_one_worker_with_memory_are_fine() -> None:
     shared = GOOD.replace('server: {public_url: "https://gw.example.com"}', SERVER_WITH_WORKERS)
-    redis = shared + "sessions: {store: redis://r:6379/0, secret_keys: ["${SESSION_KEY}"]}\n"
+    redis = shared + 'sessions: {store: redis://r:6379/0, secret_keys: ["${SESSION_KEY}"]}\n'
     environ = {**ENV, "SESSION_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="}
     assert load_config_text(redis, environ=environ, file_exists=exists).server.workers == 2
     one = SERVER_WITH_WORKERS.replace("2", "1") + GOOD.split("}", 1)[1]

@@ -22,7 +22,7 @@ from broker.identity import generate_es256_pem
 from broker.metrics import METRICS, metrics_app
 from broker.reload import RELOADER
 from tests.support.servers import free_port, serve, start_redis, wait_until_serving
-from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, running_stack
+from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, new_session_key, running_stack
 
 
 async def readyz(stack: Stack) -> tuple[int, dict[str, str]]:
@@ -125,7 +125,8 @@ def write_config(tmp_path: Path, backend: str, gw_port: int, metrics_port: int, 
             "metrics_listen": f"127.0.0.1:{metrics_port}",
             "shutdown_timeout": "10s",
         },
-        "sessions": {"store": store},  # several workers need a shared store (memory is refused)
+        # Several workers need a shared store (memory is refused), and a Redis store its server key.
+        "sessions": {"store": store, "secret_keys": [new_session_key()]},
         "signing": {"keys": [str(key)]},
         "tenants": {
             "contoso": {

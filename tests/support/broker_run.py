@@ -18,7 +18,7 @@ import yaml
 
 from broker.identity import generate_es256_pem
 from tests.support.servers import wait_until_serving
-from tests.support.stack import gateway_config
+from tests.support.stack import gateway_config, new_session_key
 
 
 def broker_config(
@@ -48,7 +48,13 @@ class BrokerRun:
 
     def start(self) -> None:
         """Spawn it (returns at once)."""
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TEST_CONTOSO_SECRET": "x", "TEST_FABRIKAM_SECRET": "x"}
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TEST_CONTOSO_SECRET": "x",
+            "TEST_FABRIKAM_SECRET": "x",
+            "TEST_SESSION_KEY": new_session_key(),  # used only by a config with a Redis store
+        }
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "broker", "run", "--config", str(self.config)],

@@ -21,14 +21,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	$(BIN)/broker demo
+	$(BIN)/python -m demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check broker tests bench
-	$(BIN)/ruff format --check broker tests bench
+	$(BIN)/ruff check broker devidp demo tests bench
+	$(BIN)/ruff format --check broker devidp demo tests bench
 
 typecheck: $(VENV)/.installed-test
-	$(BIN)/mypy --strict broker
+	$(BIN)/mypy --strict broker devidp demo
 
 pytest: $(VENV)/.installed-test
 	@scripts/ensure-redis.sh

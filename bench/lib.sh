@@ -145,7 +145,7 @@ tenants:
         roles: [Wiki.Admin]
         groups: [c7e9a1b3-2d4f-4a6b-8c0e-9f1a2b3c4d5e]
 EOF
-  "$BROKER" devidp --config "$WORK/devidp.yaml" --listen "127.0.0.1:$IDP_PORT" --public-url "$IDP_URL" \
+  "$PY" -m devidp --config "$WORK/devidp.yaml" --listen "127.0.0.1:$IDP_PORT" --public-url "$IDP_URL" \
     >"$WORK/devidp.log" 2>&1 &
   PIDS+=($!)
   wait_http "$IDP_URL/$TENANT_ID/v2.0/.well-known/openid-configuration"

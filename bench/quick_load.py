@@ -1,6 +1,6 @@
 """Quick load figures for the walking skeleton: req/s and p50/p99 through the demo stack.
 
-Starts `broker demo` (dev IdP, whoami backend, gateway with the memory store), logs in for real through the
+Starts `python -m demo` (dev IdP, whoami backend, gateway with the memory store), logs in for real through the
 dev IdP, then drives a bounded closed-loop load with aiohttp against: the backend directly, a public path
 through the gateway, an authenticated route, and the unauthenticated redirect. Prints a table and ratios,
 then stops the demo by PID. Loopback only. Issue 7 replaces the client with wrk and adds Redis and workers.
@@ -150,8 +150,9 @@ if __name__ == "__main__":
         "CONTOSO_CLIENT_SECRET": secrets.token_urlsafe(16),
         "FABRIKAM_CLIENT_SECRET": secrets.token_urlsafe(16),
     }
-    broker = os.path.join(os.path.dirname(sys.executable), "broker")
-    demo = subprocess.Popen([broker, "demo"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "demo"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         asyncio.run(main(args.seconds, args.concurrency))
     finally:

@@ -13,7 +13,7 @@
 # (b) Streaming, one transfer at a time through authenticated routes with max_body: 0, RSS every 0.5 s:
 #     - download: nginx serves a sparse $BIG file (truncate -s) at /big/, curl -o /dev/null;
 #     - upload: POST of a sparse $BIG file (Content-Length) and of $BIG from /dev/zero (chunked) to
-#       /upload/, proxied to `broker demo-backend`, whose JSON answer says how many body bytes arrived.
+#       /upload/, proxied to `python -m demo.whoami`, whose JSON answer says how many body bytes arrived.
 #     Each transfer is checked: HTTP status and byte counts (curl's and, for uploads, the backend's).
 # Same Redis, nginx, dev IdP and gateway as run_gateway_bench.sh, plus the demo backend. Loopback only;
 # every process it starts is stopped by PID on exit.
@@ -52,7 +52,7 @@ EXTRA_ROUTES="${EXTRA_ROUTES//PORT_NGINX/$NGINX_PORT}"
 start_devidp
 start_gateway
 GATEWAY_PID="${PIDS[-1]}"
-"$BROKER" demo-backend --listen "127.0.0.1:$DEMO_PORT" --jwks-url "$GW_URL/.auth/jwks.json" \
+"$PY" -m demo.whoami --listen "127.0.0.1:$DEMO_PORT" --jwks-url "$GW_URL/.auth/jwks.json" \
   --issuer "$GW_URL" >"$WORK/demo-backend.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$DEMO_PORT/_demo/status/200"

@@ -4,10 +4,10 @@
 
 1. Start-up: generates a dev IdP directory with ``--companies`` tenants and a gateway config with as many
    companies (one per tenant, each its own client) and ``--routes`` routes spread over ten hosts, then runs
-   ``broker devidp`` and ``broker run`` (one worker, memory store) on free loopback ports and measures, from
-   the moment ``broker run`` is spawned: the first answer of ``/.auth/healthz`` (serving) and the first 200
-   of ``/.auth/readyz`` (every company's discovery document and keys fetched). ``--runs`` times; the gateway
-   is stopped by PID after each run, the dev IdP at the end.
+   ``python -m devidp`` and ``broker run`` (one worker, memory store) on free loopback ports and measures,
+   from the moment ``broker run`` is spawned: the first answer of ``/.auth/healthz`` (serving) and the first
+   200 of ``/.auth/readyz`` (every company's discovery document and keys fetched). ``--runs`` times; the
+   gateway is stopped by PID after each run, the dev IdP at the end.
 2. Route matching: ``RouteTable.match`` in-process on tables of 10, 100, 1,000 and 10,000 routes (same
    shape), timed over a fixed mix of hits and misses; prints nanoseconds per lookup.
 
@@ -147,7 +147,8 @@ def measure_startup(companies: int, routes: int, runs: int) -> None:
     idp_file, gw_file = write_configs(work, companies, routes, idp_url, gw_port)
     idp = subprocess.Popen(
         [
-            BROKER,
+            sys.executable,
+            "-m",
             "devidp",
             "--config",
             str(idp_file),

@@ -1,25 +1,22 @@
-"""``broker run | check-config | demo | devidp | demo-backend | keygen``."""
+"""``broker run | check-config | entra-setup | sessions | keygen``: the gateway's commands alone.
+
+The development identity provider and the demo are not here: they are their own packages
+(``python -m devidp``, ``python -m demo``), which the production image does not contain.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import base64
-import contextlib
 import logging
 import os
-import secrets
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from aiohttp import web
-
 from broker.config.load import load_config, load_config_with_warnings
 from broker.errors import ConfigError
 from broker.identity import generate_es256_pem
-from broker.listen import split_listen
 from broker.observability import configure_logging
 
 
@@ -114,55 +111,6 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_devidp(args: argparse.Namespace) -> int:
-    """Run the development identity provider alone."""
-    from broker.devidp import create_devidp_app, load_devidp_config
-
-    configure_logging("text")
-    host, port = split_listen(args.listen)
-    try:
-        config = load_devidp_config(args.config)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    public_url = (
-        args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
-    )
-    from broker.event_loop import new_event_loop  # the dev IdP sits in every login: as fast as the gateway
-
-    app = create_devidp_app(config, public_url)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=new_event_loop())
-    return 0
-
-
-def cmd_demo_backend(args: argparse.Namespace) -> int:
-    """Run the whoami demo backend alone."""
-    from broker.demo.cli import run
-
-    return run(args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Dev IdP + demo backend + gateway in one process, with throw-away secrets and keys."""
-    from broker.demo_launcher import run_demo
-
-    configure_logging("text")
-    # Demo secrets are random per run and shared with the dev IdP through the environment,
-    # exactly as production secrets reach the gateway (never written in YAML).
-    for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
-        os.environ.setdefault(name, secrets.token_urlsafe(24))
-    # The sessions' server key, as `openssl rand -base64 32` makes one.
-    os.environ.setdefault("BROKER_DEMO_SESSION_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
-    with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
-        key_file = Path(tmp) / "assertion.pem"
-        key_file.write_bytes(generate_es256_pem())
-        key_file.chmod(0o600)
-        os.environ.setdefault("BROKER_DEMO_SIGNING_KEY", str(key_file))
-        with contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(
@@ -179,23 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and list every problem")
     check.add_argument("file")
     check.set_defaults(func=cmd_check_config)
-
-    demo = sub.add_parser("demo", help="dev IdP + demo backend + gateway, all local")
-    demo.add_argument("--config", default="config/demo.yaml")
-    demo.add_argument("--idp-config", default="config/devidp.yaml")
-    demo.set_defaults(func=cmd_demo)
-
-    devidp = sub.add_parser("devidp", help="run the Entra-shaped development identity provider")
-    devidp.add_argument("--config", required=True)
-    devidp.add_argument("--listen", default="127.0.0.1:9000")
-    devidp.add_argument("--public-url", help="the URL browsers and the gateway use (default from --listen)")
-    devidp.set_defaults(func=cmd_devidp)
-
-    from broker.demo.cli import build_parser as demo_backend_parser
-
-    backend = sub.add_parser("demo-backend", help="run the whoami demo backend")
-    demo_backend_parser(backend)
-    backend.set_defaults(func=cmd_demo_backend)
 
     setup = sub.add_parser("entra-setup", help="print what a company's Azure admin must configure")
     setup.add_argument("code", help="the company's login code")

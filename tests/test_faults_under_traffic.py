@@ -29,13 +29,13 @@ import yaml
 from aiohttp import web
 
 from broker.config.schema import DEFAULT_STORE_TIMEOUT
-from broker.demo import create_demo_app
 from broker.identity import generate_es256_pem
 from broker.metrics import METRICS, Metrics
 from broker.proxy import TOO_SLOW, UNREACHABLE
 from broker.refresh import RETRY_AFTER_FAILURE
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket
 from broker.sessions.redis_store import KEY_PREFIX
+from demo import create_demo_app
 from tests.support.servers import free_port, serve, wait_until_serving
 from tests.support.stack import (
     ADELE,

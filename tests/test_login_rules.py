@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from broker.devidp import DevIdpConfig
+from devidp import DevIdpConfig
 from tests.support.certs import make_certificate
 from tests.support.html import forms
 from tests.support.stack import (

@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 import yaml
 
-from broker.demo import create_demo_app
 from broker.identity import generate_es256_pem
 from broker.metrics import METRICS, metrics_app
 from broker.reload import RELOADER
+from demo import create_demo_app
 from tests.support.servers import free_port, serve, start_redis, wait_until_serving
 from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, new_session_key, running_stack
 

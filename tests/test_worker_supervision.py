@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from broker.demo import create_demo_app
+from demo import create_demo_app
 from tests.support.broker_run import BrokerRun, broker_config
 from tests.support.upstreams import serve_on
 

@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from broker.demo import create_demo_app
-from broker.demo.helpers import MAX_SLOW_SECONDS, slow_seconds
-from broker.demo.page import collect_headers
 from broker.listen import split_listen
+from demo import create_demo_app
+from demo.helpers import MAX_SLOW_SECONDS, slow_seconds
+from demo.page import collect_headers
 
 ISSUER = "http://gateway.test:8080"
 AUDIENCE = "wiki.example.com"

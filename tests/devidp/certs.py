@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from broker.devidp.client_assertion import JWT_BEARER
+from devidp.client_assertion import JWT_BEARER
 
 
 def _b64url(data: bytes) -> str:

@@ -8,7 +8,7 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 
-from broker.devidp import DevIdpConfig, SigningKeys
+from devidp import DevIdpConfig, SigningKeys
 from tests.devidp.certs import ClientCertificate
 from tests.devidp.harness import DevIdpHarness, FakeClock, make_config, running_devidp
 

@@ -18,7 +18,7 @@ import jwt
 from aiohttp import web
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from broker.devidp import DevClient, DevIdpConfig, DevTenant, DevUser, SigningKeys, create_devidp_app
+from devidp import DevClient, DevIdpConfig, DevTenant, DevUser, SigningKeys, create_devidp_app
 
 CONTOSO_ID = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c"
 FABRIKAM_ID = "8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e"

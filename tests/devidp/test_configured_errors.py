@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from broker.devidp import create_devidp_app
+from devidp import create_devidp_app
 from tests.devidp.conftest import Starter
 from tests.devidp.harness import (
     ALEX_OID,

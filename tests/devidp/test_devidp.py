@@ -8,9 +8,9 @@ from urllib.parse import parse_qsl, urlsplit
 import jwt
 import pytest
 
-from broker.devidp import create_devidp_app
-from broker.devidp.context import DEVIDP
-from broker.devidp.tokens import GRAPH_APP_ID, pairwise_subject
+from devidp import create_devidp_app
+from devidp.context import DEVIDP
+from devidp.tokens import GRAPH_APP_ID, pairwise_subject
 from tests.devidp.harness import (
     ADELE_OID,
     CONTOSO_CLIENT,

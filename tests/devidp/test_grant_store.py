@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.devidp.store import (
+from devidp.store import (
     _CODE_MEMORY,
     CODE_LIFETIME,
     CodeGrant,

@@ -8,7 +8,7 @@ from typing import Any
 import jwt
 import pytest
 
-from broker.devidp.tokens import GRAPH_APP_ID
+from devidp.tokens import GRAPH_APP_ID
 from tests.devidp.conftest import Starter
 from tests.devidp.harness import (
     ADELE_OID,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from broker.devidp import DevIdpConfigError, load_devidp_config
+from devidp import DevIdpConfigError, load_devidp_config
 from tests.devidp.certs import ClientCertificate
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "devidp.yaml"

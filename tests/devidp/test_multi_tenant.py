@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from broker.devidp.tokens import pairwise_subject
+from devidp.tokens import pairwise_subject
 from tests.devidp.conftest import Starter
 from tests.devidp.harness import (
     ADELE_OID,

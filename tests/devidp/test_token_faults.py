@@ -10,8 +10,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from broker.devidp import DevIdpConfig
-from broker.devidp.model import is_guid
+from devidp import DevIdpConfig
+from devidp.model import is_guid
 from tests.devidp.conftest import Starter
 from tests.devidp.harness import (
     ALEX_OID,

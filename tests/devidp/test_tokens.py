@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.devidp.model import redirect_uri_matches
-from broker.devidp.tokens import SignIn, granted_scopes, id_token_claims, pairwise_subject
+from devidp.model import redirect_uri_matches
+from devidp.tokens import SignIn, granted_scopes, id_token_claims, pairwise_subject
 from tests.devidp.harness import ADELE_OID, CONTOSO_CLIENT, CONTOSO_ID, FABRIKAM_CLIENT, make_config
 
 NOW = 1_714_567_890.75

@@ -39,7 +39,7 @@ from urllib.parse import urljoin
 import aiohttp
 from multidict import CIMultiDictProxy
 
-from broker.devidp import DevIdpConfig, DevUser
+from devidp import DevIdpConfig, DevUser
 from tests.support.html import forms
 from tests.support.stack import CONTOSO_TID, FABRIKAM_TID, devidp_config
 

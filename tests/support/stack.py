@@ -24,10 +24,10 @@ from aiohttp import web
 from broker.app import create_app
 from broker.config.load import load_config_text
 from broker.config.validate import decode_secret_key
-from broker.demo import create_demo_app
-from broker.devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
 from broker.identity import generate_es256_pem
 from broker.sessions.sealing import ServerKeys
+from demo import create_demo_app
+from devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
 from tests.support.html import Form, forms
 from tests.support.servers import free_port, serve
 

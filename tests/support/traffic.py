@@ -37,11 +37,11 @@ from typing import Any
 
 import aiohttp
 
-from broker.devidp import create_devidp_app
-from broker.devidp.context import DEVIDP, DevIdp
 from broker.proxy import TOO_SLOW, UNREACHABLE
 from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
+from devidp import create_devidp_app
+from devidp.context import DEVIDP, DevIdp
 from tests.support.redis_topologies import Processes, ask, server_argv, wait_until
 from tests.support.servers import serve
 from tests.support.stack import ADELE, ALEX, MEGAN, Stack

@@ -11,7 +11,7 @@ from typing import Any
 
 from multidict import CIMultiDictProxy
 
-from broker.demo.verify import AssertionReport
+from demo.verify import AssertionReport
 
 HeaderValues = dict[str, str | list[str]]
 TIMESTAMP_CLAIMS = frozenset({"iat", "exp", "nbf", "auth_time"})

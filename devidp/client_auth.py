@@ -10,17 +10,17 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-from broker.devidp import errors
-from broker.devidp.client_assertion import (
+from devidp import errors
+from devidp.client_assertion import (
     JWT_BEARER,
     AssertionCheck,
     assertion_claim_invalid,
     assertion_issuer,
     verify_client_assertion,
 )
-from broker.devidp.context import Authority, DevIdp
-from broker.devidp.failures import TOKEN_ERRORS
-from broker.devidp.model import DevClient, DevTenant
+from devidp.context import Authority, DevIdp
+from devidp.failures import TOKEN_ERRORS
+from devidp.model import DevClient, DevTenant
 
 _MALFORMED_BASIC = "The Authorization header is not valid HTTP Basic credentials."
 

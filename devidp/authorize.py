@@ -8,24 +8,24 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from broker.devidp import errors
-from broker.devidp.authorize_request import (
+from devidp import errors
+from devidp.authorize_request import (
     AuthorizeRequest,
     RedirectedError,
     ReplyTarget,
     parse_authorize_request,
 )
-from broker.devidp.context import DEVIDP, NO_STORE, DevIdp, html_error
-from broker.devidp.errors import AadstsError
-from broker.devidp.failures import AUTHORIZE_ERRORS
-from broker.devidp.pages import (
+from devidp.context import DEVIDP, NO_STORE, DevIdp, html_error
+from devidp.errors import AadstsError
+from devidp.failures import AUTHORIZE_ERRORS
+from devidp.pages import (
     CANCEL_FIELD,
     USERNAME_FIELD,
     form_post_page,
     multi_tenant_sign_in_page,
     sign_in_page,
 )
-from broker.devidp.store import CodeGrant
+from devidp.store import CodeGrant
 
 logger = logging.getLogger(__name__)
 

@@ -9,19 +9,19 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from broker.devidp import errors
-from broker.devidp.authorize import authorize_get, authorize_post
-from broker.devidp.context import DEVIDP, DevIdp, html_error, json_error
-from broker.devidp.control import rotate_keys, stats, update_user
-from broker.devidp.failures import configuration_problems
-from broker.devidp.graph import get_member_objects, transitive_member_of
-from broker.devidp.keys import SigningKeys
-from broker.devidp.logout import error_lookup, logout
-from broker.devidp.metadata import keys as keys_handler
-from broker.devidp.metadata import openid_configuration
-from broker.devidp.model import DevIdpConfig
-from broker.devidp.store import GrantStore
-from broker.devidp.token_endpoint import token
+from devidp import errors
+from devidp.authorize import authorize_get, authorize_post
+from devidp.context import DEVIDP, DevIdp, html_error, json_error
+from devidp.control import rotate_keys, stats, update_user
+from devidp.failures import configuration_problems
+from devidp.graph import get_member_objects, transitive_member_of
+from devidp.keys import SigningKeys
+from devidp.logout import error_lookup, logout
+from devidp.metadata import keys as keys_handler
+from devidp.metadata import openid_configuration
+from devidp.model import DevIdpConfig
+from devidp.store import GrantStore
+from devidp.token_endpoint import token
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def create_devidp_app(
     for who in ("me", "users/{oid}"):
         app.router.add_post(f"/graph/v1.0/{who}/getMemberObjects", get_member_objects)
         app.router.add_get(f"/graph/v1.0/{who}/transitiveMemberOf", transitive_member_of)
-    # Test-only controls (see broker.devidp.control); Entra has nothing like them.
+    # Test-only controls (see devidp.control); Entra has nothing like them.
     app.router.add_post("/_devidp/keys/rotate", rotate_keys)
     app.router.add_get("/_devidp/stats", stats)
     app.router.add_post("/_devidp/users/{oid}", update_user)

@@ -22,9 +22,9 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.devidp.context import DEVIDP, NO_STORE, json_response
-from broker.devidp.failures import AUTHORIZE_ERRORS, code_problem, token_fault_problem
-from broker.devidp.model import DevTenant, DevUser
+from devidp.context import DEVIDP, NO_STORE, json_response
+from devidp.failures import AUTHORIZE_ERRORS, code_problem, token_fault_problem
+from devidp.model import DevTenant, DevUser
 
 _RETIRE_VALUES = frozenset({"1", "true", "yes"})
 MAX_REFRESH_DELAY = 60.0

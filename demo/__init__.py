@@ -16,12 +16,12 @@ Test helper endpoints (GET and HEAD), for proxy tests:
 - ``/_demo/slow?seconds=N``  sleeps N seconds (clamped to 0..30), then answers ``{"slept": N}``
 - ``/_demo/bytes?n=N``       streams N zero bytes, chunked transfer encoding, in 64 KiB chunks
 
-Run it with ``python -m broker.demo --listen 127.0.0.1:9001 --jwks-url URL --issuer URL``; a CLI can embed
-it as a subcommand with ``broker.demo.cli.build_parser(subparser)`` and ``broker.demo.cli.run(args)``.
+Run it alone with ``python -m demo.whoami --listen 127.0.0.1:9001 --jwks-url URL --issuer URL``;
+``python -m demo`` (``make demo``) runs it together with the dev IdP and the gateway (``demo.launcher``).
 """
 
 from __future__ import annotations
 
-from broker.demo.app import create_demo_app
+from demo.app import create_demo_app
 
 __all__ = ["create_demo_app"]

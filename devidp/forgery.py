@@ -18,8 +18,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import HMACAlgorithm
 
-from broker.devidp.keys import SigningKey
-from broker.devidp.tokens import sign_with
+from devidp.keys import SigningKey
+from devidp.tokens import sign_with
 
 # How far expired and not-yet-valid tokens are off: far beyond any clock-skew leeway a validator allows.
 _SKEW = 3600

@@ -11,20 +11,20 @@ from typing import Any
 from aiohttp import web
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from broker.devidp import errors
-from broker.devidp.client_auth import authenticate_client, basic_credentials
-from broker.devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, json_error, json_response
-from broker.devidp.errors import AadstsError
-from broker.devidp.forgery import FaultSetting, sign_id_token
-from broker.devidp.model import DevClient, DevTenant, DevUser
-from broker.devidp.store import (
+from devidp import errors
+from devidp.client_auth import authenticate_client, basic_credentials
+from devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, json_error, json_response
+from devidp.errors import AadstsError
+from devidp.forgery import FaultSetting, sign_id_token
+from devidp.model import DevClient, DevTenant, DevUser
+from devidp.store import (
     REFRESH_TOKEN_LIFETIME,
     GrantAlreadyUsed,
     GrantExpired,
     GrantUnknown,
     RefreshGrant,
 )
-from broker.devidp.tokens import (
+from devidp.tokens import (
     TOKEN_LIFETIME,
     SignIn,
     access_token_claims,

@@ -7,8 +7,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from broker.devidp.context import DEVIDP, Authority, DevIdp, json_error, json_response
-from broker.devidp.errors import AadstsError
+from devidp.context import DEVIDP, Authority, DevIdp, json_error, json_response
+from devidp.errors import AadstsError
 
 # Entra lets clients cache metadata and keys for a day; the broker's JWKS cache relies on that TTL.
 _METADATA_CACHE = {"Cache-Control": "max-age=86400"}

@@ -1,4 +1,4 @@
-"""``demo-backend`` command line: serve the whoami app on a host:port."""
+"""``python -m demo.whoami``: serve the whoami demo backend alone on a host:port."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from broker.demo.app import DEFAULT_ASSERTION_HEADER, create_demo_app
 from broker.listen import split_listen
+from demo.app import DEFAULT_ASSERTION_HEADER, create_demo_app
 
 DEFAULT_LISTEN = "127.0.0.1:9001"
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
     """Add the demo backend's options to ``parser`` (a new one when None), e.g. for a CLI subcommand."""
-    parser = parser or argparse.ArgumentParser(prog="demo-backend", description=__doc__)
+    parser = parser or argparse.ArgumentParser(prog="python -m demo.whoami", description=__doc__)
     parser.add_argument("--listen", default=DEFAULT_LISTEN, help="host:port (default %(default)s)")
     parser.add_argument("--jwks-url", required=True, help="the gateway's {public_url}/.auth/jwks.json")
     parser.add_argument("--issuer", required=True, help="the gateway's public URL (the assertion's iss)")
@@ -40,10 +40,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``demo-backend`` / ``python -m broker.demo``."""
+    """Entry point of ``python -m demo.whoami``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return run(args)
     except ValueError as exc:
         parser.error(str(exc))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -6,18 +6,18 @@ It reproduces the protocol facts in ``docs``/ENTRA.md: tenant-specific and multi
 (``private_key_jwt``), single-use codes, rotating refresh tokens, pairwise ``sub``, group overage with a
 small Graph emulation, app-specific signing keys, and Entra's AADSTS error shapes.
 
-For testing a relying party it also fails on demand (``broker.devidp.failures``): broken ID tokens,
+For testing a relying party it also fails on demand (``devidp.failures``): broken ID tokens,
 authorize and token-endpoint errors, set per user or app in the YAML or at runtime through the test-only
-``/_devidp/`` endpoints (``broker.devidp.control``), which also rotate keys and count requests.
+``/_devidp/`` endpoints (``devidp.control``), which also rotate keys and count requests.
 """
 
 from __future__ import annotations
 
-from broker.devidp.app import create_devidp_app
-from broker.devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, TOKEN_FAULTS
-from broker.devidp.keys import SigningKey, SigningKeys
-from broker.devidp.loader import DevIdpConfigError, load_devidp_config
-from broker.devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser
+from devidp.app import create_devidp_app
+from devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, TOKEN_FAULTS
+from devidp.keys import SigningKey, SigningKeys
+from devidp.loader import DevIdpConfigError, load_devidp_config
+from devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser
 
 __all__ = [
     "AUTHORIZE_ERRORS",

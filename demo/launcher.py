@@ -1,10 +1,20 @@
-"""``broker demo``: the dev IdP, the whoami backend and the gateway in one process, stopped by Ctrl-C."""
+"""``python -m demo`` (``make demo``): the dev IdP, the whoami backend and the gateway in one process.
+
+Stopped by Ctrl-C. It lives with the demo, not in ``broker``: the gateway package never imports the dev
+identity provider or the demo, so the production image can leave them out.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import base64
+import contextlib
+import os
+import secrets
 import signal
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -13,8 +23,10 @@ from aiohttp import web
 from broker.app import create_app
 from broker.config.load import load_config
 from broker.config.schema import TenantConfig
-from broker.demo import create_demo_app
-from broker.devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
+from broker.identity import generate_es256_pem
+from broker.observability import configure_logging
+from demo import create_demo_app
+from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 
 DEVIDP_LISTEN = ("127.0.0.1", 9000)
 DEVIDP_PUBLIC_URL = "http://localhost:9000"
@@ -79,3 +91,31 @@ def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_con
             print(f"  {tenant.display_name:<12} {user.name:<18} {user.username:<26} {_describe(user)}")
     print(f"\nTry: open {public_url}/ , sign in as a Contoso user, see your identity on the whoami page;")
     print(f"     then sign out at {public_url}/.auth/logout (host {host}).\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo's options: the gateway's config and the dev IdP's directory."""
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
+    parser.add_argument("--config", default="config/demo.yaml", help="gateway config (default %(default)s)")
+    parser.add_argument("--idp-config", default="config/devidp.yaml", help="dev IdP directory (%(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Dev IdP + demo backend + gateway in one process, with throw-away secrets and keys."""
+    args = build_parser().parse_args(argv)
+    configure_logging("text")
+    # Demo secrets are random per run and shared with the dev IdP through the environment,
+    # exactly as production secrets reach the gateway (never written in YAML).
+    for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
+        os.environ.setdefault(name, secrets.token_urlsafe(24))
+    # The sessions' server key, as `openssl rand -base64 32` makes one.
+    os.environ.setdefault("BROKER_DEMO_SESSION_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    with tempfile.TemporaryDirectory(prefix="broker-demo-") as tmp:
+        key_file = Path(tmp) / "assertion.pem"
+        key_file.write_bytes(generate_es256_pem())
+        key_file.chmod(0o600)
+        os.environ.setdefault("BROKER_DEMO_SIGNING_KEY", str(key_file))
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
+    return 0

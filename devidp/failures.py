@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from broker.devidp.errors import AadstsError, client_not_found, invalid_client_secret
-from broker.devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser
+from devidp.errors import AadstsError, client_not_found, invalid_client_secret
+from devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser
 
 # What an ID token may be broken by, each the way an attacker or a misconfiguration would break it.
 TOKEN_FAULTS: tuple[str, ...] = (

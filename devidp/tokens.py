@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 
-from broker.devidp.keys import SigningKey, SigningKeys
-from broker.devidp.model import DevTenant, DevUser
+from devidp.keys import SigningKey, SigningKeys
+from devidp.model import DevTenant, DevUser
 
 TOKEN_LIFETIME = 3600
 # Microsoft Graph's application ID: with only OIDC scopes, Entra issues an access token for Graph.

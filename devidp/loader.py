@@ -11,9 +11,9 @@ import yaml
 from cryptography import x509
 
 from broker.config.env import MissingEnvironmentVariable, expand_env
-from broker.devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, code_problem, token_fault_problem
-from broker.devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
 from broker.errors import ConfigProblem
+from devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, code_problem, token_fault_problem
+from devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
 
 T = TypeVar("T")
 

@@ -6,9 +6,9 @@ import logging
 
 from aiohttp import web
 
-from broker.devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, html_error
-from broker.devidp.errors import AadstsError
-from broker.devidp.pages import error_lookup_page, signed_out_page
+from devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, html_error
+from devidp.errors import AadstsError
+from devidp.pages import error_lookup_page, signed_out_page
 
 logger = logging.getLogger(__name__)
 

@@ -8,14 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
-from broker.devidp import errors
-from broker.devidp.client_assertion import SeenAssertions
-from broker.devidp.errors import AadstsError, ErrorContext
-from broker.devidp.keys import AppSigningKeys, SigningKey, SigningKeys
-from broker.devidp.model import MULTI_TENANT_SEGMENTS, DevClient, DevIdpConfig, DevTenant
-from broker.devidp.pages import error_page
-from broker.devidp.stats import Stats
-from broker.devidp.store import GrantStore
+from devidp import errors
+from devidp.client_assertion import SeenAssertions
+from devidp.errors import AadstsError, ErrorContext
+from devidp.keys import AppSigningKeys, SigningKey, SigningKeys
+from devidp.model import MULTI_TENANT_SEGMENTS, DevClient, DevIdpConfig, DevTenant
+from devidp.pages import error_page
+from devidp.stats import Stats
+from devidp.store import GrantStore
 
 # Responses carrying codes, tokens or per-user pages must never be stored by a browser or proxy.
 NO_STORE: Mapping[str, str] = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}

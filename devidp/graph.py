@@ -16,9 +16,9 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from broker.devidp.context import DEVIDP, NO_STORE, DevIdp, json_response
-from broker.devidp.model import DevUser
-from broker.devidp.tokens import GRAPH_APP_ID
+from devidp.context import DEVIDP, NO_STORE, DevIdp, json_response
+from devidp.model import DevUser
+from devidp.tokens import GRAPH_APP_ID
 
 _GROUP_TYPE = "#microsoft.graph.group"
 

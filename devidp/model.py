@@ -28,7 +28,7 @@ class DevClient:
     display_name: str = ""
     # PEM of the X.509 certificate(s) accepted for private_key_jwt; "" secret then means "no secret".
     certificate_pem: str | None = None
-    # An AADSTS code every token request of this app fails with (see broker.devidp.policy.TOKEN_ERRORS).
+    # An AADSTS code every token request of this app fails with (see devidp.policy.TOKEN_ERRORS).
     token_error: int | None = None
     # An "organizations" app: usable through /organizations and /common by users of every tenant.
     multi_tenant: bool = False
@@ -67,7 +67,7 @@ class DevUser:
     family_name: str | None = None
     roles: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
-    # How this user's ID tokens are broken on purpose (see broker.devidp.policy.TOKEN_FAULTS).
+    # How this user's ID tokens are broken on purpose (see devidp.policy.TOKEN_FAULTS).
     token_fault: str | None = None
     # An AADSTS code sent to the app instead of a code when this user signs in (policy.AUTHORIZE_ERRORS).
     authorize_error: int | None = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from broker.devidp import errors
-from broker.devidp.context import Authority, DevIdp
-from broker.devidp.errors import AadstsError
-from broker.devidp.model import DevClient
+from devidp import errors
+from devidp.context import Authority, DevIdp
+from devidp.errors import AadstsError
+from devidp.model import DevClient
 
 RESPONSE_MODES = ("query", "fragment", "form_post")
 # RFC 7636 4.1/4.2: verifiers and S256 challenges are 43 to 128 characters.

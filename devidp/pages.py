@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
-from broker.devidp.errors import AadstsError, ErrorContext
-from broker.devidp.model import DevTenant, DevUser
+from devidp.errors import AadstsError, ErrorContext
+from devidp.model import DevTenant, DevUser
 
 # Field names the sign-in forms post, besides the authorize request's own parameters.
 USERNAME_FIELD = "username"

@@ -19,8 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from broker.devidp.errors import AadstsError
-from broker.devidp.model import DevClient
+from devidp.errors import AadstsError
+from devidp.model import DevClient
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Entra refuses assertions valid for longer than ten minutes.

@@ -10,9 +10,9 @@ from types import MappingProxyType
 import aiohttp
 from aiohttp import web
 
-from broker.demo.helpers import add_helper_routes
-from broker.demo.page import WhoAmI, collect_headers, render_page
-from broker.demo.verify import JwksCache, verify_assertion
+from demo.helpers import add_helper_routes
+from demo.page import WhoAmI, collect_headers, render_page
+from demo.verify import JwksCache, verify_assertion
 
 BODY_CHUNK = 64 * 1024
 DEFAULT_ASSERTION_HEADER = "X-Broker-Assertion"

@@ -1,0 +1,5 @@
+"""Allow ``python -m devidp``."""
+
+from devidp.cli import main
+
+raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +66,80 @@ def test_compose_file_parses_and_uses_the_cli() -> None:
     assert {"redis", "devidp", "whoami", "gateway"} <= set(compose["services"])
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert "USER" in dockerfile and "HEALTHCHECK" in dockerfile and 'ENTRYPOINT ["broker"]' in dockerfile
+
+
+# The development packages: the dev IdP forges tokens on request, the demo backend trusts any gateway.
+DEV_PACKAGES = frozenset({"devidp", "demo"})
+# What the production image may copy into its build: the project file, the README and the gateway.
+PRODUCTION_SOURCES = frozenset({"pyproject.toml", "README*", "broker"})
+
+
+def copy_sources(dockerfile: Path) -> list[str]:
+    """The sources of every COPY that reads the build context (not ``--from`` another stage)."""
+    sources: list[str] = []
+    for line in dockerfile.read_text().splitlines():
+        words = line.split()
+        if not words or words[0].upper() != "COPY" or any(w.startswith("--from") for w in words):
+            continue
+        sources += [w.removeprefix("./").rstrip("/") for w in words[1:-1] if not w.startswith("--")]
+    return sources
+
+
+def dev_package_imports(tree: ast.AST) -> list[str]:
+    """Every module of a dev package that ``tree`` imports, statically or by name (importlib, __import__)."""
+    found: list[str] = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            callee = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if callee in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                names = [node.args[0].value]
+        found += [name for name in names if name.split(".")[0] in DEV_PACKAGES]
+    return found
+
+
+def test_production_image_copies_the_gateway_alone() -> None:
+    sources = copy_sources(ROOT / "deploy" / "Dockerfile")
+    assert "broker" in sources
+    assert set(sources) <= PRODUCTION_SOURCES, sources
+    # The demo image is the one that adds them (for docker-compose.yml only).
+    assert DEV_PACKAGES <= set(copy_sources(ROOT / "deploy" / "Dockerfile.demo"))
+
+
+def test_broker_imports_nothing_from_the_dev_packages() -> None:
+    # The checker itself finds every spelling, so an empty answer below means something.
+    probe = ast.parse(
+        "import devidp\nimport demo.whoami as w\nfrom devidp.app import x\nimport importlib\n"
+        "def f():\n    from demo import launcher\n    importlib.import_module('devidp.cli')\n"
+        "    __import__('demo')\nimport demos\nfrom broker.demo_x import y\nfrom . import demo\n"
+    )
+    assert sorted(dev_package_imports(probe)) == [
+        "demo",
+        "demo",
+        "demo.whoami",
+        "devidp",
+        "devidp.app",
+        "devidp.cli",
+    ]
+    modules = sorted((ROOT / "broker").rglob("*.py"))
+    assert len(modules) > 50
+    offenders = {
+        str(path.relative_to(ROOT)): imports
+        for path in modules
+        if (imports := dev_package_imports(ast.parse(path.read_text(), str(path))))
+    }
+    assert offenders == {}
+    assert not (ROOT / "broker" / "devidp").exists() and not (ROOT / "broker" / "demo").exists()
+
+
+def test_compose_runs_the_dev_packages_from_the_demo_image() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["gateway"]["build"]["dockerfile"] == "deploy/Dockerfile"
+    for name in ("devidp", "whoami"):
+        assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile.demo"
+    assert services["devidp"]["command"][0] == "devidp"
+    assert services["whoami"]["command"][0] == "demo.whoami"

@@ -27,7 +27,6 @@ PORT_ATTEMPTS = 20
 # client socket is ever given one of them as its own port; port + 10000 (Redis Cluster's bus) is under it
 # too. Another process may still listen on a candidate: the server then reports it and the next is tried.
 CANDIDATE_PORTS = range(10000, 22768)
-ADDRESS_IN_USE = "Address already in use"  # strerror(EADDRINUSE), as servers print it
 
 T = TypeVar("T")
 
@@ -73,6 +72,12 @@ class HeldPort:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def says_port_taken(log: str) -> bool:
+    """Whether a server's output reports its port taken: strerror(EADDRINUSE) as redis-server prints it, or
+    lower-cased as asyncio's bind error (aiohttp servers: ``broker run``, ``broker devidp``) does."""
+    return "address already in use" in log.lower()
 
 
 class PortTaken(Exception):

@@ -27,7 +27,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from broker.sessions.redis_url import TlsFiles
-from tests.support.ports import ADDRESS_IN_USE, PortTaken, on_some_port
+from tests.support.ports import PortTaken, on_some_port, says_port_taken
 from tests.support.servers import redis_answers_as
 
 MASTER_NAME = "mymaster"
@@ -79,7 +79,7 @@ class Processes:
                 )
             except TopologyError:
                 log = self.workdir / f"{name(port)}.log"
-                if proc.poll() is None or ADDRESS_IN_USE not in log.read_text(errors="replace"):
+                if proc.poll() is None or not says_port_taken(log.read_text(errors="replace")):
                     raise
                 self.kill(name(port))  # already exited: this only forgets it
                 raise PortTaken(port) from None

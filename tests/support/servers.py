@@ -17,7 +17,7 @@ from aiohttp import web
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from tests.support.ports import ADDRESS_IN_USE, HeldPort, PortTaken, on_some_port
+from tests.support.ports import HeldPort, PortTaken, on_some_port, says_port_taken
 
 
 async def wait_until_serving(
@@ -91,7 +91,7 @@ def start_redis(binary: str, port: int, workdir: Path) -> subprocess.Popen[bytes
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            if ADDRESS_IN_USE in log.read_text(errors="replace"):
+            if says_port_taken(log.read_text(errors="replace")):
                 raise PortTaken(port)
             raise RuntimeError(f"redis-server exited on port {port}:\n{log.read_text()[-2000:]}")
         if redis_answers_as(port, proc.pid):

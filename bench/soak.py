@@ -47,7 +47,7 @@ from tests.support.load_scenario import (  # noqa: E402
 )
 from tests.support.ports import HeldPort, PortTaken, on_some_port, says_port_taken  # noqa: E402
 from tests.support.servers import redis_server, serve  # noqa: E402
-from tests.support.stack import CONTOSO_SECRET, FABRIKAM_SECRET, gateway_config  # noqa: E402
+from tests.support.stack import CONTOSO_SECRET, FABRIKAM_SECRET, gateway_config, new_session_key  # noqa: E402
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -198,6 +198,7 @@ async def soak(seconds: float, user_count: int, replicas: int, seed: int, workdi
             **os.environ,
             "TEST_CONTOSO_SECRET": CONTOSO_SECRET,
             "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET,
+            "TEST_SESSION_KEY": new_session_key(),  # the Redis store's server key (required)
             "PYTHONPATH": str(REPO),
         }
         gateways: list[Gateway] = []

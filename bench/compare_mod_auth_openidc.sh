@@ -32,7 +32,7 @@ start_devidp
 start_gateway
 
 # --- Apache + mod_auth_openidc -------------------------------------------------------------------------
-AP_PORT=$(free_port)
+AP_PORT=$(port_to_try) # never a client socket's; another server's would make Apache fail (no retry here)
 AP_URL="http://localhost:$AP_PORT"
 MODS=/usr/lib/apache2/modules
 mkdir -p "$WORK/apache"

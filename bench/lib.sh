@@ -1,6 +1,6 @@
 # Shared pieces of the wrk benchmarks (sourced by run_gateway_bench.sh and compare_mod_auth_openidc.sh).
 #
-# Everything listens on 127.0.0.1 on free ports; every started process's PID is recorded in PIDS and
+# Everything listens on 127.0.0.1 on ports bound at the moment of use (on_some_port); every started process's PID is recorded in PIDS and
 # killed (TERM, then KILL after 5 s) by the EXIT trap. Nothing is written outside $WORK (a temp dir).
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,13 +52,35 @@ need_apt() { # need_apt BINARY PACKAGE...
   fi
 }
 
-free_port() {
-  "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+# A port for a server that binds its own (as tests/support/ports.py does for the tests): a random one under
+# the kernel's ephemeral range (32768-60999), so no client socket is ever given it. Another server may
+# listen on it: ours then fails with "address already in use" and on_some_port starts it on another.
+# (Never "bind port 0, close, print the number": anyone can take that port before our server binds it.)
+port_to_try() { echo $((10000 + RANDOM % 12768)); }
+
+# on_some_port LOG START: run START (which takes its port from port_to_try, starts its server in the
+# background as the last of PIDS and waits for it) until it works; when it fails and LOG says its port was
+# taken, forget that process and run START again, at most 20 times.
+on_some_port() {
+  local log="$1" start="$2"
+  for _ in $(seq 20); do
+    "$start" && return 0
+    grep -qi "address already in use" "$log" 2>/dev/null || return 1
+    kill -KILL "${PIDS[-1]}" 2>/dev/null || true
+    unset 'PIDS[-1]'
+    log "$start: its port was taken, trying another"
+  done
+  return 1
 }
 
-wait_http() { # wait_http URL [seconds]: until the URL answers 200
-  local url="$1" deadline=$((SECONDS + ${2:-20}))
+wait_http() { # wait_http URL [seconds] [pid]: until the URL answers 200 (fails at once if pid exits)
+  local url="$1" deadline=$((SECONDS + ${2:-20})) pid="${3:-}"
   until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+      log "$url: the server exited; logs in $WORK"
+      KEEP_WORK=1
+      return 1
+    fi
     if ((SECONDS > deadline)); then
       log "$url did not become ready; logs in $WORK"
       KEEP_WORK=1
@@ -68,13 +90,18 @@ wait_http() { # wait_http URL [seconds]: until the URL answers 200
   done
 }
 
-start_redis() {
-  REDIS_PORT=$(free_port)
+start_redis() { on_some_port "$WORK/redis.log" start_redis_once; }
+
+start_redis_once() {
+  REDIS_PORT=$(port_to_try)
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
     --daemonize no --dir "$WORK" >"$WORK/redis.log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do
-    redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || return 1
+    # Asked for its own PID: a Redis of someone else's on this port does not count.
+    [[ "$(redis-cli -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' | grep '^process_id:')" == \
+      "process_id:${PIDS[-1]}" ]] && return 0
     sleep 0.1
   done
   log "redis-server did not start"
@@ -82,8 +109,10 @@ start_redis() {
 }
 
 # EXTRA_NGINX (optional): directives appended to nginx's server block (e.g. more locations).
-start_nginx() {
-  NGINX_PORT=$(free_port)
+start_nginx() { on_some_port "$WORK/nginx/stdout.log" start_nginx_once; }
+
+start_nginx_once() {
+  NGINX_PORT=$(port_to_try)
   mkdir -p "$WORK/nginx/html"
   printf '<!doctype html><title>bench</title><p>Hello from the nginx backend.</p>\n' \
     >"$WORK/nginx/html/index.html"
@@ -111,13 +140,15 @@ http {
 EOF
   nginx -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
   PIDS+=($!)
-  wait_http "http://127.0.0.1:$NGINX_PORT/"
+  wait_http "http://127.0.0.1:$NGINX_PORT/" 20 "${PIDS[-1]}"
 }
 
 # The dev IdP with its own small directory: Contoso, one confidential client whose redirect URIs are the
 # gateway's callback and mod_auth_openidc's redirect URI on localhost (loopback ports are ignored).
-start_devidp() {
-  IDP_PORT=$(free_port)
+start_devidp() { on_some_port "$WORK/devidp.log" start_devidp_once; }
+
+start_devidp_once() {
+  IDP_PORT=$(port_to_try)
   IDP_URL="http://127.0.0.1:$IDP_PORT"
   CONTOSO_CLIENT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
   FABRIKAM_CLIENT_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
@@ -148,13 +179,15 @@ EOF
   "$PY" -m devidp --config "$WORK/devidp.yaml" --listen "127.0.0.1:$IDP_PORT" --public-url "$IDP_URL" \
     >"$WORK/devidp.log" 2>&1 &
   PIDS+=($!)
-  wait_http "$IDP_URL/$TENANT_ID/v2.0/.well-known/openid-configuration"
+  wait_http "$IDP_URL/$TENANT_ID/v2.0/.well-known/openid-configuration" 20 "${PIDS[-1]}"
 }
 
 # The gateway: Redis store, server.workers (default 2), /pub/ public and / enforced, both to nginx.
 # EXTRA_ROUTES (optional): YAML list items appended to routes: (same 2-space indent as those above).
-start_gateway() {
-  GW_PORT=$(free_port)
+start_gateway() { on_some_port "$WORK/gateway.log" start_gateway_once; }
+
+start_gateway_once() {
+  GW_PORT=$(port_to_try)
   GW_URL="http://localhost:$GW_PORT"
   "$BROKER" keygen --out "$WORK/assertion.pem" >/dev/null
   cat >"$WORK/broker.yaml" <<EOF
@@ -196,7 +229,7 @@ EOF
   if [[ -n ${EXTRA_ROUTES:-} ]]; then printf '%s\n' "$EXTRA_ROUTES" >>"$WORK/broker.yaml"; fi
   "$BROKER" run --config "$WORK/broker.yaml" >"$WORK/gateway.log" 2>&1 &
   PIDS+=($!)
-  wait_http "$GW_URL/.auth/readyz" 30
+  wait_http "$GW_URL/.auth/readyz" 30 "${PIDS[-1]}"
 }
 
 gateway_cookie() {

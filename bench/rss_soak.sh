@@ -32,7 +32,7 @@ need_apt curl curl
 
 # /big/<file> -> $WORK/nginx/big/<file>; the gateway routes /big/ and /upload/ allow any body size.
 EXTRA_NGINX="location /big/ { root $WORK/nginx; }"
-DEMO_PORT=$(free_port)
+DEMO_PORT=$(port_to_try) # never a client socket's; another server's would make the demo fail (no retry)
 EXTRA_ROUTES="  - host: localhost
     path: /big/
     upstream: http://127.0.0.1:PORT_NGINX

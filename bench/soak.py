@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +45,9 @@ from tests.support.load_scenario import (  # noqa: E402
     load_directory,
     run_load,
 )
-from tests.support.servers import free_port, redis_server, serve  # noqa: E402
-from tests.support.stack import CONTOSO_SECRET, FABRIKAM_SECRET, gateway_config  # noqa: E402
+from tests.support.ports import HeldPort, PortTaken, on_some_port, says_port_taken  # noqa: E402
+from tests.support.servers import redis_server, serve  # noqa: E402
+from tests.support.stack import CONTOSO_SECRET, FABRIKAM_SECRET, gateway_config, new_session_key  # noqa: E402
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
@@ -118,6 +120,31 @@ def start_gateway(config_file: Path, port: int, env: dict[str, str], workdir: Pa
     return Gateway(f"http://127.0.0.1:{port}", process, log_path, log_file)
 
 
+def start_gateway_on_some_port(
+    config_for: Callable[[int], Path], env: dict[str, str], workdir: Path
+) -> Gateway:
+    """``start_gateway`` on a port bound at the moment of use: on another when that one was taken (a
+    single-worker gateway cannot join a port we hold); ``config_for(port)`` is the config to run with."""
+
+    def attempt(port: int) -> Gateway:
+        gateway = start_gateway(config_for(port), port, env, workdir)
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            log = gateway.log_path.read_text(errors="replace")
+            if '"gateway listening"' in log:
+                return gateway
+            if gateway.process.poll() is not None:
+                gateway.stop()
+                if says_port_taken(log):
+                    raise PortTaken(port)
+                raise RuntimeError(f"the gateway on port {port} exited:\n{log[-3000:]}")
+            time.sleep(0.05)
+        gateway.stop()
+        raise RuntimeError(f"the gateway on port {port} did not listen within {READY_TIMEOUT:.0f} s")
+
+    return on_some_port(attempt)
+
+
 async def wait_ready(gateway: Gateway) -> None:
     """Until ``/.auth/readyz`` answers 200 (config, Redis and both companies' IdP metadata loaded)."""
     deadline = time.monotonic() + READY_TIMEOUT
@@ -153,33 +180,42 @@ async def soak(seconds: float, user_count: int, replicas: int, seed: int, workdi
     if this is not None:  # SIGTERM unwinds like Ctrl-C: every finally below stops what it started
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, this.cancel)
     with redis_server(workdir) as (redis_url, _redis, _port):
-        idp_port, backend_port = free_port(), free_port()
-        ports = [free_port() for _ in range(replicas)]
-        idp_url, backend_url = f"http://127.0.0.1:{idp_port}", f"http://127.0.0.1:{backend_port}"
+        idp_port, backend_port = HeldPort(), HeldPort()  # in-process servers: held until the end
+        idp_url, backend_url = idp_port.url, backend_port.url
         key_file = workdir / "assertion.pem"
         key_file.write_bytes(generate_es256_pem())
         key_file.chmod(0o600)
-        raw = gateway_config(ports[0], idp_url, backend_url, redis_url, key_file)
-        raw["tenants"]["contoso"]["roles"] = CONTOSO_ROLES
         config_file = workdir / "gateway.yaml"
-        config_file.write_text(yaml.safe_dump(raw))
+
+        def config_for(first_gateway_port: int) -> Path:
+            """The shared config; its public URL is the first gateway's, whose port is known only then."""
+            raw = gateway_config(first_gateway_port, idp_url, backend_url, redis_url, key_file)
+            raw["tenants"]["contoso"]["roles"] = CONTOSO_ROLES
+            config_file.write_text(yaml.safe_dump(raw))
+            return config_file
+
         env = {
             **os.environ,
             "TEST_CONTOSO_SECRET": CONTOSO_SECRET,
             "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET,
+            "TEST_SESSION_KEY": new_session_key(),  # the Redis store's server key (required)
             "PYTHONPATH": str(REPO),
         }
-        public_url = f"http://127.0.0.1:{ports[0]}"
         gateways: list[Gateway] = []
         async with AsyncExitStack() as servers:
+            servers.callback(idp_port.close)
+            servers.callback(backend_port.close)
             idp = await serve(create_devidp_app(directory, idp_url), idp_port)
             servers.push_async_callback(idp.cleanup)
-            backend = await serve(
-                create_demo_app(f"{public_url}/.auth/jwks.json", public_url, None), backend_port
-            )
-            servers.push_async_callback(backend.cleanup)
             try:
-                gateways = [start_gateway(config_file, port, env, workdir) for port in ports]
+                gateways.append(start_gateway_on_some_port(config_for, env, workdir))
+                public_url = gateways[0].url
+                for _ in range(replicas - 1):
+                    gateways.append(start_gateway_on_some_port(lambda _: config_file, env, workdir))
+                backend = await serve(
+                    create_demo_app(f"{public_url}/.auth/jwks.json", public_url, None), backend_port
+                )
+                servers.push_async_callback(backend.cleanup)
                 for gateway in gateways:
                     await wait_ready(gateway)
                 status = await drive(gateways, idp_url, users, seconds, seed)

@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import timeit
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -39,15 +39,10 @@ sys.path.insert(0, str(REPO))
 
 from broker.config.schema import RouteConfig  # noqa: E402
 from broker.routing import RouteTable  # noqa: E402
+from tests.support.ports import PortTaken, on_some_port, says_port_taken  # noqa: E402
 
 BROKER = str(Path(sys.executable).parent / "broker")
 HOSTS = [f"app{n}.example.test" for n in range(10)]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def route_dicts(count: int, upstream: str) -> list[dict[str, object]]:
@@ -63,9 +58,11 @@ def route_dicts(count: int, upstream: str) -> list[dict[str, object]]:
     return routes
 
 
-def write_configs(work: Path, companies: int, routes: int, idp_url: str, gw_port: int) -> tuple[Path, Path]:
+def write_configs(work: Path, companies: int, routes: int) -> tuple[Path, Callable[[str, int], Path]]:
+    """The dev IdP's config file, and how to write the gateway's for the IdP's URL and the port it is to
+    listen on."""
     tenants = []
-    gateway_tenants: dict[str, object] = {}
+    gateway_tenants: dict[str, dict[str, str]] = {}
     for n in range(companies):
         tid, client = str(uuid.UUID(int=n + 1)), str(uuid.UUID(int=10_000 + n))
         tenants.append(
@@ -77,7 +74,7 @@ def write_configs(work: Path, companies: int, routes: int, idp_url: str, gw_port
                     {
                         "client_id": client,
                         "client_secret": "${BENCH_SECRET}",
-                        "redirect_uris": [f"http://localhost:{gw_port}/.auth/callback"],
+                        "redirect_uris": ["http://localhost/.auth/callback"],  # localhost: any port
                     }
                 ],
                 "users": [
@@ -90,30 +87,42 @@ def write_configs(work: Path, companies: int, routes: int, idp_url: str, gw_port
             "tenant_id": tid,
             "client_id": client,
             "client_secret": "${BENCH_SECRET}",
-            "authority": idp_url,
         }
     idp_file = work / "devidp.yaml"
     idp_file.write_text(yaml.safe_dump({"tenants": tenants}))
     subprocess.run([BROKER, "keygen", "--out", str(work / "assertion.pem")], check=True, capture_output=True)
-    gateway = {
-        "server": {
-            "public_url": f"http://localhost:{gw_port}",
-            "listen": f"127.0.0.1:{gw_port}",
-            "workers": 1,
-        },
-        "sessions": {"store": "memory"},
-        "signing": {"keys": [str(work / "assertion.pem")]},
-        "tenants": gateway_tenants,
-        "routes": route_dicts(routes, "http://127.0.0.1:9"),
-    }
-    gw_file = work / "broker.yaml"
-    gw_file.write_text(yaml.safe_dump(gateway, sort_keys=False))
-    return idp_file, gw_file
+
+    def gateway_file(idp_url: str, gw_port: int) -> Path:
+        tenants_here = {name: {**tenant, "authority": idp_url} for name, tenant in gateway_tenants.items()}
+        gateway = {
+            "server": {
+                "public_url": f"http://localhost:{gw_port}",
+                "listen": f"127.0.0.1:{gw_port}",
+                "workers": 1,
+            },
+            "sessions": {"store": "memory"},
+            "signing": {"keys": [str(work / "assertion.pem")]},
+            "tenants": tenants_here,
+            "routes": route_dicts(routes, "http://127.0.0.1:9"),
+        }
+        gw_file = work / "broker.yaml"
+        gw_file.write_text(yaml.safe_dump(gateway, sort_keys=False))
+        return gw_file
+
+    return idp_file, gateway_file
 
 
-def first_answer(url: str, want_200: bool, deadline: float) -> float:
-    """Poll ``url`` every 5 ms; the monotonic time of the first answer (any status, or 200 if asked)."""
+def first_answer(
+    url: str, want_200: bool, deadline: float, proc: subprocess.Popen[bytes], log: Path
+) -> float:
+    """Poll ``url`` every 5 ms; the monotonic time of the first answer (any status, or 200 if asked).
+    ``PortTaken`` if ``proc`` exits saying its port was taken (then it is started on another)."""
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            output = log.read_text(errors="replace")
+            if says_port_taken(output):
+                raise PortTaken(url)
+            raise RuntimeError(f"{proc.args!r} exited:\n{output[-3000:]}")
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if not want_200 or resp.status == 200:
@@ -142,49 +151,74 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def measure_startup(companies: int, routes: int, runs: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="broker-startup."))
     env = {**os.environ, "BENCH_SECRET": "bench-secret-value"}
-    idp_port, gw_port = free_port(), free_port()
-    idp_url = f"http://127.0.0.1:{idp_port}"
-    idp_file, gw_file = write_configs(work, companies, routes, idp_url, gw_port)
-    idp = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devidp",
-            "--config",
-            str(idp_file),
-            "--listen",
-            f"127.0.0.1:{idp_port}",
-            "--public-url",
-            idp_url,
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=(work / "devidp.log").open("wb"),
-    )
-    try:
-        first_answer(
-            f"{idp_url}/{uuid.UUID(int=1)}/v2.0/.well-known/openid-configuration", True, time.monotonic() + 30
-        )
-        serving, ready = [], []
-        for run in range(runs):
-            log = (work / f"gateway.{run}.log").open("wb")
-            started = time.monotonic()
-            gateway = subprocess.Popen(
-                [BROKER, "run", "--config", str(gw_file)], env=env, stdout=log, stderr=log
+    idp: subprocess.Popen[bytes] | None = None
+
+    def start_idp(port: int) -> tuple[subprocess.Popen[bytes], str]:
+        """The dev IdP on ``port``, bound at the moment of use (``PortTaken`` if someone else has it)."""
+        url = f"http://127.0.0.1:{port}"
+        log = work / "devidp.log"
+        with log.open("wb") as err:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "devidp",
+                    "--config",
+                    str(idp_file),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                    "--public-url",
+                    url,
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
             )
+        try:
+            discovery = f"{url}/{uuid.UUID(int=1)}/v2.0/.well-known/openid-configuration"
+            first_answer(discovery, True, time.monotonic() + 30, proc, log)
+        except BaseException:
+            stop(proc)
+            raise
+        return proc, url
+
+    def one_run(run: int) -> tuple[float, float]:
+        """Spawn a gateway on a port bound at the moment of use; (seconds to serving, to ready)."""
+
+        def attempt(port: int) -> tuple[float, float]:
+            gw_file = gateway_file(idp_url, port)  # written before the clock starts
+            log_path = work / f"gateway.{run}.log"
+            with log_path.open("wb") as log:
+                started = time.monotonic()
+                gateway = subprocess.Popen(
+                    [BROKER, "run", "--config", str(gw_file)], env=env, stdout=log, stderr=log
+                )
             try:
-                base = f"http://127.0.0.1:{gw_port}/.auth"
-                serving.append(first_answer(f"{base}/healthz", False, started + 60) - started)
-                ready.append(first_answer(f"{base}/readyz", True, started + 60) - started)
+                base = f"http://127.0.0.1:{port}/.auth"
+                serving = first_answer(f"{base}/healthz", False, started + 60, gateway, log_path) - started
+                ready = first_answer(f"{base}/readyz", True, started + 60, gateway, log_path) - started
+                return serving, ready
             finally:
                 stop(gateway)
+
+        return on_some_port(attempt)
+
+    try:
+        idp_file, gateway_file = write_configs(work, companies, routes)
+        idp, idp_url = on_some_port(start_idp)
+        serving, ready = [], []
+        for run in range(runs):
+            to_serving, to_ready = one_run(run)
+            serving.append(to_serving)
+            ready.append(to_ready)
         print(f"start-up, {companies} companies (each its own dev IdP tenant), {routes} routes, 1 worker:")
         stages = (("serving (/.auth/healthz answers)", serving), ("ready (/.auth/readyz 200)", ready))
         for label, times in stages:
             runs_text = ", ".join(f"{t:.3f}" for t in times)
             print(f"  spawned -> {label}: median {statistics.median(times):.3f} s (runs: {runs_text})")
     finally:
-        stop(idp)
+        if idp is not None:
+            stop(idp)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.ports import HeldPort
 from tests.support.servers import redis_server
 from tests.support.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One throw-away redis-server on a free port for the test session."""
+    """One throw-away redis-server on a loopback port of its own for the test session."""
     with redis_server(tmp_path_factory.mktemp("redis")) as (url, _proc, _port):
         yield url
 
@@ -48,3 +49,11 @@ async def redis_stack(fresh_redis_url: str, tmp_path: Path) -> AsyncIterator[Sta
     """The whole product with the Redis store only."""
     async with running_stack(fresh_redis_url, tmp_path, {}) as s:
         yield s
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: held (bound, never listening), so no
+    other process can start listening on it meanwhile."""
+    with HeldPort() as port:
+        yield port.number

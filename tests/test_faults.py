@@ -6,7 +6,6 @@ from pathlib import Path
 
 from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
-from tests.support.servers import free_port
 from tests.support.stack import ADELE, Stack, running_stack
 
 
@@ -39,8 +38,10 @@ async def test_identity_provider_down_during_login(stack: Stack) -> None:
         assert await stack.login(browser, "contoso", ADELE.username) == "/"
 
 
-async def test_session_store_down_gives_503_and_public_routes_keep_working(tmp_path: Path) -> None:
-    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+async def test_session_store_down_gives_503_and_public_routes_keep_working(
+    tmp_path: Path, refused_port: int
+) -> None:
+    dead_redis = f"redis://127.0.0.1:{refused_port}/0"
     async with running_stack(dead_redis, tmp_path, {}) as stack, stack.browser() as browser:
         async with browser.get(f"{stack.gateway_url}/.auth/login/contoso/start") as resp:
             html = await resp.text()

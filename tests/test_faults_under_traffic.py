@@ -36,7 +36,8 @@ from broker.refresh import RETRY_AFTER_FAILURE
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket
 from broker.sessions.redis_store import KEY_PREFIX
 from demo import create_demo_app
-from tests.support.servers import free_port, serve, wait_until_serving
+from tests.support.ports import HeldPort
+from tests.support.servers import serve, wait_until_serving
 from tests.support.stack import (
     ADELE,
     ALEX,
@@ -135,7 +136,7 @@ async def test_redis_killed_and_restarted_under_traffic(tmp_path: Path) -> None:
     ``test_redis_stopped_and_restarted_under_traffic`` shows that this gives a clean 401, then a new login.)
     """
     (tmp_path / "redis").mkdir()
-    store = PersistentRedis(tmp_path / "redis", free_port())
+    store = PersistentRedis(tmp_path / "redis")
     store.start()
     try:
         async with running_stack(store.url, tmp_path, {}) as stack, AsyncExitStack() as exits:
@@ -166,7 +167,7 @@ async def test_redis_too_slow_under_traffic_gives_503_within_the_client_timeout(
     work again. (A configured timeout: ``tests/test_store_failover_under_traffic.py``.)"""
     bound = DEFAULT_STORE_TIMEOUT
     (tmp_path / "redis").mkdir()
-    store = PersistentRedis(tmp_path / "redis", free_port())
+    store = PersistentRedis(tmp_path / "redis")
     store.start()
     try:
         async with running_stack(store.url, tmp_path, {}) as stack, AsyncExitStack() as exits:
@@ -328,7 +329,7 @@ async def test_upstream_fault_under_traffic(tmp_path: Path, fault: str, error: s
     answers: that route answers 502 ``upstream_unreachable`` / 504 ``upstream_timeout`` (after its
     ``read_timeout``), other routes are untouched, anonymous clients and other companies are still
     refused before any upstream is tried; once the upstream is back, the same cookies get through."""
-    upstream = FlakyUpstream(free_port())
+    upstream = FlakyUpstream(HeldPort())
     await upstream.start()
     route = {
         "host": "127.0.0.1",
@@ -370,6 +371,7 @@ async def test_upstream_fault_under_traffic(tmp_path: Path, fault: str, error: s
                 assert READ_TIMEOUT * 0.9 <= sample.seconds < 10, sample
     finally:
         await upstream.stop()
+        upstream.port.close()
 
 
 # --- Configuration -------------------------------------------------------------------------------------
@@ -435,13 +437,12 @@ def in_flight_counter(app: web.Application) -> Callable[[], int]:
 
 @pytest.fixture
 async def backend() -> AsyncIterator[tuple[str, Callable[[], int]]]:
-    """The whoami backend on a free port, counting slow requests; (URL, how many slow ones started)."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    """The whoami backend on a loopback port, counting slow requests; (URL, how many slow ones started)."""
     app = create_demo_app("http://127.0.0.1:1/jwks", "http://unused", None)  # identity read from headers
     started = in_flight_counter(app)
-    runner = await serve(app, port)
-    yield url, started
+    runner = await serve(app)
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}", started
     await runner.cleanup()
 
 
@@ -480,8 +481,10 @@ async def test_sigterm_under_traffic(
     complete with their answer, the process exits 0, and new connections are refused, never answered
     with an error. Started again, it serves the same session cookies (the store kept them)."""
     backend_url, slow_started = backend
-    gw_port, idp_port = free_port(), free_port()
-    base, idp_url = f"http://127.0.0.1:{gw_port}", f"http://127.0.0.1:{idp_port}"
+    # Both ports held by the test: the workers join the gateway's (SO_REUSEPORT), which refuses connections
+    # while no worker listens, and nobody else can take either while the gateway or the dev IdP restarts.
+    gw_held, idp_held = HeldPort(), HeldPort()
+    gw_port, base, idp_url = gw_held.number, gw_held.url, idp_held.url
     key = tmp_path / "assertion.pem"
     key.write_bytes(generate_es256_pem())
     raw = gateway_config(gw_port, idp_url, backend_url, fresh_redis_url, key)
@@ -496,7 +499,7 @@ async def test_sigterm_under_traffic(
     broker = BrokerProcess(
         config, {**os.environ, "PYTHONUNBUFFERED": "1", **secrets}, tmp_path / "broker.log"
     )
-    stack = Stack(base, idp_url, backend_url, fresh_redis_url, devidp_config())
+    stack = Stack(base, idp_url, backend_url, fresh_redis_url, devidp_config(), idp_port=idp_held)
     await stack.start_idp()
     try:
         await broker.start(base)
@@ -543,3 +546,5 @@ async def test_sigterm_under_traffic(
     finally:
         broker.kill()
         await stack.stop_idp()
+        gw_held.close()
+        idp_held.close()

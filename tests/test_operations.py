@@ -21,7 +21,8 @@ from broker.identity import generate_es256_pem
 from broker.metrics import METRICS, metrics_app
 from broker.reload import RELOADER
 from demo import create_demo_app
-from tests.support.servers import free_port, serve, start_redis, wait_until_serving
+from tests.support.ports import HeldPort
+from tests.support.servers import serve, start_redis, start_redis_on_some_port, wait_until_serving
 from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, new_session_key, running_stack
 
 
@@ -42,8 +43,7 @@ async def wait_for(predicate_coro: object, timeout: float = 10.0) -> None:
 async def test_readiness_turns_red_and_green_with_redis(tmp_path: Path) -> None:
     binary = shutil.which("redis-server")
     assert binary is not None
-    port = free_port()
-    proc = start_redis(binary, port, tmp_path)
+    port, proc = start_redis_on_some_port(binary, tmp_path)
     try:
         async with running_stack(f"redis://127.0.0.1:{port}/0", tmp_path, {}) as stack:
 
@@ -75,11 +75,13 @@ async def test_readiness_waits_for_the_identity_providers(tmp_path: Path) -> Non
             await stack.login(browser, "contoso", ADELE.username)
 
 
-async def test_metrics_count_requests_logins_upstream_errors_and_sessions(tmp_path: Path) -> None:
+async def test_metrics_count_requests_logins_upstream_errors_and_sessions(
+    tmp_path: Path, refused_port: int
+) -> None:
     dead = {
         "host": "127.0.0.1",
         "path": "/dead/",
-        "upstream": f"http://127.0.0.1:{free_port()}",
+        "upstream": f"http://127.0.0.1:{refused_port}",
         "auth": "public",
     }
     async with running_stack("memory", tmp_path, {}, routes_extra=[dead]) as stack:
@@ -91,10 +93,10 @@ async def test_metrics_count_requests_logins_upstream_errors_and_sessions(tmp_pa
         app = stack.runners[-1].app
         assert app is not None
         await app[RELOADER].sample_sessions()
-        port = free_port()
-        runner = await serve(metrics_app(app[METRICS]), port)
+        runner = await serve(metrics_app(app[METRICS]))
+        host, port = runner.addresses[0][:2]
         try:
-            async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+            async with aiohttp.ClientSession() as http, http.get(f"http://{host}:{port}/metrics") as resp:
                 text = await resp.text()
         finally:
             await runner.cleanup()
@@ -108,9 +110,9 @@ async def test_metrics_count_requests_logins_upstream_errors_and_sessions(tmp_pa
 
 @pytest.fixture
 async def slow_backend() -> AsyncIterator[str]:
-    port = free_port()
-    runner = await serve(create_demo_app("http://127.0.0.1:1/jwks", "http://x", None), port)
-    yield f"http://127.0.0.1:{port}"
+    runner = await serve(create_demo_app("http://127.0.0.1:1/jwks", "http://x", None))
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
     await runner.cleanup()
 
 
@@ -147,45 +149,51 @@ def write_config(tmp_path: Path, backend: str, gw_port: int, metrics_port: int, 
 async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
     tmp_path: Path, slow_backend: str, redis_url: str
 ) -> None:
-    gw_port, metrics_port = free_port(), free_port()
-    config = write_config(tmp_path, slow_backend, gw_port, metrics_port, redis_url)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "broker", "run", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{gw_port}"
-    try:
-        await wait_until_serving(base, proc)
-        async with aiohttp.ClientSession() as http:
-            for _ in range(20):  # fresh connections: SO_REUSEPORT hands them to either worker
-                async with aiohttp.ClientSession() as fresh, fresh.get(f"{base}/_demo/status/200") as resp:
-                    assert resp.status == 200
-            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
-                metrics = await resp.text()
-            assert "broker_requests_total{route=" in metrics
+    # Held by the test while the workers join them (SO_REUSEPORT): nobody else can take them, and once the
+    # workers stop, connections are refused.
+    with HeldPort() as gw_held, HeldPort() as metrics_held:
+        gw_port, metrics_port = gw_held.number, metrics_held.number
+        config = write_config(tmp_path, slow_backend, gw_port, metrics_port, redis_url)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "broker", "run", "--config", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        base = f"http://127.0.0.1:{gw_port}"
+        try:
+            await wait_until_serving(base, proc)
+            async with aiohttp.ClientSession() as http:
+                for _ in range(20):  # fresh connections: SO_REUSEPORT hands them to either worker
+                    async with (
+                        aiohttp.ClientSession() as fresh,
+                        fresh.get(f"{base}/_demo/status/200") as resp,
+                    ):
+                        assert resp.status == 200
+                async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
+                    metrics = await resp.text()
+                assert "broker_requests_total{route=" in metrics
 
-            proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
-            await asyncio.sleep(0.5)
+                proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
+                await asyncio.sleep(0.5)
 
-            in_flight = asyncio.create_task(http.get(f"{base}/_demo/slow?seconds=2"))
-            await asyncio.sleep(0.5)
-            proc.send_signal(signal.SIGTERM)
-            response = await in_flight
-            assert response.status == 200  # the request in flight when SIGTERM arrived completed
-            await response.read()
-        assert await asyncio.to_thread(proc.wait, 20) == 0
-        output = proc.stdout.read().decode() if proc.stdout else ""
-        assert output.count('"shutting down') == 2 and output.count('"stopped"') == 2, output[-2000:]
-        assert output.count('"config reloaded"') == 2, output[-2000:]
-        with pytest.raises(aiohttp.ClientConnectionError):
-            async with aiohttp.ClientSession() as http, http.get(f"{base}/.auth/healthz"):
-                pass
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+                in_flight = asyncio.create_task(http.get(f"{base}/_demo/slow?seconds=2"))
+                await asyncio.sleep(0.5)
+                proc.send_signal(signal.SIGTERM)
+                response = await in_flight
+                assert response.status == 200  # the request in flight when SIGTERM arrived completed
+                await response.read()
+            assert await asyncio.to_thread(proc.wait, 20) == 0
+            output = proc.stdout.read().decode() if proc.stdout else ""
+            assert output.count('"shutting down') == 2 and output.count('"stopped"') == 2, output[-2000:]
+            assert output.count('"config reloaded"') == 2, output[-2000:]
+            with pytest.raises(aiohttp.ClientConnectionError):
+                async with aiohttp.ClientSession() as http, http.get(f"{base}/.auth/healthz"):
+                    pass
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def test_workers_tune_the_garbage_collector() -> None:

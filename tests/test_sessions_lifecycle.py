@@ -21,7 +21,7 @@ from broker.cli import main as broker_cli
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket, unpack_session
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX
-from tests.support.servers import free_port, start_redis
+from tests.support.servers import start_redis, start_redis_on_some_port
 from tests.support.stack import ADELE, ALEX, CONTOSO_TID, Stack, running_stack
 
 HOUR = 3600.0
@@ -305,8 +305,7 @@ async def status_once_settled(
 async def test_redis_stopped_and_restarted_under_traffic(tmp_path: Path) -> None:
     binary = shutil.which("redis-server")
     assert binary is not None
-    port = free_port()
-    proc = start_redis(binary, port, tmp_path)
+    port, proc = start_redis_on_some_port(binary, tmp_path)
     try:
         async with (
             running_stack(f"redis://127.0.0.1:{port}/0", tmp_path, {}) as stack,

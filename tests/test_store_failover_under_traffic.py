@@ -24,7 +24,6 @@ import aiohttp
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket
 from broker.sessions.redis_store import KEY_PREFIX
 from tests.support.redis_topologies import Processes, client, cluster_setup, sentinel_setup, wait_until
-from tests.support.servers import free_port
 from tests.support.stack import ADELE, ALEX, Stack, running_stack
 from tests.support.traffic import (
     FAULT,
@@ -152,7 +151,7 @@ async def test_hung_redis_gives_503_within_the_configured_store_timeout(tmp_path
     redis-py's own socket-timeout retries (4.0 or 8.2 s before); after SIGCONT the same cookies work."""
     store_timeout, margin = 1.0, 0.75
     (tmp_path / "redis").mkdir()
-    store = PersistentRedis(tmp_path / "redis", free_port())
+    store = PersistentRedis(tmp_path / "redis")
     store.start()
     try:
         async with (

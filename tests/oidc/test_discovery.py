@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.errors import IdentityProviderUnavailable
 from broker.oidc.discovery import DiscoveryCache, Source
-from tests.support.servers import free_port, serve
+from tests.support.ports import HeldPort
+from tests.support.servers import serve
 
 TID = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c"
 
@@ -81,11 +82,11 @@ class Clock:
 
 @pytest.fixture
 async def idp() -> AsyncIterator[FakeIdp]:
-    port = free_port()
-    fake = FakeIdp(f"http://127.0.0.1:{port}")
-    runner = await serve(fake.app(), port)
-    yield fake
-    await runner.cleanup()
+    with HeldPort() as port:  # the fake's URL is in what it serves: known before it starts
+        fake = FakeIdp(port.url)
+        runner = await serve(fake.app(), port)
+        yield fake
+        await runner.cleanup()
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ async def servers() -> AsyncIterator[Servers]:
 
     other = web.Application()
     other.router.add_route("*", "/{tail:.*}", record)
-    other_runner = await serve(other, 0)
+    other_runner = await serve(other)
     elsewhere = url_of(other_runner)
 
     async def redirect(request: web.Request) -> web.Response:
@@ -70,7 +70,7 @@ async def servers() -> AsyncIterator[Servers]:
     provider = web.Application()
     provider.router.add_get(f"/{TID}/v2.0/.well-known/openid-configuration", discovery)
     provider.router.add_route("*", "/{tail:.*}", redirect)
-    provider_runner = await serve(provider, 0)
+    provider_runner = await serve(provider)
     yield Servers(url_of(provider_runner), elsewhere, received)
     await provider_runner.cleanup()
     await other_runner.cleanup()

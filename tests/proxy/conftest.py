@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.servers import free_port
 from tests.support.stack import Stack, running_stack
 from tests.support.upstreams import Recorder, recording_app, serve_on
 
@@ -58,11 +57,11 @@ class Proxied:
 
 
 @pytest.fixture
-async def proxied(tmp_path: Path) -> AsyncIterator[Proxied]:
+async def proxied(tmp_path: Path, refused_port: int) -> AsyncIterator[Proxied]:
     """Dev IdP, whoami, the recording upstream and a gateway routing to them (memory sessions)."""
     app, recorder = recording_app()
     runner, upstream = await serve_on(app)
-    dead = f"http://{HOST}:{free_port()}"
+    dead = f"http://{HOST}:{refused_port}"
     try:
         async with running_stack("memory", tmp_path, {}, routes_extra=proxy_routes(upstream, dead)) as stack:
             yield Proxied(stack, recorder)

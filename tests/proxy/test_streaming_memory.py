@@ -6,16 +6,13 @@ The gateway runs as ``broker run`` in a subprocess so that its resident memory c
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from tests.support.servers import free_port, wait_until_serving
+from tests.support.broker_run import BrokerRun
 from tests.support.stack import running_stack
 
 MIB = 1024 * 1024
@@ -67,26 +64,22 @@ async def through(client: aiohttp.ClientSession, url: str, size: int) -> None:
 
 async def test_200_mb_each_way_keeps_gateway_memory_flat(tmp_path: Path) -> None:
     async with running_stack("memory", tmp_path, {}, routes_extra=[BULK_ROUTE]) as stack:
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
-        with (tmp_path / "gateway.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "broker", "run", "--config", str(stack.config_path)]
-                + ["--listen", f"127.0.0.1:{port}"],
-                env={**os.environ, **stack.env},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                await wait_until_serving(url, proc)
-                async with aiohttp.ClientSession() as client:
-                    await through(client, url, 8 * MIB)  # warm up: code paths, pools, buffers
-                    before = memory(proc.pid)
-                    await through(client, url, TOTAL)
-                    after = memory(proc.pid)
-            finally:
-                proc.terminate()
-                proc.wait(timeout=10)
+        # Port 0: the gateway binds a port of its own and logs it.
+        broker = BrokerRun(
+            stack.config_path, tmp_path / "gateway.log", stack.env, ["--listen", "127.0.0.1:0"]
+        )
+        broker.start()
+        try:
+            url = f"http://127.0.0.1:{await broker.bound_port()}"
+            await broker.serving(url)
+            assert broker.proc is not None
+            async with aiohttp.ClientSession() as client:
+                await through(client, url, 8 * MIB)  # warm up: code paths, pools, buffers
+                before = memory(broker.proc.pid)
+                await through(client, url, TOTAL)
+                after = memory(broker.proc.pid)
+        finally:
+            broker.kill()
     growth = after["VmHWM"] - before["VmRSS"]
     print(
         f"\ngateway memory: RSS before {before['VmRSS'] / MIB:.1f} MiB, "

@@ -10,7 +10,6 @@ import pytest
 
 from broker.errors import SessionStoreUnavailable
 from broker.sessions.redis_store import RedisStore
-from tests.support.servers import free_port
 
 URL_FORMS = ["redis://127.0.0.1:{port}/0", "redis+sentinel://127.0.0.1:{port}/mymaster/0"]
 URL_FORMS += ["redis+cluster://127.0.0.1:{port}"]
@@ -37,9 +36,9 @@ async def _ping_fails_within(url: str, seconds: float, store_timeout: float = 2.
 
 
 @pytest.mark.parametrize("form", URL_FORMS)
-async def test_nothing_listening(form: str) -> None:
+async def test_nothing_listening(form: str, refused_port: int) -> None:
     # The cluster client raises RedisClusterException here, which is not a RedisError.
-    await _ping_fails_within(form.format(port=free_port()), 2.0)
+    await _ping_fails_within(form.format(port=refused_port), 2.0)
 
 
 @pytest.mark.parametrize("form", URL_FORMS)

@@ -39,11 +39,12 @@ def broker_config(
 
 @dataclass
 class BrokerRun:
-    """One ``broker run --config``; ``env`` adds to the environment."""
+    """One ``broker run --config``; ``env`` adds to the environment, ``args`` to the command line."""
 
     config: Path
     log: Path
     env: dict[str, str] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -57,7 +58,7 @@ class BrokerRun:
         }
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "broker", "run", "--config", str(self.config)],
+                [sys.executable, "-m", "broker", "run", "--config", str(self.config), *self.args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**env, **self.env},
@@ -82,6 +83,10 @@ class BrokerRun:
         raise AssertionError(
             f"{count} x {message!r} not logged within {timeout} s:\n{self.log.read_text()[-3000:]}"
         )
+
+    async def bound_port(self) -> int:
+        """The port the (first) worker listens on: the one the OS gave it for ``listen: host:0``."""
+        return int((await self.wait_for_record("gateway listening"))[0]["port"])
 
     async def serving(self, base: str) -> None:
         """Wait until ``base`` answers its health check."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +27,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from broker.sessions.redis_url import TlsFiles
+from tests.support.ports import PortTaken, on_some_port, says_port_taken
+from tests.support.servers import redis_answers_as
 
 MASTER_NAME = "mymaster"
 START_TIMEOUT = 15.0
-CLUSTER_BUS_OFFSET = 10000  # Redis Cluster's node-to-node bus listens on port + 10000
 
 
 class TopologyError(RuntimeError):
@@ -43,35 +43,6 @@ def _binary(name: str) -> str:
     if path is None:
         raise TopologyError(f"{name} is not installed (make test installs it); the tests need a real Redis")
     return path
-
-
-def free_ports(count: int, with_cluster_bus: bool = False) -> list[int]:
-    """``count`` distinct free loopback ports (all held open while choosing, so no duplicates).
-
-    With ``with_cluster_bus``, port + 10000 is free too, for Redis Cluster's bus.
-    """
-    held: list[socket.socket] = []
-    ports: list[int] = []
-    try:
-        while len(ports) < count:
-            s = socket.socket()
-            held.append(s)
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-            if with_cluster_bus:
-                if port + CLUSTER_BUS_OFFSET > 65535:
-                    continue
-                bus = socket.socket()
-                held.append(bus)
-                try:
-                    bus.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
-                except OSError:
-                    continue
-            ports.append(port)
-    finally:
-        for s in held:
-            s.close()
-    return ports
 
 
 class Processes:
@@ -87,6 +58,34 @@ class Processes:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         self._procs[name] = proc
         return proc
+
+    def start_on_some_port(
+        self,
+        name: Callable[[int], str],
+        argv: Callable[[int], list[str]],
+        **client_options: object,
+    ) -> int:
+        """Start a server that binds its own port on a port nobody else has (see ``tests.support.ports``):
+        on a candidate port, then on another when its log says the port (or Cluster's bus port) was taken;
+        returns once it answers there as itself. ``client_options`` go to the client asking it (TLS)."""
+
+        def attempt(port: int) -> int:
+            proc = self.start(name(port), argv(port))
+            try:
+                wait_until(
+                    f"{name(port)} answers on {port}",
+                    lambda: redis_answers_as(port, proc.pid, **client_options),
+                    self,
+                )
+            except TopologyError:
+                log = self.workdir / f"{name(port)}.log"
+                if proc.poll() is None or not says_port_taken(log.read_text(errors="replace")):
+                    raise
+                self.kill(name(port))  # already exited: this only forgets it
+                raise PortTaken(port) from None
+            return port
+
+        return on_some_port(attempt)
 
     def logs(self, names: list[str] | None = None, lines: int = 15) -> str:
         """The last lines of each log (for error messages)."""
@@ -119,6 +118,10 @@ class Processes:
         proc = self._procs.pop(name)
         proc.kill()
         proc.wait(timeout=5)
+
+    def pid(self, name: str) -> int:
+        """The process ID of ``name``."""
+        return self._procs[name].pid
 
     def names(self) -> set[str]:
         """The names of the processes started and not stopped or killed."""
@@ -227,23 +230,34 @@ def _sentinel_conf(port: int, master_port: int, workdir: Path) -> Path:
 def sentinel_setup(workdir: Path) -> Iterator[SentinelSetup]:
     """Master + replica (``--replicaof``) + 3 sentinels (quorum 2); yields once the sentinels report it."""
     started = time.monotonic()
-    master, replica, *sentinels = free_ports(5)
     procs = Processes(workdir)
     try:
         # Replica synced before the sentinels start, so their first INFO of the master already lists it
         # (they would otherwise learn of it only at the next INFO, 10 s later).
-        procs.start("master", server_argv(master, workdir / "master", repl_diskless_sync_delay="0"))
-        procs.start(
-            "replica", server_argv(replica, workdir / "replica", replicaof=("127.0.0.1", str(master)))
+        master = procs.start_on_some_port(
+            lambda _: "master",
+            lambda port: server_argv(port, workdir / "master", repl_diskless_sync_delay="0"),
+        )
+        replica = procs.start_on_some_port(
+            lambda _: "replica",
+            lambda port: server_argv(port, workdir / "replica", replicaof=("127.0.0.1", str(master))),
         )
         wait_until(
             "replica in sync with the master",
             lambda: _info(replica, "replication").get("master_link_status") == "up",
             procs,
         )
-        for port in sentinels:
-            conf = _sentinel_conf(port, master, workdir / f"sentinel-{port}")
-            procs.start(f"sentinel-{port}", [_binary("redis-server"), str(conf), "--sentinel"])
+        sentinels = [
+            procs.start_on_some_port(
+                lambda port: f"sentinel-{port}",
+                lambda port: [
+                    _binary("redis-server"),
+                    str(_sentinel_conf(port, master, workdir / f"sentinel-{port}")),
+                    "--sentinel",
+                ],
+            )
+            for _ in range(3)
+        ]
         setup = SentinelSetup(
             url="redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in sentinels) + f"/{MASTER_NAME}/0",
             master_port=master,
@@ -327,24 +341,14 @@ def cluster_setup(workdir: Path, replicas: int = 0) -> Iterator[ClusterSetup]:
     """3 cluster-enabled masters (and ``replicas`` replicas each) joined by ``redis-cli --cluster create``;
     yields once all say ``ok`` and every replica is in sync with its master."""
     started = time.monotonic()
-    ports = free_ports(3 * (1 + replicas), with_cluster_bus=True)
     procs = Processes(workdir)
     try:
-        for port in ports:
-            node_dir = workdir / f"node-{port}"
-            procs.start(
-                f"node-{port}",
-                server_argv(
-                    port,
-                    node_dir,
-                    cluster_enabled="yes",
-                    cluster_config_file=str(node_dir / f"nodes-{port}.conf"),
-                    cluster_node_timeout="2000",
-                    repl_diskless_sync_delay="0",
-                ),
+        ports = [
+            procs.start_on_some_port(
+                lambda port: f"node-{port}", lambda port: _cluster_node_argv(port, workdir)
             )
-        for port in ports:
-            wait_until(f"cluster node {port} answers", lambda port=port: ask(port, "PING") is True, procs)  # type: ignore[misc]
+            for _ in range(3 * (1 + replicas))
+        ]
         create = subprocess.run(
             [_binary("redis-cli"), "--cluster", "create", *(f"127.0.0.1:{p}" for p in ports)]
             + ["--cluster-replicas", str(replicas), "--cluster-yes"],
@@ -376,6 +380,18 @@ def cluster_setup(workdir: Path, replicas: int = 0) -> Iterator[ClusterSetup]:
         yield setup
     finally:
         procs.stop_all()
+
+
+def _cluster_node_argv(port: int, workdir: Path) -> list[str]:
+    node_dir = workdir / f"node-{port}"
+    return server_argv(
+        port,
+        node_dir,
+        cluster_enabled="yes",
+        cluster_config_file=str(node_dir / f"nodes-{port}.conf"),
+        cluster_node_timeout="2000",
+        repl_diskless_sync_delay="0",
+    )
 
 
 def _cluster_info(port: int) -> dict[str, object]:
@@ -502,13 +518,13 @@ def tls_setup(workdir: Path) -> Iterator[TlsSetup]:
     started = time.monotonic()
     check_tls_support(_binary("redis-server"))
     material = make_tls_material(workdir)
-    (port,) = free_ports(1)
     tls = TlsFiles(str(material.ca), str(material.client_cert), str(material.client_key))
     procs = Processes(workdir)
     try:
-        procs.start(
-            "tls",
-            server_argv(
+        ssl = dict(ssl=True, ssl_ca_certs=tls.ca_file, ssl_certfile=tls.cert_file, ssl_keyfile=tls.key_file)
+        port = procs.start_on_some_port(
+            lambda _: "tls",
+            lambda port: server_argv(
                 0,
                 workdir,
                 tls_port=str(port),
@@ -517,9 +533,8 @@ def tls_setup(workdir: Path) -> Iterator[TlsSetup]:
                 tls_ca_cert_file=str(material.ca),
                 tls_auth_clients="yes",
             ),
+            **ssl,
         )
-        ssl = dict(ssl=True, ssl_ca_certs=tls.ca_file, ssl_certfile=tls.cert_file, ssl_keyfile=tls.key_file)
-        wait_until(f"TLS redis-server on {port} answers", lambda: ask(port, "PING", **ssl) is True, procs)
         url = f"rediss://127.0.0.1:{port}/0"
         yield TlsSetup(url, tls, material, procs, started_in=time.monotonic() - started)
     finally:

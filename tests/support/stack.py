@@ -11,7 +11,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,8 @@ from broker.sessions.sealing import ServerKeys
 from demo import create_demo_app
 from devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
 from tests.support.html import Form, forms
-from tests.support.servers import free_port, serve
+from tests.support.ports import HeldPort
+from tests.support.servers import serve
 
 CONTOSO_TID = "3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c"
 FABRIKAM_TID = "8b7c6d5e-4f3a-4b2c-9d1e-0f9a8b7c6d5e"
@@ -175,6 +176,7 @@ class Stack:
     gateway_urls: list[str] = field(default_factory=list)
     config_path: Path = Path()
     env: dict[str, str] = field(default_factory=dict)
+    idp_port: HeldPort | None = None  # the dev IdP's port (``idp_url``), held while it stops and starts
 
     def session_keys(self) -> ServerKeys:
         """The sessions' server keys the gateway was configured with (Redis stacks)."""
@@ -184,10 +186,14 @@ class Stack:
 
     async def start_idp(self) -> None:
         """Start (or restart) the dev IdP on its port, with a fresh state."""
-        port = int(self.idp_url.rsplit(":", 1)[1])
         self.idp_runner = await serve(
-            create_devidp_app(self.idp_directory, self.idp_url, clock=self.clock), port
+            create_devidp_app(self.idp_directory, self.idp_url, clock=self.clock), self.held_idp_port()
         )
+
+    def held_idp_port(self) -> HeldPort:
+        """The dev IdP's held port (a stack made without one cannot start the dev IdP)."""
+        assert self.idp_port is not None, "the Stack was made without idp_port"
+        return self.idp_port
 
     async def stop_idp(self) -> None:
         """Really stop the dev IdP: its port refuses connections afterwards."""
@@ -206,8 +212,7 @@ class Stack:
     async def resume_idp(self) -> None:
         """Open the paused dev IdP's port again, with everything it knew."""
         assert self.idp_runner is not None
-        port = int(self.idp_url.rsplit(":", 1)[1])
-        await web.TCPSite(self.idp_runner, "127.0.0.1", port).start()
+        await web.SockSite(self.idp_runner, self.held_idp_port().listener()).start()
 
     def browser(self) -> aiohttp.ClientSession:
         """A client that keeps cookies like a browser (unsafe=True: cookies on an IP host) and never follows
@@ -290,7 +295,7 @@ async def running_stack(
     routes_extra: list[dict[str, Any]] | None = None,
     server: dict[str, Any] | None = None,
 ) -> AsyncIterator[Stack]:
-    """Start dev IdP, backend and gateway on free ports; stop them afterwards.
+    """Start dev IdP, backend and gateway on ports held until the end; stop them afterwards.
 
     With ``start_idp=False`` the dev IdP's port stays closed (``stack.start_idp()`` opens it later).
     ``idp_config`` replaces the dev IdP's directory; ``contoso`` overrides keys of the contoso company
@@ -300,52 +305,61 @@ async def running_stack(
     ``routes_extra`` are appended to the routes (``{backend_url}`` in an ``upstream`` becomes the whoami
     backend's URL); ``server`` overrides keys of the server section.
     """
-    gw_port, idp_port, backend_port = free_port(), free_port(), free_port()
-    replica_ports = [gw_port] + [free_port() for _ in range(gateways - 1)]
-    idp_url = f"http://127.0.0.1:{idp_port}"
-    gateway_url = f"http://127.0.0.1:{gw_port}"
-    backend_url = f"http://127.0.0.1:{backend_port}"
-    key_file = tmp_path / "assertion.pem"
-    key_file.write_bytes(generate_es256_pem())
-    monkey_env.update({"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET})
-    monkey_env.setdefault("TEST_SESSION_KEY", new_session_key())
-    raw = gateway_config(gw_port, idp_url, backend_url, store_url, key_file)
-    for key, value in (contoso or {}).items():
-        if value is None:
-            raw["tenants"]["contoso"].pop(key, None)
-        else:
-            raw["tenants"]["contoso"][key] = (
-                value.replace("{idp_url}", idp_url) if isinstance(value, str) else value
-            )
-    raw["sessions"].update(sessions or {})
-    raw["server"].update(server or {})
-    for extra in routes_extra or []:
-        upstream = str(extra["upstream"]).replace("{backend_url}", backend_url)
-        raw["routes"].append({**extra, "upstream": upstream})
-    text = yaml.safe_dump(raw)
-    (tmp_path / "gateway.yaml").write_text(text)
-    config = load_config_text(text, "test.yaml", tmp_path, monkey_env)
-    stack = Stack(gateway_url, idp_url, backend_url, store_url, idp_config or devidp_config(), clock=clock)
-    stack.gateway_urls = [f"http://127.0.0.1:{port}" for port in replica_ports]
-    stack.config_path = tmp_path / "gateway.yaml"
-    stack.env = dict(monkey_env)
-    try:
-        if start_idp:
-            await stack.start_idp()
-        backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
-        stack.runners.append(await serve(backend, backend_port))
-        for port in replica_ports:
-            app = create_app(
-                config,
-                tmp_path,
-                clock=clock,
-                config_path=tmp_path / "gateway.yaml",
-                environ=monkey_env,
-                watch_interval=0.1,
-            )
-            stack.runners.append(await serve(app, port))
-        yield stack
-    finally:
-        for runner in reversed(stack.runners):
-            await runner.cleanup()
-        await stack.stop_idp()
+    with ExitStack() as held:
+        # Every port is bound now and held until ``held`` closes (after the servers stopped): the gateway's
+        # config names its own port and the others' before any of them serves.
+        idp_port, backend_port, *replica_ports = (held.enter_context(HeldPort()) for _ in range(2 + gateways))
+        gw_port = replica_ports[0].number
+        idp_url, gateway_url, backend_url = idp_port.url, replica_ports[0].url, backend_port.url
+        key_file = tmp_path / "assertion.pem"
+        key_file.write_bytes(generate_es256_pem())
+        monkey_env.update({"TEST_CONTOSO_SECRET": CONTOSO_SECRET, "TEST_FABRIKAM_SECRET": FABRIKAM_SECRET})
+        monkey_env.setdefault("TEST_SESSION_KEY", new_session_key())
+        raw = gateway_config(gw_port, idp_url, backend_url, store_url, key_file)
+        for key, value in (contoso or {}).items():
+            if value is None:
+                raw["tenants"]["contoso"].pop(key, None)
+            else:
+                raw["tenants"]["contoso"][key] = (
+                    value.replace("{idp_url}", idp_url) if isinstance(value, str) else value
+                )
+        raw["sessions"].update(sessions or {})
+        raw["server"].update(server or {})
+        for extra in routes_extra or []:
+            upstream = str(extra["upstream"]).replace("{backend_url}", backend_url)
+            raw["routes"].append({**extra, "upstream": upstream})
+        text = yaml.safe_dump(raw)
+        (tmp_path / "gateway.yaml").write_text(text)
+        config = load_config_text(text, "test.yaml", tmp_path, monkey_env)
+        stack = Stack(
+            gateway_url,
+            idp_url,
+            backend_url,
+            store_url,
+            idp_config or devidp_config(),
+            clock=clock,
+            idp_port=idp_port,
+        )
+        stack.gateway_urls = [port.url for port in replica_ports]
+        stack.config_path = tmp_path / "gateway.yaml"
+        stack.env = dict(monkey_env)
+        try:
+            if start_idp:
+                await stack.start_idp()
+            backend = create_demo_app(f"{gateway_url}/.auth/jwks.json", gateway_url, None)
+            stack.runners.append(await serve(backend, backend_port))
+            for port in replica_ports:
+                app = create_app(
+                    config,
+                    tmp_path,
+                    clock=clock,
+                    config_path=tmp_path / "gateway.yaml",
+                    environ=monkey_env,
+                    watch_interval=0.1,
+                )
+                stack.runners.append(await serve(app, port))
+            yield stack
+        finally:
+            for runner in reversed(stack.runners):
+                await runner.cleanup()
+            await stack.stop_idp()

@@ -42,8 +42,9 @@ from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
 from devidp import create_devidp_app
 from devidp.context import DEVIDP, DevIdp
-from tests.support.redis_topologies import Processes, ask, server_argv, wait_until
-from tests.support.servers import serve
+from tests.support.ports import HeldPort
+from tests.support.redis_topologies import Processes, server_argv, wait_until
+from tests.support.servers import redis_answers_as, serve
 from tests.support.stack import ADELE, ALEX, MEGAN, Stack
 
 KNOWN_USERS = (ADELE.username, ALEX.username, MEGAN.username)
@@ -401,21 +402,38 @@ class OffsetClock:
 
 
 class PersistentRedis:
-    """A redis-server on a fixed port whose append-only file is fsync'd before each write is acknowledged
-    (``appendfsync always``), so what it acknowledged survives even a SIGKILL and a restart."""
+    """A redis-server that keeps its port across restarts, whose append-only file is fsync'd before each
+    write is acknowledged (``appendfsync always``), so what it acknowledged survives even a SIGKILL and a
+    restart."""
 
-    def __init__(self, workdir: Path, port: int) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.port = 0  # chosen at the first start
         self.procs = Processes(workdir)
         self.pid = 0
 
+    @property
+    def url(self) -> str:
+        """Its URL (once started)."""
+        assert self.port, "start() it first"
+        return f"redis://127.0.0.1:{self.port}/0"
+
     def start(self) -> None:
-        """Start (or restart) on the same port and directory; returns once it answers PING."""
-        argv = server_argv(self.port, self.workdir / "data", appendonly="yes", appendfsync="always")
-        self.pid = self.procs.start("redis", argv).pid
-        wait_until("redis-server answers PING", lambda: ask(self.port, "PING") is True, self.procs)
+        """Start on a port nobody else has or, again, on the same port and directory; returns once it
+        answers as itself. (A restart cannot move: the port is in the gateway's config. Between a stop and
+        a restart only another server could take it; candidate ports are never a client socket's own.)"""
+
+        def argv(port: int) -> list[str]:
+            return server_argv(port, self.workdir / "data", appendonly="yes", appendfsync="always")
+
+        if not self.port:
+            self.port = self.procs.start_on_some_port(lambda _: "redis", argv)
+            self.pid = self.procs.pid("redis")
+            return
+        self.pid = self.procs.start("redis", argv(self.port)).pid
+        wait_until(
+            "redis-server answers as itself", lambda: redis_answers_as(self.port, self.pid), self.procs
+        )
 
     def kill(self) -> None:
         """SIGKILL: a crash, no SHUTDOWN, nothing written on the way out."""
@@ -451,7 +469,7 @@ async def start_idp_with_state(stack: Stack, state: DevIdp) -> None:
     """Start the dev IdP again on its port with the state ``stop_idp_keeping_state`` returned."""
     app = create_devidp_app(stack.idp_directory, stack.idp_url, clock=stack.clock, keys=state.keys)
     app[DEVIDP] = state
-    stack.idp_runner = await serve(app, int(stack.idp_url.rsplit(":", 1)[1]))
+    stack.idp_runner = await serve(app, stack.held_idp_port())
 
 
 _HEADER = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$")
@@ -459,14 +477,14 @@ _HEADER = re.compile(rb"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$")
 
 @dataclass
 class FlakyUpstream:
-    """A raw TCP HTTP/1.1 server on a fixed loopback port that a test can make refuse (port closed),
+    """A raw TCP HTTP/1.1 server on a held loopback port that a test can make refuse (port closed),
     reset (accept, read the request, then RST) or hang (accept, read, never answer).
 
     While ``ok`` it answers like the whoami app's JSON (``{"headers": {...}}``, the request headers it
     received), one request per connection.
     """
 
-    port: int
+    port: HeldPort  # held by the test: refused while stopped, and nobody else's
     mode: str = "ok"
     _server: asyncio.Server | None = None
     _connections: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -475,12 +493,12 @@ class FlakyUpstream:
     @property
     def url(self) -> str:
         """Its base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return self.port.url
 
     async def start(self, mode: str = "ok") -> None:
         """Listen (again) on the port."""
         self.mode, self._release = mode, asyncio.Event()
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await asyncio.start_server(self._handle, sock=self.port.listener())
 
     async def stop(self) -> None:
         """Close the listener and every connection: the port refuses connections afterwards."""

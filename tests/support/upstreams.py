@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.support.servers import free_port
-
 CHUNK = 64 * 1024
 FIXED_BODY = b"x" * 1000
 
@@ -207,14 +205,15 @@ def recording_app() -> tuple[web.Application, Recorder]:
 async def serve_on(
     app: web.Application, *, ssl_context: ssl.SSLContext | None = None, unix_path: Path | None = None
 ) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on a free loopback port (TLS when given a context) or a unix socket; (runner, URL)."""
+    """Serve ``app`` on a loopback port the OS picks as it binds (TLS when given a context) or a unix
+    socket; (runner, URL)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     if unix_path is not None:
         await web.UnixSite(runner, str(unix_path)).start()
         return runner, f"unix:{unix_path}"
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+    await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
+    port = runner.addresses[0][1]
     return runner, f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
 
 

@@ -103,7 +103,7 @@ def assert_escaped(html: str, csp: str, shown: list[str]) -> None:
 
 def marked(payload: str, name: str) -> str:
     """``payload`` tagged with the value it was put in, so each value is found on its own."""
-    return f"{name}:{payload}"
+    return f"[{name}]{payload}"
 
 
 def tenant_with(display_name: str, note: str, logo_url: str) -> TenantConfig:

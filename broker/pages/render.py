@@ -1,4 +1,4 @@
-"""A tiny, escaping page renderer: every interpolated value is HTML-escaped unless marked ``Markup``.
+"""Render the gateway's pages from Jinja2 templates, every interpolated value HTML-escaped.
 
 The gateway often runs without egress to CDNs, so the layout's CSS is inline and there are no fonts,
 scripts or images from elsewhere (a company logo URL is the operator's own choice).
@@ -6,46 +6,46 @@ scripts or images from elsewhere (a company logo URL is the operator's own choic
 
 from __future__ import annotations
 
-import html
-from importlib import resources
-from string import Template
+from collections.abc import Mapping
+from types import MappingProxyType
 
+import jinja2
 from aiohttp import web
 
+# Autoescape on for every template: values from requests, Entra and the config (company names, notes,
+# error descriptions, return URLs) reach the pages, and none may become markup. StrictUndefined makes a
+# misspelt or missing value an error instead of an empty string. Templates are files in the package that
+# never change at run time: no reloading, so no file checks per request.
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.PackageLoader("broker.pages", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    auto_reload=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 
-class Markup(str):
-    """A string that is already safe HTML (built by this module from escaped parts)."""
-
-
-def esc(value: object) -> Markup:
-    """Escape a value for HTML text or a quoted attribute."""
-    return value if isinstance(value, Markup) else Markup(html.escape(str(value), quote=True))
-
-
-def fill(template: str, **values: object) -> Markup:
-    """Substitute ``$name`` placeholders with escaped values."""
-    return Markup(Template(template).substitute({k: esc(v) for k, v in values.items()}))
-
-
-def _layout() -> Template:
-    text = resources.files("broker.pages").joinpath("templates/layout.html").read_text(encoding="utf-8")
-    return Template(text)
-
-
-_LAYOUT = _layout()
+# Every template compiled once, at import, so a broken template stops start-up rather than a request.
+_TEMPLATES: Mapping[str, jinja2.Template] = MappingProxyType(
+    {name: _ENVIRONMENT.get_template(name) for name in _ENVIRONMENT.list_templates(extensions=["html"])}
+)
 
 # The pages hold no secrets but may hold a CSRF token: never cache them, never frame them.
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
-    "form-action 'self' https: http://localhost:*; frame-ancestors 'none'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+PAGE_HEADERS: Mapping[str, str] = MappingProxyType(
+    {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+        "form-action 'self' https: http://localhost:*; frame-ancestors 'none'; base-uri 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+)
 
 
-def page(title: str, body: Markup, status: int = 200, request_id: str = "") -> web.Response:
-    """A complete HTML response in the broker's layout."""
-    footer = fill("Request ID: <code>$rid</code>", rid=request_id) if request_id else Markup("")
-    text = _LAYOUT.substitute(title=esc(title), body=body, footer=footer)
+def page(
+    template: str, context: Mapping[str, object], status: int = 200, request_id: str = ""
+) -> web.Response:
+    """A complete HTML response: ``template`` (which extends ``layout.html``) filled with ``context``."""
+    text = _TEMPLATES[template].render(context, request_id=request_id)
     return web.Response(text=text, status=status, content_type="text/html", headers=PAGE_HEADERS)

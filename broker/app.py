@@ -46,6 +46,7 @@ from broker.sessions.redis_store import RedisStore
 from broker.sessions.redis_url import TlsFiles
 from broker.sessions.sealing import ServerKeys
 from broker.sessions.store import SessionStore
+from broker.sessions.store_health import StoreHealth
 from broker.tasks import cancel_and_wait
 from broker.upstream_clients import UpstreamClients
 
@@ -76,8 +77,8 @@ def load_credentials(config: BrokerConfig, base_dir: Path) -> dict[str, ClientCr
     return credentials
 
 
-def make_store(config: BrokerConfig, base_dir: Path) -> SessionStore:
-    """The configured session store."""
+def make_store(config: BrokerConfig, base_dir: Path, health: StoreHealth | None = None) -> SessionStore:
+    """The configured session store; ``health`` hears of each of its failures (the memory store has none)."""
     if config.sessions.store == "memory":
         return MemoryStore()
     tls = config.sessions.tls
@@ -89,6 +90,7 @@ def make_store(config: BrokerConfig, base_dir: Path) -> SessionStore:
         config.sessions.store,
         TlsFiles(resolve(tls.ca_file), resolve(tls.cert_file), resolve(tls.key_file)),
         store_timeout=config.sessions.store_timeout,
+        health=health,
     )
 
 
@@ -129,6 +131,8 @@ class Services:
     fallback_keys: ServerKeys = field(default_factory=ServerKeys.random)
     # Generations seen per session (refuses records put back in the store); outlives reloads too.
     generations: GenerationFloor = field(default_factory=GenerationFloor)
+    # The store's recent failures (bookkeeping back-off, readyz "degraded"); outlives reloads, like the store.
+    store_health: StoreHealth = field(default_factory=lambda: StoreHealth(time.monotonic))
 
 
 @dataclass
@@ -185,6 +189,7 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         services.session_cache,
         keys=server_keys(config, services.fallback_keys),
         floor=services.generations,
+        health=services.store_health,
     )
     return Gateway(
         config=config,
@@ -242,9 +247,13 @@ def create_app(
         idp_http = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), headers={"User-Agent": IDP_USER_AGENT}
         )
-        session_store = store or make_store(config, base_dir)
+        # The gateway's clock: the bookkeeping back-off and readyz's "degraded" follow it like sessions do.
+        health = StoreHealth(clock, count=lambda operation: metrics.store_errors.labels(operation).inc())
+        session_store = store or make_store(config, base_dir, health)
         cache = SessionCache(config.sessions.cache_ttl) if config.sessions.cache_ttl > 0 else None
-        services = Services(session_store, idp_http, DiscoveryCache(idp_http), metrics, clock, cache)
+        services = Services(
+            session_store, idp_http, DiscoveryCache(idp_http), metrics, clock, cache, store_health=health
+        )
         stop_listening = asyncio.Event()
         listener = (
             asyncio.create_task(

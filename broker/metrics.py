@@ -54,7 +54,12 @@ class Metrics:
         self.refreshes = Counter(
             "broker_refreshes_total", "Session refreshes", ["company", "result"], registry=r
         )
-        self.store_errors = Counter("broker_session_store_errors_total", "Session store failures", registry=r)
+        # Counted where each store operation fails (``StoreHealth``), by operation (read, write, take,
+        # delete, lock, unlock, lock extend, publish, ping): a failed write with working reads is a full
+        # Redis, and a failed last-seen write is counted here even though its request was served.
+        self.store_errors = Counter(
+            "broker_session_store_errors_total", "Failed session store operations", ["operation"], registry=r
+        )
         self.active_sessions = Gauge(
             "broker_active_sessions",
             "Sessions listed per company",

@@ -71,9 +71,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException:
         raise
     except SessionStoreUnavailable as exc:
+        # Counted in broker_session_store_errors_total where it failed (the store boundary), by operation.
         log.error("session store unavailable: %s", exc)
-        if METRICS in request.app:
-            request.app[METRICS].store_errors.inc()
         return error_response(
             request,
             503,

@@ -42,12 +42,19 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     other companies (and every signed-in session) still work. No key loaded at all means this replica
     cannot reach Microsoft, which other replicas may. The answer is anonymous, so it names no company
     (the chooser hides unlisted ones); which companies are missing goes to the log.
+
+    ``session_store`` is ``ok``, ``degraded`` or the failure. ``degraded`` (still 200, still ready): it
+    answers but refused a write in the last 60 s (``store_health.DEGRADED_WINDOW``), as a Redis at
+    ``maxmemory`` with ``noeviction`` does. Signed-in users are still served; only sign-ins fail. Every
+    replica shares that Redis, so taking this one out of rotation would fix nothing and turn "sign-ins
+    fail" into "everything fails": the operator frees memory (docs/operations.md), alerted by this value
+    and ``broker_session_store_errors_total``. 503 only when the store does not answer at all.
     """
     gw = gateway_of(request)
     checks: dict[str, str] = {"config": "loaded"}
     try:
         await gw.sessions.store.ping()
-        checks["session_store"] = "ok"
+        checks["session_store"] = "degraded" if gw.sessions.health.degraded() else "ok"
     except SessionStoreUnavailable as exc:
         checks["session_store"] = str(exc)
     missing = sorted(
@@ -59,7 +66,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         loaded_any = len(missing) < len(gw.config.tenants)
         checks["identity_providers"] = "partial" if loaded_any else "none loaded"
         log.info("readiness: identity provider keys not loaded yet for %s", ", ".join(missing))
-    ready = all(value in ("ok", "loaded", "partial") for value in checks.values())
+    ready = all(value in ("ok", "loaded", "partial", "degraded") for value in checks.values())
     return web.json_response(
         {"status": "ready" if ready else "unavailable", **checks},
         status=200 if ready else 503,

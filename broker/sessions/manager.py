@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import zlib
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -31,6 +32,7 @@ from broker.sessions.generations import GenerationFloor
 from broker.sessions.model import Session
 from broker.sessions.sealing import TOMBSTONE, SealKey, ServerKeys, read_header
 from broker.sessions.store import SessionStore
+from broker.sessions.store_health import BOOKKEEPING_BACKOFF, StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,7 @@ class SessionManager:
         *,
         keys: ServerKeys,
         floor: GenerationFloor | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self.store = store
         self.idle_timeout = idle_timeout
@@ -128,6 +131,8 @@ class SessionManager:
         self.cache = cache
         self.keys = keys
         self.floor = floor if floor is not None else GenerationFloor()
+        # Shared with the store: a failed write (Redis full) pauses the bookkeeping writes for a while.
+        self.health = health if health is not None else StoreHealth(time.monotonic)
 
     def _ttl(self, session: Session, now: float) -> float:
         """Store TTL: whichever comes first, idle expiry or the absolute end of the session."""
@@ -241,15 +246,29 @@ class SessionManager:
         return key, session
 
     async def _touch(self, key: SealKey, stored: StoredSession, now: float) -> Session | None:
-        """Record last_seen (compare-and-set); a session read and verified is served even if this fails."""
+        """Record last_seen (compare-and-set); a session read and verified is served even if this fails.
+
+        After a failed store write (Redis full, say) the write is not even tried for ``BOOKKEEPING_BACKOFF``
+        seconds: a full Redis would otherwise get a doomed write (and the log a line) on every request.
+        """
+        if self.health.backing_off():
+            return stored.session
         touched = replace(stored.session, last_seen=now)
         try:
             # Only last_seen changes: other processes' copies stay valid (they come here when due too).
             if await self.replace(key, stored, touched, now, announce=False):
                 return touched
         except SessionStoreUnavailable as exc:
-            # Bookkeeping only (Redis full, say): never refuse the request for it; the next request retries.
-            log.warning("could not record last-seen: %s", exc, extra={"event": "bookkeeping_failed"})
+            # Bookkeeping only (Redis full, say): never refuse the request for it. The store counted the
+            # failure (broker_session_store_errors_total) and the back-off makes this line one per interval
+            # (noted here too, so the back-off holds whichever store raised).
+            self.health.write_refused()
+            log.warning(
+                "could not record last-seen (retried in %.0f s): %s",
+                BOOKKEEPING_BACKOFF,
+                exc,
+                extra={"event": "bookkeeping_failed"},
+            )
             return stored.session
         # Changed meanwhile (a refresh, a revocation, another replica's touch): use what is there now.
         again = await self.read(key)

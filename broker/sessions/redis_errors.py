@@ -7,6 +7,9 @@ redis-py raises more than ``RedisError``: ``RedisClusterException`` (not a ``Red
 connection's writer to None under a command in flight. ``BaseException`` (``asyncio.CancelledError``)
 passes through untouched: a cancelled request must stay cancelled.
 
+Each failure is also recorded in the store's ``StoreHealth`` (counted by operation; a failed write makes
+readyz say "degraded" and pauses bookkeeping writes).
+
 Each operation, retries included, is bounded by ``sessions.store_timeout`` (``asyncio.timeout``), so no
 user waits on the store longer than that. Idempotent reads are tried once more when their connection
 broke under them; writes never are (see ``run``).
@@ -24,6 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError
 
 from broker.errors import SessionStoreUnavailable
+from broker.sessions.store_health import StoreHealth
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +81,13 @@ class StoreBoundary:
     """Runs store operations under one time bound and translates every failure into
     ``SessionStoreUnavailable``."""
 
-    def __init__(self, timeout: float, failures: FailureLog | None = None) -> None:
+    def __init__(
+        self, timeout: float, failures: FailureLog | None = None, health: StoreHealth | None = None
+    ) -> None:
         self.timeout = timeout
         self._failures = failures or FailureLog()
+        # Counts each failure and remembers failed writes (readyz "degraded", the bookkeeping back-off).
+        self.health = health or StoreHealth(time.monotonic)
 
     async def run(
         self,
@@ -108,6 +116,9 @@ class StoreBoundary:
                     log.info("session store %s: %s, trying once more", operation, type(exc).__name__)
                     return await command()
         except Exception as exc:  # not BaseException: cancellation passes through
+            # Every non-idempotent command writes (SET, EVALSHA, GETDEL, HSET, a lock): one refused when
+            # Redis is full is what makes the store "degraded" while its reads still work.
+            self.health.failed(operation, write=not idempotent)
             raise self.unavailable(operation, exc) from exc
 
     def unavailable(self, operation: str, exc: Exception) -> SessionStoreUnavailable:

@@ -24,6 +24,7 @@ from broker.config.schema import DEFAULT_STORE_TIMEOUT
 from broker.errors import SessionStoreUnavailable
 from broker.sessions.redis_errors import StoreBoundary
 from broker.sessions.redis_url import TlsFiles, connect
+from broker.sessions.store_health import StoreHealth
 from broker.tasks import cancel_and_wait, sleep_unless
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,12 @@ class RedisStore:
         tls: TlsFiles | None = None,
         prefix: str = KEY_PREFIX,
         store_timeout: float = DEFAULT_STORE_TIMEOUT,
+        health: StoreHealth | None = None,
     ) -> None:
         self._client = connect(url, tls, store_timeout)
         self._prefix = prefix
         self._replace_if = self._client.register_script(REPLACE_IF)
-        self._boundary = StoreBoundary(store_timeout)
+        self._boundary = StoreBoundary(store_timeout, health=health)
 
     async def put(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """SET with PX expiry."""
@@ -94,7 +96,7 @@ class RedisStore:
 
     async def take(self, key: str) -> bytes | None:
         """GETDEL: atomic on the server, so a state value is consumed once across all replicas."""
-        return _as_bytes(await self._boundary.run("read", lambda: self._client.getdel(self._prefix + key)))
+        return _as_bytes(await self._boundary.run("take", lambda: self._client.getdel(self._prefix + key)))
 
     async def delete(self, key: str) -> None:
         """DEL."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -53,12 +54,27 @@ class Target:
 
 
 RECORDER_URL = "{recorder}"
+# Which session store the attack stack runs on: "memory" (the default, what CI runs: the abuse cases are
+# about the gateway's decisions) or "redis" (the same attacks against a real redis-server, as deployed).
+ATTACK_STORE = "BROKER_ATTACK_STORE"
 
 
 @pytest.fixture
-async def target(tmp_path: Path) -> AsyncIterator[Target]:
-    """Memory store (the abuse cases are about the gateway's decisions, not the store)."""
-    async with running_target(tmp_path) as running:
+def attack_store(request: pytest.FixtureRequest) -> str:
+    """``memory``, or the URL of a freshly emptied real Redis when ``BROKER_ATTACK_STORE=redis``."""
+    choice = os.environ.get(ATTACK_STORE, "memory")
+    if choice == "memory":
+        return choice
+    if choice == "redis":
+        url: str = request.getfixturevalue("fresh_redis_url")
+        return url
+    raise pytest.UsageError(f"{ATTACK_STORE} must be memory or redis, not {choice!r}")
+
+
+@pytest.fixture
+async def target(tmp_path: Path, attack_store: str) -> AsyncIterator[Target]:
+    """The attack stack on the store ``BROKER_ATTACK_STORE`` names (memory by default)."""
+    async with running_target(tmp_path, store=attack_store) as running:
         yield running
 
 
@@ -67,9 +83,11 @@ async def running_target(
     tmp_path: Path,
     server: dict[str, Any] | None = None,
     routes_more: Sequence[dict[str, Any]] = (),
+    store: str = "memory",
 ) -> AsyncIterator[Target]:
     """The ``target`` stack; ``server`` overrides keys of the server section, ``routes_more`` adds routes
-    whose ``upstream`` is ``{recorder}`` (the recording upstream's URL)."""
+    whose ``upstream`` is ``{recorder}`` (the recording upstream's URL); ``store`` is the session store
+    (``memory`` or a Redis URL: the ``attack_store`` fixture)."""
     app, recorder = recording_app()
     runner, upstream = await serve_on(app)
     routes: list[dict[str, Any]] = [
@@ -84,7 +102,7 @@ async def running_target(
     ]
     routes += [{**r, "upstream": str(r["upstream"]).replace(RECORDER_URL, upstream)} for r in routes_more]
     try:
-        async with running_stack("memory", tmp_path, {}, routes_extra=routes, server=server) as stack:
+        async with running_stack(store, tmp_path, {}, routes_extra=routes, server=server) as stack:
             yield Target(stack, recorder)
     finally:
         await runner.cleanup()

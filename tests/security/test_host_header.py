@@ -38,14 +38,14 @@ BAD_HOSTS = [
 
 
 @pytest.fixture
-async def named(tmp_path: Path) -> AsyncIterator[Target]:
+async def named(tmp_path: Path, attack_store: str) -> AsyncIterator[Target]:
     """Plus ``gw.example`` routes to the recorder: ``/pub/`` public and ``/app/`` Contoso-only."""
     contoso_only = {"login_codes": ["contoso"]}
     routes = [
         {"host": "gw.example", "path": "/pub/", "upstream": RECORDER_URL, "auth": "public"},
         {"host": "gw.example", "path": "/app/", "upstream": RECORDER_URL, "allow": contoso_only},
     ]
-    async with running_target(tmp_path, routes_more=routes) as target:
+    async with running_target(tmp_path, routes_more=routes, store=attack_store) as target:
         yield target
 
 

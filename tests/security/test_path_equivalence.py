@@ -29,7 +29,7 @@ FOLDING = {"case_insensitive": True, "windows": True}
 
 
 @pytest.fixture
-async def paths(tmp_path: Path) -> AsyncIterator[tuple[Target, Target]]:
+async def paths(tmp_path: Path, attack_store: str) -> AsyncIterator[tuple[Target, Target]]:
     """(plain, iis): ``/plain/`` public and ``/plain/admin/`` admin-only on the recorder (nothing
     declared); ``/iis/`` public and ``/iis/admin/`` admin-only on a second recorder, declared
     case-insensitive + Windows by its third route."""
@@ -43,7 +43,7 @@ async def paths(tmp_path: Path) -> AsyncIterator[tuple[Target, Target]]:
         {"host": HOST, "path": "/iis/upload/", "upstream": iis, "auth": "public", "upstream_paths": FOLDING},
     ]
     try:
-        async with running_target(tmp_path, routes_more=routes) as plain:
+        async with running_target(tmp_path, routes_more=routes, store=attack_store) as plain:
             yield plain, Target(plain.stack, iis_recorder)
     finally:
         await runner.cleanup()

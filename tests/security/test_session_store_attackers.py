@@ -31,6 +31,7 @@ from broker.sessions.manager import (
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX, RedisStore
 from broker.sessions.sealing import TOMBSTONE, SealKey, ServerKeys
+from tests.support.redis_memory import full_redis
 from tests.support.stack import ADELE, ALEX, CONTOSO_TID, Stack, running_stack
 
 HOUR = 3600.0
@@ -321,16 +322,8 @@ async def test_a_failed_last_seen_write_still_serves_the_signed_in_user(
     async with running_stack(fresh_redis_url, tmp_path, {}, clock=clock) as stack, stack.browser() as browser:
         await stack.login(browser, "contoso", ADELE.username)
         assert (await stack.whoami(browser))[0] == 200
-        admin = redis.Redis.from_url(fresh_redis_url)
-        try:
-            await admin.config_set("maxmemory-policy", "noeviction")
-            await admin.config_set("maxmemory", "1")  # every write is now refused with OOM
-            with pytest.raises(redis.ResponseError, match="maxmemory"):
-                await admin.set("probe", b"x")
+        async with full_redis(fresh_redis_url):
             offset[0] = 120.0  # the last-seen write is due
             status, body = await stack.whoami(browser)
             assert status == 200, body
             assert remote_user(body) == ADELE.username
-        finally:
-            await admin.config_set("maxmemory", "0")
-            await admin.aclose()

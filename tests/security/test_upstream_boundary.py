@@ -29,7 +29,7 @@ BROKER_COOKIES = ("broker", "broker-login")
 
 
 @pytest.fixture
-async def boundary(tmp_path: Path) -> AsyncIterator[Target]:
+async def boundary(tmp_path: Path, attack_store: str) -> AsyncIterator[Target]:
     """The target stack, plus configured extra headers to strip and a Contoso WebSocket route."""
     server = {"strip_request_headers": [EXTRA_NAME, EXTRA_PREFIX + "*"]}
     ws_route = {
@@ -40,7 +40,7 @@ async def boundary(tmp_path: Path) -> AsyncIterator[Target]:
         "allow": {"login_codes": ["contoso"]},
         "websocket_origins": [ALLOWED_ORIGIN],
     }
-    async with running_target(tmp_path, server=server, routes_more=[ws_route]) as running:
+    async with running_target(tmp_path, server=server, routes_more=[ws_route], store=attack_store) as running:
         yield running
 
 

@@ -131,7 +131,9 @@ Rewrite = Annotated[
 class ConfigModel(BaseModel):
     """A config section: frozen, and every key not in the schema is an error (typos never pass silently)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the validators are built when first used (loading builds BrokerConfig's, nested ones
+    # inline), not at import; this keeps the gateway's start-up within a few percent of the old loader's.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     secret_fields: ClassVar[tuple[str, ...]] = ()
     secret_lists: ClassVar[frozenset[str]] = frozenset()
 

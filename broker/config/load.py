@@ -1,32 +1,29 @@
 """Load the YAML config into ``schema.BrokerConfig``, reporting *every* problem with file, line and key.
 
-YAML is composed into nodes (not just values) so each key keeps its line number; the dataclasses are then
-built generically from their type hints. Unknown keys, wrong types, duplicate keys, missing env vars and
-unreadable ``*_file`` secrets are all collected and raised together as one ``ConfigError``.
+YAML is composed into nodes (not just values) so each key keeps its line number; the pydantic models then
+validate the whole file in one pass, which collects every type, format and unknown-key problem. The rules
+across values (``validate.py``) run next, on every part that validated, even when others did not. All the
+problems are raised together as one ``ConfigError``, each as ``file:line: key.path: message``.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import types
-from collections.abc import Callable, Mapping
-from functools import cache
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import ErrorDetails
 
 from broker.config import schema
-from broker.config.env import MissingEnvironmentVariable, expand_env
-from broker.config.validate import Sections, check_sections, check_semantics, check_warnings
+from broker.config.fields import PROBLEM, LoadContext, secret_file_keys
+from broker.config.fields import parse_duration as parse_duration
+from broker.config.validate import Part, Sections, check_sections, check_semantics, check_warnings
 from broker.errors import ConfigError, ConfigProblem
 
-T = TypeVar("T")
 KeyPath = tuple[str | int, ...]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
 def dotted(path: KeyPath) -> str:
@@ -83,186 +80,126 @@ def _to_python(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], out: _
 # libyaml's parser when PyYAML has it (the PyPI wheels do): ten times faster on a config with hundreds of
 # routes, same nodes and marks.
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MAPPING_TYPES = frozenset({"dict_type", "model_type", "model_attributes_type"})
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    """A config dataclass's resolved field types (resolving the string annotations compiles them: once)."""
-    return _cached_hints(cls)
-
-
-@cache
-def _cached_hints(cls: Any) -> dict[str, Any]:
-    return get_type_hints(cls, include_extras=True)
-
-
-def parse_duration(value: object) -> float | None:
-    """``90`` / ``"90s"`` / ``"15m"`` / ``"8h"`` / ``"1d"`` -> seconds; None when unparsable."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-    return None
-
-
-class _Builder:
-    """Builds dataclasses from plain data by their type hints, collecting problems instead of stopping."""
-
-    def __init__(self, out: _Collector, base_dir: Path, environ: Mapping[str, str] | None) -> None:
-        self.out = out
-        self.base_dir = base_dir
-        self.environ = environ
-
-    def expand(self, value: str, path: KeyPath) -> str | None:
-        try:
-            return expand_env(value, self.environ)
-        except MissingEnvironmentVariable as exc:
-            self.out.add(path, str(exc))
-            return None
-
-    def read_secret_file(self, value: object, path: KeyPath) -> str | None:
-        if not isinstance(value, str):
-            self.out.add(path, "must be a file path")
-            return None
-        file_path = self.expand(value, path)
-        if file_path is None:
-            return None
-        resolved = self.base_dir / file_path
-        try:
-            return resolved.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            self.out.add(path, f"cannot read secret file {resolved}: {exc.strerror}")
-            return None
-
-    def build_dataclass(self, cls: type[T], data: object, path: KeyPath) -> T | None:
-        if not isinstance(data, dict):
-            self.out.add(path, f"must be a mapping, not {type(data).__name__}")
-            return None
-        hints = _hints(cls)
-        fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        kwargs: dict[str, Any] = {}
-        ok = True
-        for key, value in data.items():
-            if key in fields:
-                continue
-            base = key.removesuffix("_file")
-            if key.endswith("_file") and base in fields and fields[base].metadata.get("secret"):
-                if base in data:
-                    self.out.add((*path, key), f"give either {base} or {key}, not both")
-                    ok = False
-                    continue
-                if get_origin(hints[base]) is list:
-                    # A list of secrets (sessions.secret_keys): a list of files, one secret each.
-                    files = value if isinstance(value, list) else [value]
-                    read = [self.read_secret_file(item, (*path, key, i)) for i, item in enumerate(files)]
-                    ok = ok and None not in read
-                    kwargs[base] = read
-                    continue
-                secret = self.read_secret_file(value, (*path, key))
-                ok = ok and secret is not None
-                kwargs[base] = secret
-                continue
-            self.out.add((*path, key), f"unknown key (allowed: {', '.join(sorted(fields))})")
-            ok = False
-        for name, f in fields.items():
-            if name in kwargs:
-                continue
-            if name not in data:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    self.out.add(path, f"missing required key '{name}'")
-                    ok = False
-                continue
-            built = self.build_value(hints[name], data[name], (*path, name))
-            if built is _INVALID:
-                ok = False
-            else:
-                kwargs[name] = built
-        return cls(**kwargs) if ok else None
-
-    def build_value(self, hint: Any, value: object, path: KeyPath) -> Any:
+def _unwrap(hint: Any) -> Any:
+    """The type under ``Annotated[...]`` and ``X | None``."""
+    while True:
         origin = get_origin(hint)
         if origin is Annotated:
-            if schema.DURATION in hint.__metadata__:
-                if isinstance(value, str):
-                    value = self.expand(value, path)
-                seconds = parse_duration(value)
-                if seconds is None or seconds < 0:
-                    self.out.add(path, f"must be a duration like 30s, 15m, 8h (got {value!r})")
-                    return _INVALID
-                return seconds
-            return self.build_value(get_args(hint)[0], value, path)
-        if origin in (Union, types.UnionType):
-            options = [a for a in get_args(hint) if a is not type(None)]
-            if value is None:
+            hint = get_args(hint)[0]
+        elif origin in (Union, UnionType):
+            hint = next(a for a in get_args(hint) if a is not type(None))
+        else:
+            return hint
+
+
+def _schema_type_at(path: KeyPath) -> Any:
+    """The schema's type for a key path (a model class, a ``Literal``...); None when the path is not in it."""
+    current: Any = schema.BrokerConfig
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(str(part))
+            if info is None:
                 return None
-            return self.build_value(options[0], value, path)
-        if origin is Literal:
-            choices = get_args(hint)
-            if value not in choices:
-                self.out.add(path, f"must be one of {', '.join(map(str, choices))} (got {value!r})")
-                return _INVALID
-            return value
-        if origin is list:
-            if not isinstance(value, list):
-                self.out.add(path, f"must be a list, not {type(value).__name__}")
-                return _INVALID
-            items = [self.build_value(get_args(hint)[0], v, (*path, i)) for i, v in enumerate(value)]
-            return _INVALID if any(i is _INVALID for i in items) else items
-        if origin is dict:
-            if not isinstance(value, dict):
-                self.out.add(path, f"must be a mapping, not {type(value).__name__}")
-                return _INVALID
-            item_hint = get_args(hint)[1]
-            built = {k: self.build_value(item_hint, v, (*path, k)) for k, v in value.items()}
-            return _INVALID if any(v is _INVALID for v in built.values()) else built
-        if dataclasses.is_dataclass(hint):
-            result = self.build_dataclass(hint, value, path)  # type: ignore[arg-type]
-            return _INVALID if result is None else result
-        return self.build_scalar(hint, value, path)
-
-    def build_scalar(self, hint: Any, value: object, path: KeyPath) -> Any:
-        if hint is str:
-            if isinstance(value, bool) or not isinstance(value, str | int | float):
-                self.out.add(path, f"must be a string, not {type(value).__name__}")
-                return _INVALID
-            expanded = self.expand(str(value), path)
-            return _INVALID if expanded is None else expanded
-        if hint is bool:
-            if not isinstance(value, bool):
-                self.out.add(path, f"must be true or false (got {value!r})")
-                return _INVALID
-            return value
-        if hint in (int, float):
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                self.out.add(path, f"must be a number (got {value!r})")
-                return _INVALID
-            return hint(value)
-        raise TypeError(f"schema type {hint!r} is not supported by the loader")
+            current = info.annotation
+        elif get_origin(current) in (list, dict):
+            current = get_args(current)[-1]
+        else:
+            return None
+    return _unwrap(current)
 
 
-_INVALID: Any = object()
+def _problem_of(error: ErrorDetails) -> tuple[KeyPath, str]:
+    """A pydantic error as the broker words it, at the key path an operator wrote."""
+    path: KeyPath = tuple(part for part in error["loc"] if part != "[key]")
+    kind, value, context = error["type"], error["input"], error.get("ctx", {})
+    if kind == PROBLEM:
+        file_key = context.get("file_key")
+        if file_key is not None:  # a secret read from <name>_file: located at that key
+            base = file_key.removesuffix("_file")
+            at = max(i for i, part in enumerate(path) if part == base)
+            path = (*path[:at], file_key, *path[at + 1 :])
+        return path, str(context["message"])
+    if kind == "missing":
+        return path[:-1], f"missing required key '{path[-1]}'"
+    if kind == "extra_forbidden":
+        model = _schema_type_at(path[:-1])
+        allowed = (
+            sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+        )
+        return path, f"unknown key (allowed: {', '.join(allowed)})"
+    if kind == "literal_error":
+        choices = get_args(_schema_type_at(path)) if get_origin(_schema_type_at(path)) is Literal else ()
+        return path, f"must be one of {', '.join(map(str, choices))} (got {value!r})"
+    if kind == "list_type":
+        return path, f"must be a list, not {type(value).__name__}"
+    if kind in _MAPPING_TYPES:
+        return path, f"must be a mapping, not {type(value).__name__}"
+    return path, error["msg"]
+
+
+def _field_errors(errors: Iterable[ErrorDetails], prefix: KeyPath) -> set[str] | None:
+    """Names of the fields under ``prefix`` that failed; None when the object itself failed (not a dict)."""
+    failed: set[str] = set()
+    for error in errors:
+        loc = error["loc"]
+        if loc[: len(prefix)] != prefix:
+            continue
+        if len(loc) == len(prefix):
+            return None
+        failed.add(str(loc[len(prefix)]))
+    return failed
+
+
+def _part(
+    cls: type[schema.ConfigModel], raw: object, failed: set[str] | None, context: LoadContext
+) -> Part[Any] | None:
+    """``raw`` validated field by field, leaving out the fields that failed (marked unknown)."""
+    if failed is None or not isinstance(raw, dict):
+        return None
+    if not failed:
+        return Part(cls.model_validate(raw, context=context))
+    data = secret_file_keys(raw, cls.secret_fields, cls.secret_lists)
+    assert isinstance(data, dict)
+    values: dict[str, Any] = {}
+    unknown = set(failed)
+    for name, info in cls.model_fields.items():
+        if name in unknown or name not in data:
+            continue
+        # The field's type with its validators (pydantic keeps ``Annotated`` extras in ``metadata``).
+        hint: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        try:
+            values[name] = TypeAdapter(hint).validate_python(data[name], context=context)
+        except ValidationError:
+            unknown.add(name)
+    return Part(cls.model_construct(**values), frozenset(unknown))
 
 
 def _partial_sections(
-    data: dict[str, Any], environ: Mapping[str, str] | None, base_dir: Path, exists: Callable[[Path], bool]
+    data: dict[str, Any], errors: list[ErrorDetails], context: LoadContext, exists: Callable[[Path], bool]
 ) -> Sections:
-    """Build each section, company and route on its own; their type problems were reported already."""
-    quiet = _Builder(_Collector("", {}), base_dir, environ)
-    raw_tenants = data.get("tenants") if isinstance(data.get("tenants"), dict) else {}
-    raw_routes = data.get("routes") if isinstance(data.get("routes"), list) else []
-    assert isinstance(raw_tenants, dict) and isinstance(raw_routes, list)
-    parts = Sections(base_dir=base_dir, exists=exists, codes={str(code) for code in raw_tenants})
-    parts.server = quiet.build_dataclass(schema.ServerConfig, data.get("server"), ("server",))
-    parts.sessions = quiet.build_dataclass(schema.SessionsConfig, data.get("sessions", {}), ("sessions",))
-    parts.signing = quiet.build_dataclass(schema.SigningConfig, data.get("signing"), ("signing",))
-    for code, raw in raw_tenants.items():
-        tenant = quiet.build_dataclass(schema.TenantConfig, raw, ("tenants", code))
-        if tenant is not None:
+    """Each section, company and route as far as it validated, for the rules across values."""
+    raw_tenants, raw_routes = data.get("tenants"), data.get("routes")
+    parts = Sections(
+        base_dir=context.base_dir,
+        exists=exists,
+        codes={str(code) for code in raw_tenants} if isinstance(raw_tenants, dict) else None,
+    )
+
+    def part(cls: type[schema.ConfigModel], raw: object, prefix: KeyPath) -> Part[Any] | None:
+        return _part(cls, raw, _field_errors(errors, prefix), context)
+
+    parts.server = part(schema.ServerConfig, data.get("server"), ("server",))
+    parts.sessions = part(schema.SessionsConfig, data.get("sessions", {}), ("sessions",))
+    parts.signing = part(schema.SigningConfig, data.get("signing"), ("signing",))
+    for code, raw in raw_tenants.items() if isinstance(raw_tenants, dict) else ():
+        if (tenant := part(schema.TenantConfig, raw, ("tenants", code))) is not None:
             parts.tenants[str(code)] = tenant
-    for i, raw in enumerate(raw_routes):
-        route = quiet.build_dataclass(schema.RouteConfig, raw, ("routes", i))
-        if route is not None:
+    for i, raw in enumerate(raw_routes) if isinstance(raw_routes, list) else ():
+        if (route := part(schema.RouteConfig, raw, ("routes", i))) is not None:
             parts.routes.append((i, route))
     return parts
 
@@ -301,19 +238,25 @@ def load_config_text_with_warnings(
     lines: dict[KeyPath, int] = {}
     out = _Collector(file, lines)
     data = _to_python(root, (), lines, out)
-    builder = _Builder(out, base_dir or Path("."), environ)
-    config = builder.build_dataclass(schema.BrokerConfig, data, ())
-    if config is not None:
-        for path, message in check_semantics(config, base_dir or Path("."), file_exists):
-            out.add(path, message)
-    elif isinstance(data, dict):
-        # Some part had a type error (already reported): still check every part that did build, so the
-        # operator sees all problems in one run.
-        parts = _partial_sections(data, environ, base_dir or Path("."), file_exists or Path.is_file)
-        for path, message in check_sections(parts):
+    context = LoadContext(environ, base_dir or Path("."))
+    exists = file_exists or Path.is_file
+    config: schema.BrokerConfig | None = None
+    try:
+        config = schema.BrokerConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        for error in errors:
+            out.add(*_problem_of(error))
+        if isinstance(data, dict):
+            # Check every part that did validate, so the operator sees all problems in one run.
+            for path, message in check_sections(_partial_sections(data, errors, context, exists)):
+                out.add(path, message)
+    else:
+        for path, message in check_semantics(config, context.base_dir, exists):
             out.add(path, message)
     if out.problems:
-        raise ConfigError(out.problems)
+        # In file order; problems on one line keep the order they were found in.
+        raise ConfigError(sorted(out.problems, key=lambda p: p.line or 0))
     assert config is not None
     warnings = _Collector(file, lines)
     for path, message in check_warnings(config):

@@ -1,19 +1,29 @@
 """The typed shape of the broker's YAML: every key, its type and its default as a named constant.
 
-The loader (``load.py``) builds these dataclasses generically from the type hints, so adding an option
-means adding a field here, with a default constant and a docstring line in ``config/broker.example.yaml``.
-Fields marked ``secret`` may instead be given as ``<name>_file`` (a path whose content is the value).
-Fields annotated ``Duration`` accept ``90``, ``"90s"``, ``"15m"``, ``"8h"`` or ``"1d"`` and hold seconds.
+Frozen pydantic models, validated in one pass that collects every problem (``load.py`` adds file:line).
+Adding an option means adding a field here, with a default constant and a line in
+``config/broker.example.yaml``. Fields marked ``SECRET`` may instead be given as ``<name>_file`` (a path
+whose content is the value). ``Duration`` fields accept ``90``, ``"90s"``, ``"15m"``, ``"8h"`` or ``"1d"``
+and hold seconds. Single-value rules (formats, bounds) are declared on the fields (``formats.py``); rules
+across values are in ``validate.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_origin
 
-DURATION = "duration"
-Duration = Annotated[float, DURATION]
-SECRET = {"secret": True}
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
+
+from broker.config import formats
+from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text, secret_file_keys
+from broker.config.formats import GUID, LISTEN, MIN_SESSION_SECRET_KEY_BYTES, MULTI_TENANT_IDS
+
+__all__ = ["DURATION", "Duration", "MIN_SESSION_SECRET_KEY_BYTES", "MULTI_TENANT_IDS", "SECRET"]
+
+DURATION = "duration"  # the old marker of duration fields, kept for readers: ``Duration`` holds seconds
+SECRET: JsonDict = {"secret": True}  # a field's ``json_schema_extra``: it may be given as ``<name>_file``
+
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
@@ -30,7 +40,6 @@ DEFAULT_LIFETIME = 24 * 3600.0
 DEFAULT_REFRESH_BEFORE = 300.0
 DEFAULT_SESSION_CACHE_TTL = 10.0
 DEFAULT_SESSION_SECRET_KEYS: tuple[str, ...] = ()  # none: a random per-process key (memory store only)
-MIN_SESSION_SECRET_KEY_BYTES = 32
 # The longest a user waits on the session store before a 503 (each operation, retries included).
 DEFAULT_STORE_TIMEOUT = 2.0
 MAX_STORE_TIMEOUT = 30.0
@@ -61,7 +70,6 @@ DEFAULT_LOGIN_RATE_PER_SECOND = 10.0
 DEFAULT_LOGIN_RATE_BURST = 30
 # Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
 DEFAULT_MAX_PENDING_LOGINS = 100_000
-MULTI_TENANT_IDS = ("organizations", "common")
 
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
@@ -78,176 +86,259 @@ WithoutRefreshToken = Literal["id_token", "session"]
 DEFAULT_WITHOUT_REFRESH_TOKEN: WithoutRefreshToken = "id_token"
 
 
-@dataclass(frozen=True)
-class ServerConfig:
+MAX_CONNECTIONS_LIMIT = 1_000_000
+NEVER_DISABLED = "must be positive (it is never disabled)"
+STORE_TIMEOUT_RANGE = f"must be more than 0s and at most {int(MAX_STORE_TIMEOUT)}s"
+ASSERTION_TTL_RANGE = f"must be between 1s and {int(MAX_ASSERTION_TTL)}s"
+
+# Field types with their single-value rules (each reports at its own key, whatever else is wrong).
+Listen = Annotated[Text, AfterValidator(formats.matches(LISTEN, "must be host:port (got {value!r})"))]
+PositiveDuration = Annotated[Duration, AfterValidator(formats.positive(NEVER_DISABLED))]
+StoreTimeout = Annotated[
+    Duration,
+    AfterValidator(formats.positive(STORE_TIMEOUT_RANGE)),
+    AfterValidator(formats.at_most(MAX_STORE_TIMEOUT, STORE_TIMEOUT_RANGE)),
+]
+AssertionTtl = Annotated[
+    Duration,
+    AfterValidator(formats.positive(ASSERTION_TTL_RANGE)),
+    AfterValidator(formats.at_most(MAX_ASSERTION_TTL, ASSERTION_TTL_RANGE)),
+]
+ClockSkew = Annotated[
+    Duration,
+    AfterValidator(
+        formats.at_most(
+            MAX_CLOCK_SKEW,
+            f"at most {int(MAX_CLOCK_SKEW // 60)}m: a larger skew admits long-expired ID tokens",
+        )
+    ),
+]
+SessionKey = Annotated[SecretText, AfterValidator(formats.secret_key)]
+HeaderName = Annotated[Text, AfterValidator(formats.header_name)]
+TenantGuid = Annotated[Text, AfterValidator(formats.matches(GUID, "must be a tenant GUID (got {value!r})"))]
+ClientId = Annotated[
+    Text, AfterValidator(formats.matches(GUID, "must be the application (client) ID GUID (got {value!r})"))
+]
+PathStartingWithSlash = Annotated[Text, AfterValidator(formats.starts_with_slash("must start with '/'"))]
+Rewrite = Annotated[
+    Text,
+    AfterValidator(
+        formats.starts_with_slash("must be a path starting with '/' (it replaces the matched prefix)")
+    ),
+]
+
+
+class ConfigModel(BaseModel):
+    """A config section: frozen, and every key not in the schema is an error (typos never pass silently)."""
+
+    # defer_build: the validators are built when first used (loading builds BrokerConfig's, nested ones
+    # inline), not at import; this keeps the gateway's start-up within a few percent of the old loader's.
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    secret_fields: ClassVar[tuple[str, ...]] = ()
+    secret_lists: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        secrets = [name for name, info in cls.model_fields.items() if info.json_schema_extra == SECRET]
+        cls.secret_fields = tuple(secrets)
+        cls.secret_lists = frozenset(n for n in secrets if get_origin(cls.model_fields[n].annotation) is list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, data: Any) -> Any:
+        """``<name>_file`` of a secret field: its value is read from that file (see ``fields.SecretFile``)."""
+        if not cls.secret_fields:
+            return data
+        return secret_file_keys(data, cls.secret_fields, cls.secret_lists)
+
+
+class ServerConfig(ConfigModel):
     """Where the gateway listens and the URL users reach it by."""
 
-    public_url: str
-    listen: str = DEFAULT_LISTEN
-    login_aliases: list[str] = field(default_factory=list)
-    trusted_proxies: list[str] = field(default_factory=list)
-    workers: int = 1
-    metrics_listen: str | None = None
+    public_url: Annotated[Text, AfterValidator(formats.url("public_url"))]
+    listen: Listen = DEFAULT_LISTEN
+    login_aliases: list[Annotated[Text, AfterValidator(formats.login_alias)]] = Field(default_factory=list)
+    trusted_proxies: list[Annotated[Text, AfterValidator(formats.cidr)]] = Field(default_factory=list)
+    workers: Annotated[Int, AfterValidator(formats.between(1, 64, "must be between 1 and 64"))] = 1
+    metrics_listen: Listen | None = None
     shutdown_timeout: Duration = DEFAULT_SHUTDOWN_TIMEOUT
-    access_log: bool = True
-    header_timeout: Duration = DEFAULT_HEADER_TIMEOUT
-    keepalive_timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT
-    max_connections: int = DEFAULT_MAX_CONNECTIONS
-    worker_timeout: Duration = DEFAULT_WORKER_TIMEOUT
-    strip_request_headers: list[str] = field(default_factory=lambda: list(DEFAULT_STRIP_REQUEST_HEADERS))
-    login_rate_per_second: float = DEFAULT_LOGIN_RATE_PER_SECOND
-    login_rate_burst: int = DEFAULT_LOGIN_RATE_BURST
+    access_log: Bool = True
+    header_timeout: PositiveDuration = DEFAULT_HEADER_TIMEOUT
+    keepalive_timeout: PositiveDuration = DEFAULT_KEEPALIVE_TIMEOUT
+    max_connections: Annotated[
+        Int,
+        AfterValidator(
+            formats.between(1, MAX_CONNECTIONS_LIMIT, f"must be between 1 and {MAX_CONNECTIONS_LIMIT}")
+        ),
+    ] = DEFAULT_MAX_CONNECTIONS
+    worker_timeout: Annotated[Duration, AfterValidator(formats.worker_timeout(HEARTBEAT_INTERVAL))] = (
+        DEFAULT_WORKER_TIMEOUT
+    )
+    strip_request_headers: list[Annotated[Text, AfterValidator(formats.strip_header)]] = Field(
+        default_factory=lambda: list(DEFAULT_STRIP_REQUEST_HEADERS)
+    )
+    login_rate_per_second: Annotated[Float, AfterValidator(formats.positive("must be positive"))] = (
+        DEFAULT_LOGIN_RATE_PER_SECOND
+    )
+    login_rate_burst: Annotated[Int, AfterValidator(formats.at_least(1, "must be at least 1"))] = (
+        DEFAULT_LOGIN_RATE_BURST
+    )
 
 
-@dataclass(frozen=True)
-class RedisTlsConfig:
+class RedisTlsConfig(ConfigModel):
     """TLS files for ``rediss://`` stores: the CA bundle to trust, and a client certificate if required."""
 
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: Text | None = None
+    cert_file: Text | None = None
+    key_file: Text | None = None
 
 
-@dataclass(frozen=True)
-class SessionsConfig:
+class SessionsConfig(ConfigModel):
     """Server-side sessions: where they live and how long they last."""
 
-    store: str = "memory"
-    tls: RedisTlsConfig = field(default_factory=RedisTlsConfig)
-    cookie_name: str = DEFAULT_COOKIE_NAME
+    store: Annotated[Text, AfterValidator(formats.session_store)] = "memory"
+    tls: RedisTlsConfig = Field(default_factory=RedisTlsConfig)
+    cookie_name: Text = DEFAULT_COOKIE_NAME
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
     lifetime: Duration = DEFAULT_LIFETIME
     refresh_before: Duration = DEFAULT_REFRESH_BEFORE
     revalidate_every: Duration | None = None
     cache_ttl: Duration = DEFAULT_SESSION_CACHE_TTL
-    max_pending_logins: int = DEFAULT_MAX_PENDING_LOGINS
+    max_pending_logins: Annotated[Int, AfterValidator(formats.at_least(1, "must be at least 1"))] = (
+        DEFAULT_MAX_PENDING_LOGINS
+    )
     without_refresh_token: WithoutRefreshToken = DEFAULT_WITHOUT_REFRESH_TOKEN
     # Server keys that take part in sealing every session and login-state record and key the index names:
     # base64 of >= 32 random bytes each, the first seals, all open (rotation). Required with Redis.
-    secret_keys: list[str] = field(default_factory=lambda: list(DEFAULT_SESSION_SECRET_KEYS), metadata=SECRET)
-    store_timeout: Duration = DEFAULT_STORE_TIMEOUT
+    secret_keys: Annotated[
+        list[SessionKey], AfterValidator(formats.no_repeats("lists the same key twice"))
+    ] = Field(default_factory=lambda: list(DEFAULT_SESSION_SECRET_KEYS), json_schema_extra=SECRET)
+    store_timeout: StoreTimeout = DEFAULT_STORE_TIMEOUT
 
 
-@dataclass(frozen=True)
-class SigningConfig:
+class SigningConfig(ConfigModel):
     """Keys that sign the identity assertion; the first signs, all are published."""
 
-    keys: list[str]
-    assertion_header: str = DEFAULT_ASSERTION_HEADER
-    assertion_ttl: Duration = DEFAULT_ASSERTION_TTL
+    keys: Annotated[
+        list[Text],
+        AfterValidator(formats.not_empty("at least one signing key file is required (see `broker keygen`)")),
+    ]
+    assertion_header: HeaderName = DEFAULT_ASSERTION_HEADER
+    assertion_ttl: AssertionTtl = DEFAULT_ASSERTION_TTL
 
 
-@dataclass(frozen=True)
-class RolesConfig:
+class RolesConfig(ConfigModel):
     """Map Entra app roles and groups to the company's ordered broker roles (most privileged last)."""
 
-    order: list[str] = field(default_factory=list)
-    default: str | None = None
-    require_role: bool = False
-    app_roles: dict[str, str] = field(default_factory=dict)
-    groups: dict[str, str] = field(default_factory=dict)
+    order: list[Text] = Field(default_factory=list)
+    default: Text | None = None
+    require_role: Bool = False
+    app_roles: dict[str, Text] = Field(default_factory=dict)
+    groups: dict[str, Text] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class CertificateConfig:
+class CertificateConfig(ConfigModel):
     """A certificate credential (``private_key_jwt``): the private key and the certificate given to Entra."""
 
-    key_file: str
-    cert_file: str
+    key_file: Text
+    cert_file: Text
 
 
-@dataclass(frozen=True)
-class TenantConfig:
+class TenantConfig(ConfigModel):
     """One customer company, keyed in YAML by its login code."""
 
-    display_name: str
-    tenant_id: str
-    client_id: str
-    client_secret: str | None = field(default=None, metadata=SECRET)
+    display_name: Text
+    tenant_id: Annotated[Text, AfterValidator(formats.tenant_id)]
+    client_id: ClientId
+    client_secret: SecretText | None = Field(default=None, json_schema_extra=SECRET)
     client_secret_method: SecretMethod = "post"
     certificate: CertificateConfig | None = None
-    authority: str = DEFAULT_AUTHORITY
-    allowed_tenants: list[str] = field(default_factory=list)
-    app_specific_keys: bool = False
-    note: str = ""
-    logo_url: str | None = None
-    domain_hint: str | None = None
-    email_domains: list[str] = field(default_factory=list)
-    scopes: list[str] = field(default_factory=lambda: list(DEFAULT_SCOPES))
+    authority: Annotated[Text, AfterValidator(formats.url("authority"))] = DEFAULT_AUTHORITY
+    allowed_tenants: list[TenantGuid] = Field(default_factory=list)
+    app_specific_keys: Bool = False
+    note: Text = ""
+    logo_url: Text | None = None
+    domain_hint: Text | None = None
+    email_domains: list[Text] = Field(default_factory=list)
+    scopes: Annotated[list[Text], AfterValidator(formats.has_openid)] = Field(
+        default_factory=lambda: list(DEFAULT_SCOPES)
+    )
     response_mode: ResponseMode = "form_post"
     prompt: Prompt | None = None
     groups_overage: GroupsOverage = "deny"
-    graph_url: str = DEFAULT_GRAPH_URL
+    graph_url: Annotated[Text, AfterValidator(formats.url("graph_url"))] = DEFAULT_GRAPH_URL
     entra_logout: EntraLogout = "offer"
-    auto_redirect: bool = False
-    listed: bool = False
-    clock_skew: Duration = DEFAULT_CLOCK_SKEW
-    roles: RolesConfig = field(default_factory=RolesConfig)
+    auto_redirect: Bool = False
+    listed: Bool = False
+    clock_skew: ClockSkew = DEFAULT_CLOCK_SKEW
+    roles: RolesConfig = Field(default_factory=RolesConfig)
 
 
-@dataclass(frozen=True)
-class AllowConfig:
+class AllowConfig(ConfigModel):
     """Who may use a route; an empty list means "no restriction on this dimension"."""
 
-    login_codes: list[str] = field(default_factory=list)
-    roles: list[str] = field(default_factory=list)
-    groups: list[str] = field(default_factory=list)
-    users: list[str] = field(default_factory=list)
+    login_codes: list[Text] = Field(default_factory=list)
+    roles: list[Text] = Field(default_factory=list)
+    groups: list[Text] = Field(default_factory=list)
+    users: list[Text] = Field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class UpstreamTlsConfig:
+class UpstreamTlsConfig(ConfigModel):
     """How to trust an ``https://`` upstream: a CA bundle, or (explicitly) no verification."""
 
-    ca_file: str | None = None
-    verify: bool = True
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca_file: Text | None = None
+    verify: Bool = True
+    cert_file: Text | None = None
+    key_file: Text | None = None
 
 
-@dataclass(frozen=True)
-class UpstreamPathsConfig:
+class UpstreamPathsConfig(ConfigModel):
     """How the route's upstream app reads paths, so the gateway matches routes the same way.
 
     It describes the upstream: declared on one route, it holds for every route with the same upstream origin.
     """
 
-    case_insensitive: bool = DEFAULT_UPSTREAM_CASE_INSENSITIVE  # IIS, ASP.NET: /ADMIN/ is /admin/
-    windows: bool = DEFAULT_UPSTREAM_WINDOWS_PATHS  # trailing dots and spaces dropped: /admin./ is /admin/
+    case_insensitive: Bool = DEFAULT_UPSTREAM_CASE_INSENSITIVE  # IIS, ASP.NET: /ADMIN/ is /admin/
+    windows: Bool = DEFAULT_UPSTREAM_WINDOWS_PATHS  # trailing dots and spaces dropped: /admin./ is /admin/
 
 
-@dataclass(frozen=True)
-class RouteConfig:
+class RouteConfig(ConfigModel):
     """One protected (or public) upstream, matched by host and path prefix."""
 
-    host: str
-    upstream: str
-    path: str = "/"
+    host: Text
+    upstream: Annotated[Text, AfterValidator(formats.upstream)]
+    path: Annotated[Text, AfterValidator(formats.route_path)] = "/"
     auth: AuthMode = "enforce"
-    login: str | None = None
-    allow: AllowConfig = field(default_factory=AllowConfig)
-    public_paths: list[str] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    audience: str | None = None
-    upstream_paths: UpstreamPathsConfig = field(default_factory=UpstreamPathsConfig)
-    strip_prefix: bool = False
-    rewrite: str | None = None
-    preserve_host: bool = False
-    websockets: bool = True
-    websocket_origins: list[str] = field(default_factory=lambda: list(DEFAULT_WEBSOCKET_ORIGINS))
-    tls: UpstreamTlsConfig = field(default_factory=UpstreamTlsConfig)
+    login: Text | None = None
+    allow: AllowConfig = Field(default_factory=AllowConfig)
+    public_paths: list[PathStartingWithSlash] = Field(default_factory=list)
+    headers: dict[HeaderName, Annotated[Text, AfterValidator(formats.header_claim)]] = Field(
+        default_factory=dict
+    )
+    audience: Text | None = None
+    upstream_paths: UpstreamPathsConfig = Field(default_factory=UpstreamPathsConfig)
+    strip_prefix: Bool = False
+    rewrite: Rewrite | None = None
+    preserve_host: Bool = False
+    websockets: Bool = True
+    websocket_origins: list[Annotated[Text, AfterValidator(formats.websocket_origin)]] = Field(
+        default_factory=lambda: list(DEFAULT_WEBSOCKET_ORIGINS)
+    )
+    tls: UpstreamTlsConfig = Field(default_factory=UpstreamTlsConfig)
     connect_timeout: Duration = DEFAULT_UPSTREAM_CONNECT_TIMEOUT
     read_timeout: Duration = DEFAULT_UPSTREAM_READ_TIMEOUT
     idle_timeout: Duration = DEFAULT_UPSTREAM_IDLE_TIMEOUT
-    max_body: int = DEFAULT_MAX_BODY
+    max_body: Annotated[
+        Int, AfterValidator(formats.at_least(0, "must be 0 (no limit) or a number of bytes"))
+    ] = DEFAULT_MAX_BODY
 
 
-@dataclass(frozen=True)
-class BrokerConfig:
+class BrokerConfig(ConfigModel):
     """The whole configuration file."""
 
     server: ServerConfig
     signing: SigningConfig
     tenants: dict[str, TenantConfig]
     routes: list[RouteConfig]
-    sessions: SessionsConfig = field(default_factory=SessionsConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)

@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from broker import observability  # noqa: E402
+from broker.logging_setup import configure_logging  # noqa: E402
 
 
 class CountingDevNull(io.TextIOBase):
@@ -53,7 +54,7 @@ class CountingDevNull(io.TextIOBase):
 def one_run(records: int, batch: int) -> tuple[float, float]:
     """(caller µs per record, CPU µs per record) for ``records`` access lines."""
     stream = CountingDevNull()
-    observability.configure_logging("json", stream=stream)  # type: ignore[arg-type]
+    logs = configure_logging("json", stream=stream)  # type: ignore[arg-type]
     user = "72f988bf-86f1-41af-91ab-2d7cd011db47:4c3f2b1a-9d8e-4f7a-8b6c-5d4e3f2a1b0c"
     caller = 0.0
     cpu_start = time.process_time()
@@ -72,7 +73,7 @@ def one_run(records: int, batch: int) -> tuple[float, float]:
         while stream.lines < done and time.monotonic() < deadline:
             time.sleep(0.001)
     cpu = time.process_time() - cpu_start
-    observability.flush_logging()
+    logs.stop(timeout=30)
     if stream.lines != records:
         raise SystemExit(f"{records - stream.lines} of {records} lines missing (dropped?)")
     stream.close()

@@ -20,7 +20,7 @@ from broker.config.load import load_config, load_config_with_warnings
 from broker.errors import ConfigError
 from broker.identity import generate_es256_pem
 from broker.listen import split_listen
-from broker.observability import configure_logging
+from broker.logging_setup import LogPipeline, command_logging, configure_logging
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -49,7 +49,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the gateway until SIGTERM/SIGINT."""
-    configure_logging(args.log_format)
+    with configure_logging(args.log_format) as logs:
+        return _run_gateway(args, logs)
+
+
+def _run_gateway(args: argparse.Namespace, logs: LogPipeline) -> int:
     try:
         config, warnings = load_config_with_warnings(args.config)
     except ConfigError as exc:
@@ -72,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.config),
             args.listen or config.server.listen,
             created_metrics_dir=created_metrics_dir,
+            logs=logs,
         )
     except ConfigError as exc:
         _print_config_error(exc)
@@ -118,21 +123,22 @@ def cmd_devidp(args: argparse.Namespace) -> int:
     """Run the development identity provider alone."""
     from broker.devidp import create_devidp_app, load_devidp_config
 
-    configure_logging("text")
-    host, port = split_listen(args.listen)
-    try:
-        config = load_devidp_config(args.config)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    public_url = (
-        args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
-    )
-    from broker.event_loop import new_event_loop  # the dev IdP sits in every login: as fast as the gateway
+    with configure_logging("text"):
+        host, port = split_listen(args.listen)
+        try:
+            config = load_devidp_config(args.config)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        public_url = (
+            args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        )
+        # The dev IdP sits in every login: as fast an event loop as the gateway's.
+        from broker.event_loop import new_event_loop
 
-    app = create_devidp_app(config, public_url)
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=new_event_loop())
-    return 0
+        app = create_devidp_app(config, public_url)
+        web.run_app(app, host=host, port=port, print=None, access_log=None, loop=new_event_loop())
+        return 0
 
 
 def cmd_demo_backend(args: argparse.Namespace) -> int:
@@ -146,7 +152,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Dev IdP + demo backend + gateway in one process, with throw-away secrets and keys."""
     from broker.demo_launcher import run_demo
 
-    configure_logging("text")
     # Demo secrets are random per run and shared with the dev IdP through the environment,
     # exactly as production secrets reach the gateway (never written in YAML).
     for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
@@ -158,7 +163,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         key_file.write_bytes(generate_es256_pem())
         key_file.chmod(0o600)
         os.environ.setdefault("BROKER_DEMO_SIGNING_KEY", str(key_file))
-        with contextlib.suppress(KeyboardInterrupt):
+        with configure_logging("text"), contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
     return 0
 
@@ -213,12 +218,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that serve until stopped and set up their own logging (to stdout); every other command is a
+# one-shot whose stdout is its output (a key, a guide, a session list): its log lines (audit events of
+# ``sessions revoke``) go to stderr.
+SERVING_COMMANDS = frozenset({"run", "demo", "devidp", "demo-backend"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broker`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs = contextlib.nullcontext() if args.command in SERVING_COMMANDS else command_logging()
     try:
-        result: int = args.func(args)
+        with logs:
+            result: int = args.func(args)
     except ValueError as exc:
         parser.error(str(exc))
     return result

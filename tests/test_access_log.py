@@ -9,10 +9,12 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from broker.observability import BackgroundLogWriter, JsonFormatter
+from broker.logging_setup import JsonFormatter, LogPipeline, configure_logging
+from broker.observability import ACCESS_FIELDS, access_record, current_request_id
 from tests.support.stack import ADELE, CONTOSO_TID, running_stack
 
 
@@ -67,7 +69,7 @@ class StuckStream(io.StringIO):
 
 def test_a_stuck_stdout_never_blocks_the_logging_caller() -> None:
     stream = StuckStream()
-    writer = BackgroundLogWriter(JsonFormatter(), stream, size=100)
+    writer = LogPipeline(JsonFormatter(), stream, size=100)
     writer.start()
     logger = logging.getLogger("test.stuck")
     logger.propagate = False
@@ -87,7 +89,7 @@ def test_a_stuck_stdout_never_blocks_the_logging_caller() -> None:
         assert writer.handler.dropped > 0
         stream.release.set()
         for _ in range(3000):  # let the writer catch up before the last line, so it is not dropped too
-            if not writer.handler.records:
+            if writer.handler.records.empty():
                 break
             time.sleep(0.01)
         try:
@@ -105,23 +107,20 @@ def test_a_stuck_stdout_never_blocks_the_logging_caller() -> None:
 
 
 async def test_broker_run_logging_writes_access_lines_off_the_request_path(tmp_path: Path) -> None:
-    """As ``broker run`` configures it: access entries skip the logging machinery and come out as the
-    same JSON lines, with the request id, written by the background thread."""
-    from broker import observability
-
+    """As ``broker run`` configures it: access records go through the queue and come out as JSON lines,
+    with the request id captured on the request's task, written by the listener's thread."""
     root = logging.getLogger()
-    saved = (list(root.handlers), root.level, observability._writer)
+    saved = (list(root.handlers), root.level)
     out = io.StringIO()
     try:
-        observability.configure_logging("json", stream=out)
-        async with running_stack("memory", tmp_path, {}) as stack, stack.browser() as browser:
-            await stack.login(browser, "contoso", ADELE.username)
-            headers = {"X-Request-Id": "req-12345678"}
-            status, _ = await stack.whoami(browser, "/reports?code=very-secret-code", **headers)
-            assert status == 200
-        observability.flush_logging()
+        with configure_logging("json", stream=out):
+            async with running_stack("memory", tmp_path, {}) as stack, stack.browser() as browser:
+                await stack.login(browser, "contoso", ADELE.username)
+                headers = {"X-Request-Id": "req-12345678"}
+                status, _ = await stack.whoami(browser, "/reports?code=very-secret-code", **headers)
+                assert status == 200
     finally:
-        root.handlers[:], root.level, observability._writer = saved
+        root.handlers[:], root.level = saved
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     access = next(line for line in lines if line.get("event") == "access" and line["path"] == "/reports")
     assert access["logger"] == "broker.access" and access["msg"] == "GET /reports 200"
@@ -142,13 +141,11 @@ async def test_broker_run_logging_writes_access_lines_off_the_request_path(tmp_p
         "/tab\tnew\nline",
     ],
 )
-def test_hand_built_access_lines_are_the_json_of_their_fields(path: str) -> None:
-    from broker.observability import ACCESS_FIELDS
-
+def test_access_lines_are_the_json_of_their_fields(path: str) -> None:
     formatter = JsonFormatter()
     for user, company, remote in (("t:o", "contoso", "127.0.0.1"), (None, None, None)):
         entry = (1_700_000_000.25, "req-1", "GET", path, 200, 1.5, 'h"/', remote, user, company)
-        line = json.loads(formatter.format_access(entry))
+        line = json.loads(formatter.format(record_of(entry)))
         assert line == {
             "ts": "2023-11-14T22:13:20.250Z",
             "level": "info",
@@ -160,12 +157,27 @@ def test_hand_built_access_lines_are_the_json_of_their_fields(path: str) -> None
         }
 
 
+def record_of(entry: tuple[Any, ...]) -> logging.LogRecord:
+    """The access record ``log_access`` makes, at ``created``, in a request whose id is ``request_id``:
+    ``entry`` is ``(created, request_id, *the arguments of log_access)``."""
+    created, request_id, *fields = entry
+    token = current_request_id.set(request_id)
+    try:
+        record = access_record(*fields)
+    finally:
+        current_request_id.reset(token)
+    record.created = created
+    return record
+
+
 def test_text_logging_renders_access_entries_with_its_own_format() -> None:
     """The demo's plain-text format applies to access entries as to any record."""
     out = io.StringIO()
     formatter = logging.Formatter("%(levelname)s %(name)s [%(request_id)s] %(status)s: %(message)s")
-    writer = BackgroundLogWriter(formatter, out)
+    writer = LogPipeline(formatter, out)
     writer.start()
-    writer.handler.enqueue((1_700_000_000.25, "req-1", "GET", "/x", 200, 1.5, "h/", None, None, None))
+    writer.handler.handle(
+        record_of((1_700_000_000.25, "req-1", "GET", "/x", 200, 1.5, "h/", None, None, None))
+    )
     writer.stop(timeout=10)
     assert out.getvalue() == "INFO broker.access [req-1] 200: GET /x 200\n"

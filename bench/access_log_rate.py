@@ -1,6 +1,7 @@
 """Access-log cost: what one ``log_access`` call costs the request that makes it, and how many access
-records per CPU-second the whole logging path (as ``broker run`` configures it: JSON, the writer thread)
-turns into lines on a stream that writes to /dev/null.
+records per CPU-second the whole logging path (as ``broker run`` configures it: JSON, the queue handler
+and its listener thread, the garbage collector tuned as a worker tunes it) turns into lines on a stream
+that writes to /dev/null.
 
     .venv/bin/python bench/access_log_rate.py [--records 200000] [--batch 2000] [--runs 5]
 
@@ -9,7 +10,10 @@ line is written, so nothing is dropped (checked) and the writer's formatting and
 process CPU time (``time.process_time`` covers every thread). Prints, per run and as the median:
 
 - caller: microseconds per ``log_access`` call on the logging thread (the request's hot path);
-- CPU: microseconds of process CPU per record (caller + writer thread), and records per CPU-second.
+- CPU: microseconds of process CPU per record (caller + listener thread), and records per CPU-second.
+
+To compare with another version of the code, run this file with ``PYTHONPATH`` set to that version's
+checkout (e.g. ``git worktree add /tmp/old <commit>``; the hand-built writer is in this file's history).
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+if not os.environ.get("PYTHONPATH"):
+    sys.path.insert(0, str(REPO))
 
 from broker import observability  # noqa: E402
 from broker.logging_setup import configure_logging  # noqa: E402
+from broker.serve import tune_gc  # noqa: E402
 
 
 class CountingDevNull(io.TextIOBase):
@@ -87,6 +93,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
+    tune_gc()
     callers, cpus = [], []
     for run in range(1, args.runs + 1):
         caller, cpu = one_run(args.records, args.batch)

@@ -3,11 +3,16 @@ off the event loop so a stuck stdout cannot stall requests."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+import os
+import socket
+import sys
 import threading
 import time
+from asyncio.subprocess import PIPE
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +20,7 @@ import pytest
 
 from broker.logging_setup import JsonFormatter, LogPipeline, configure_logging
 from broker.observability import ACCESS_FIELDS, access_record, current_request_id
-from tests.support.stack import ADELE, CONTOSO_TID, running_stack
+from tests.support.stack import ADELE, CONTOSO_TID, Stack, running_stack
 
 
 def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -181,3 +186,88 @@ def test_text_logging_renders_access_entries_with_its_own_format() -> None:
     )
     writer.stop(timeout=10)
     assert out.getvalue() == "INFO broker.access [req-1] 200: GET /x 200\n"
+
+
+async def test_every_line_of_a_request_names_its_route_with_the_same_string(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The proxy's own lines (here: the upstream failed) and the access line name the route alike, as a
+    string, so one query finds every line of a route."""
+    caplog.set_level(logging.INFO)
+    with socket.socket() as refusing:  # bound, never listening: connections to it are refused
+        refusing.bind(("127.0.0.1", 0))
+        dead = {
+            "host": "127.0.0.1",
+            "path": "/dead/",
+            "upstream": f"http://127.0.0.1:{refusing.getsockname()[1]}",
+            "auth": "public",
+        }
+        async with running_stack("memory", tmp_path, {}, routes_extra=[dead]) as stack:
+            async with stack.browser() as browser:
+                assert (await stack.whoami(browser, "/dead/x", **{"X-Request-Id": "req-dead-1"}))[0] == 502
+    lines = [
+        json.loads(JsonFormatter().format(r))
+        for r in caplog.records
+        if r.__dict__.get("request_id") == "req-dead-1" or r.__dict__.get("path") == "/dead/x"
+    ]
+    failed = next(line for line in lines if line["msg"].startswith("upstream failed"))
+    access = next(line for line in lines if line.get("event") == "access")
+    assert failed["route"] == access["route"] == "127.0.0.1/dead/"
+
+
+async def test_sessions_revoke_writes_its_audit_line_to_stderr(redis_stack: Stack) -> None:
+    """``broker sessions revoke``, as an operator runs it (its own process): the audit event is logged, as
+    JSON on stderr, while stdout keeps the command's answer alone."""
+    async with redis_stack.browser() as browser:
+        await redis_stack.login(browser, "contoso", ADELE.username)
+    user = f"{CONTOSO_TID}:{ADELE.oid}"
+    env = {
+        **os.environ,
+        "TEST_CONTOSO_SECRET": "x",
+        "TEST_FABRIKAM_SECRET": "y",
+        "TEST_SESSION_KEY": redis_stack.env["TEST_SESSION_KEY"],
+    }
+    args = ["sessions", "revoke", "--config", str(redis_stack.config_path), "--user", user]
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "broker", *args, env=env, stdout=PIPE, stderr=PIPE
+    )
+    out, err = await asyncio.wait_for(command.communicate(), 60)
+    assert command.returncode == 0, err.decode()
+    assert out.decode() == f"revoked 1 session(s) of {user}\n"
+    lines = [json.loads(line) for line in err.decode().splitlines()]
+    audit = next(line for line in lines if line.get("event") == "session_revoked")
+    assert audit["logger"] == "broker.audit" and audit["audit"] is True
+    assert audit["user"] == user and audit["count"] == 1 and audit["why"].startswith("operator")
+
+
+def test_a_forked_process_writes_its_own_lines_once(tmp_path: Path) -> None:
+    """As a worker after the fork: its own listener thread writes its lines; what the parent had queued
+    is written once, by the parent."""
+    log_file = tmp_path / "log.jsonl"
+    with open(log_file, "a", encoding="utf-8") as stream:
+        logs = LogPipeline(JsonFormatter(), stream)
+        logs.start()
+        logger = logging.getLogger("test.fork")
+        logger.propagate = False
+        logger.addHandler(logs.handler)
+        logger.setLevel(logging.INFO)
+        try:
+            logger.info("queued before the fork")  # still queued: the listener waits WRITE_INTERVAL
+            pid = os.fork()
+            if pid == 0:  # the child: never returns into pytest
+                code = 1
+                try:
+                    logs.restart_after_fork()
+                    logger.info("from the child")
+                    logs.stop(timeout=10)
+                    code = 0
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            logger.info("from the parent")
+            logs.stop(timeout=10)
+        finally:
+            logger.removeHandler(logs.handler)
+    messages = [json.loads(line)["msg"] for line in log_file.read_text().splitlines()]
+    assert sorted(messages) == ["from the child", "from the parent", "queued before the fork"]

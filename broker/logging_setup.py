@@ -28,10 +28,12 @@ from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 from broker.observability import current_request_id
 
 DEFAULT_QUEUE_SIZE = 10_000
-# When the listener finds the queue empty, it waits this long before taking the next record: one wake-up
-# for all the records of that interval, rather than a thread switch per record. Lines reach stdout at
-# most this late.
+# When the listener finds the queue empty, it writes what it has formatted, then waits this long before
+# taking the next record: one wake-up and one write for all the records of that interval, rather than a
+# thread switch and a system call per line. Lines reach stdout at most this late.
 WRITE_INTERVAL = 0.05
+# ... or as soon as this many lines are waiting (a queue that never empties still gets written).
+BATCH_LINES = 1_000
 # At exit, how long the listener may take to write what is queued (a stuck stdout must not hold it up).
 DEFAULT_STOP_TIMEOUT = 2.0
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -159,6 +161,37 @@ def dropped_record(count: int) -> logging.LogRecord:
     )
 
 
+class BatchingStreamHandler(logging.StreamHandler[TextIO]):
+    """A ``StreamHandler`` that writes in batches: ``emit`` formats, ``flush`` writes every waiting line
+    in one ``write`` (called by ``LogWriter`` once it has caught up, and every ``BATCH_LINES``)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format the record; write the batch when it is full."""
+        try:
+            self._lines.append(self.format(record))
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the waiting lines and flush the stream."""
+        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+            lines, self._lines = self._lines, []
+            try:
+                if lines:
+                    self.stream.write("\n".join(lines) + "\n")
+                self.stream.flush()
+            except Exception:  # a broken stdout must not end the listener's thread (these lines are lost)
+                pass
+
+
 class LogWriter(QueueListener):
     """The listener's thread: writes each record, and the count of dropped ones once it has caught up;
     takes records in batches (``WRITE_INTERVAL``)."""
@@ -170,8 +203,9 @@ class LogWriter(QueueListener):
         self._output = output
 
     def dequeue(self, block: bool) -> logging.LogRecord:
-        """The next record; when none is waiting, let records accumulate first."""
+        """The next record; when none is waiting, write what is formatted, then let records accumulate."""
         if self._records.empty():
+            self._output.flush()
             time.sleep(WRITE_INTERVAL)
         return self._records.get(block)
 
@@ -189,12 +223,16 @@ class LogPipeline:
 
     def __init__(self, formatter: logging.Formatter, stream: TextIO, size: int = DEFAULT_QUEUE_SIZE) -> None:
         self.handler = RequestQueueHandler(size)
-        self._output = logging.StreamHandler(stream)
-        self._output.setFormatter(formatter)
+        self._formatter = formatter
+        self._stream = stream
+        self._output = BatchingStreamHandler(stream)
         self._writer: LogWriter | None = None
 
     def start(self) -> None:
-        """Start the listener's thread."""
+        """Start the listener's thread (with a new output: a batch formatted before a fork is the
+        parent's to write)."""
+        self._output = BatchingStreamHandler(self._stream)
+        self._output.setFormatter(self._formatter)
         self._writer = LogWriter(self.handler, self._output)
         self._writer.start()
 
@@ -221,6 +259,7 @@ class LogPipeline:
             dropped = self.handler.take_dropped()
             if dropped:
                 self._output.handle(dropped_record(dropped))
+            self._output.flush()
 
     def __enter__(self) -> LogPipeline:
         return self

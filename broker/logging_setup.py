@@ -182,14 +182,16 @@ class BatchingStreamHandler(logging.StreamHandler[TextIO]):
 
     def flush(self) -> None:
         """Write the waiting lines and flush the stream."""
-        with self.lock:  # type: ignore[union-attr]  # created by Handler.__init__
+        self.acquire()
+        try:
             lines, self._lines = self._lines, []
-            try:
-                if lines:
-                    self.stream.write("\n".join(lines) + "\n")
-                self.stream.flush()
-            except Exception:  # a broken stdout must not end the listener's thread (these lines are lost)
-                pass
+            if lines:
+                self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except Exception:  # a broken stdout must not end the listener's thread (these lines are lost)
+            pass
+        finally:
+            self.release()
 
 
 class LogWriter(QueueListener):

@@ -7,6 +7,7 @@ The development identity provider and the demo are not here: they are their own 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -17,7 +18,7 @@ from pathlib import Path
 from broker.config.load import load_config, load_config_with_warnings
 from broker.errors import ConfigError
 from broker.identity import generate_es256_pem
-from broker.observability import configure_logging
+from broker.logging_setup import LogPipeline, command_logging, configure_logging
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -46,7 +47,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the gateway until SIGTERM/SIGINT."""
-    configure_logging(args.log_format)
+    with configure_logging(args.log_format) as logs:
+        return _run_gateway(args, logs)
+
+
+def _run_gateway(args: argparse.Namespace, logs: LogPipeline) -> int:
     try:
         config, warnings = load_config_with_warnings(args.config)
     except ConfigError as exc:
@@ -69,6 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.config),
             args.listen or config.server.listen,
             created_metrics_dir=created_metrics_dir,
+            logs=logs,
         )
     except ConfigError as exc:
         _print_config_error(exc)
@@ -144,12 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that serve until stopped and set up their own logging (to stdout); every other command is a
+# one-shot whose stdout is its output (a key, a guide, a session list): its log lines (audit events of
+# ``sessions revoke``) go to stderr.
+SERVING_COMMANDS = frozenset({"run"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``broker`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    logs = contextlib.nullcontext() if args.command in SERVING_COMMANDS else command_logging()
     try:
-        result: int = args.func(args)
+        with logs:
+            result: int = args.func(args)
     except ValueError as exc:
         parser.error(str(exc))
     return result

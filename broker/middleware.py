@@ -108,7 +108,7 @@ ROUTE_LABEL_KEY = web.RequestKey("route_label", str)
 @web.middleware
 async def accounting_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count and time every request by route and status (until the answer's headers are sent), and write
-    its access-log line (``server.access_log``; queued, never blocking: see ``observability``)."""
+    its access-log line (``server.access_log``; queued, never blocking: see ``logging_setup``)."""
     started = time.perf_counter()
     status = 500
     try:

@@ -109,7 +109,7 @@ def failure_response(
         "upstream failed: %s",
         failure.code,
         extra={
-            "route": route.index,
+            "route": route.label,
             "request_id": request_id_of(request),
             "error": type(exc).__name__,
             # Only connector errors: their text names host, port and the OS or TLS error; others may quote
@@ -232,7 +232,7 @@ def answer_headers(
         log.warning(
             "upstream tried to set a broker cookie; dropped",
             extra={
-                "route": route.index,
+                "route": route.label,
                 "request_id": request_id_of(request),
                 "cookies": sorted(set(refused)),
             },
@@ -268,7 +268,7 @@ def abort(request: web.Request, route: Route, what: str, exc: BaseException) -> 
     log.warning(
         "%s; closing the client connection",
         what,
-        extra={"route": route.index, "request_id": request_id_of(request), "error": type(exc).__name__},
+        extra={"route": route.label, "request_id": request_id_of(request), "error": type(exc).__name__},
     )
     if request.transport is not None:
         request.transport.close()
@@ -315,7 +315,7 @@ async def forward(
             return response
         if too_large:
             log.warning(
-                "request body too large", extra={"route": route.index, "request_id": request_id_of(request)}
+                "request body too large", extra={"route": route.label, "request_id": request_id_of(request)}
             )
             return body_too_large(request, route)
         return failure_response(request, route, failure_for(exc), exc)
@@ -351,6 +351,6 @@ async def _downstream(request: web.Request, route: Route, step: Awaitable[object
     try:
         await step
     except ConnectionError:
-        log.info("client went away", extra={"route": route.index, "request_id": request_id_of(request)})
+        log.info("client went away", extra={"route": route.label, "request_id": request_id_of(request)})
         return False
     return True

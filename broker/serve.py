@@ -32,8 +32,8 @@ from broker.config.schema import BrokerConfig
 from broker.connection_limits import ConnectionLimits, GuardedTCPSite
 from broker.event_loop import new_event_loop
 from broker.listen import split_listen
+from broker.logging_setup import LogPipeline
 from broker.metrics import METRICS, metrics_app
-from broker.observability import flush_logging
 from broker.reload import reload_config
 from broker.supervisor import Heartbeat, Supervisor, WorkerBody
 
@@ -159,8 +159,12 @@ def raise_open_files_limit(max_connections: int) -> None:
         )
 
 
-def _worker_body(config: BrokerConfig, config_path: Path, listen: str) -> WorkerBody:
+def _worker_body(
+    config: BrokerConfig, config_path: Path, listen: str, logs: LogPipeline | None
+) -> WorkerBody:
     def body(heartbeat_fd: int) -> int:
+        if logs is not None:
+            logs.restart_after_fork()  # the parent's log thread did not survive the fork
         code = 0
         try:
             _run_worker(config, config_path, listen, reuse_port=True, heartbeat_fd=heartbeat_fd)
@@ -170,16 +174,25 @@ def _worker_body(config: BrokerConfig, config_path: Path, listen: str) -> Worker
         except BaseException:
             log.exception("worker failed")
             code = 1
-        flush_logging()
+        if logs is not None:
+            logs.stop()  # the worker ends with os._exit: write what is queued now
         return code
 
     return body
 
 
 def run(
-    config: BrokerConfig, config_path: Path, listen: str, *, created_metrics_dir: Path | None = None
+    config: BrokerConfig,
+    config_path: Path,
+    listen: str,
+    *,
+    created_metrics_dir: Path | None = None,
+    logs: LogPipeline | None = None,
 ) -> int:
     """Serve with ``server.workers`` processes; returns the exit code.
+
+    ``logs`` is the logging the CLI started: each forked worker restarts it (its own writer thread) and
+    stops it before exiting; the caller stops it in this process.
 
     ``created_metrics_dir`` is the PROMETHEUS_MULTIPROC_DIR the CLI created for this run (it must exist
     before prometheus_client is imported); only that one is removed at the end: a directory the operator
@@ -202,7 +215,7 @@ def run(
             mark_process_dead(pid)  # type: ignore[no-untyped-call]  # its live gauges leave the aggregate; its counters stay counted
 
     supervisor = Supervisor(
-        _worker_body(config, config_path, listen),
+        _worker_body(config, config_path, listen, logs),
         workers,
         worker_timeout=config.server.worker_timeout,
         shutdown_timeout=config.server.shutdown_timeout,

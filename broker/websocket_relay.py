@@ -140,7 +140,7 @@ async def relay(
         log.warning(
             "upstream refused the WebSocket: %s",
             exc.status,
-            extra={"route": route.index, "request_id": request_id_of(request)},
+            extra={"route": route.label, "request_id": request_id_of(request)},
         )
         return error_response(
             request,
@@ -162,14 +162,14 @@ async def relay(
     except (ConnectionError, TimeoutError) as exc:
         log.info(
             "websocket ended abruptly",
-            extra={"route": route.index, "request_id": request_id_of(request), "error": type(exc).__name__},
+            extra={"route": route.label, "request_id": request_id_of(request), "error": type(exc).__name__},
         )
     finally:
         await upstream_ws.close()
     log.info(
         "websocket closed",
         extra={
-            "route": route.index,
+            "route": route.label,
             "request_id": request_id_of(request),
             "client_code": client_ws.close_code,
             "upstream_code": upstream_ws.close_code,

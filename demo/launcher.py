@@ -24,7 +24,7 @@ from broker.app import create_app
 from broker.config.load import load_config
 from broker.config.schema import TenantConfig
 from broker.identity import generate_es256_pem
-from broker.observability import configure_logging
+from broker.logging_setup import configure_logging
 from demo import create_demo_app
 from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 
@@ -104,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Dev IdP + demo backend + gateway in one process, with throw-away secrets and keys."""
     args = build_parser().parse_args(argv)
-    configure_logging("text")
     # Demo secrets are random per run and shared with the dev IdP through the environment,
     # exactly as production secrets reach the gateway (never written in YAML).
     for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
@@ -116,6 +115,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_file.write_bytes(generate_es256_pem())
         key_file.chmod(0o600)
         os.environ.setdefault("BROKER_DEMO_SIGNING_KEY", str(key_file))
-        with contextlib.suppress(KeyboardInterrupt):
+        with configure_logging("text"), contextlib.suppress(KeyboardInterrupt):
             return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
     return 0

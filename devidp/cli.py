@@ -10,7 +10,7 @@ from aiohttp import web
 
 from broker.event_loop import new_event_loop
 from broker.listen import split_listen
-from broker.observability import configure_logging
+from broker.logging_setup import configure_logging
 from devidp.app import create_devidp_app
 from devidp.loader import load_devidp_config
 
@@ -28,20 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted, with options parsed by ``build_parser``."""
-    configure_logging("text")
-    host, port = split_listen(args.listen)
-    try:
-        config = load_devidp_config(args.config)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    public_url = (
-        args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
-    )
-    app = create_devidp_app(config, public_url)
-    # The dev IdP sits in every login of the benchmarks: it runs on the gateway's (fast) event loop.
-    web.run_app(app, host=host, port=port, print=None, access_log=None, loop=new_event_loop())
-    return 0
+    with configure_logging("text"):
+        host, port = split_listen(args.listen)
+        try:
+            config = load_devidp_config(args.config)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 1
+        public_url = (
+            args.public_url or f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        )
+        app = create_devidp_app(config, public_url)
+        # The dev IdP sits in every login of the benchmarks: it runs on the gateway's (fast) event loop.
+        web.run_app(app, host=host, port=port, print=None, access_log=None, loop=new_event_loop())
+        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,10 +27,15 @@ class GenerationFloor:
         self._entries: dict[str, tuple[int, float]] = {}
         self._sweeps = SweepSchedule(max_entries)
 
-    def accepts(self, storage_id: str, generation: int) -> bool:
-        """False when this process has seen a newer generation of the session, or its revocation."""
+    def minimum(self, storage_id: str) -> int:
+        """The lowest generation still accepted: 0 when this process has seen nothing of the session (or
+        forgot it), ``REVOKED`` once it saw the revocation.
+
+        A reader takes this *before* it asks the store: a record read while another task of this process
+        writes the next generation is the current one of its moment, not one put back (comparing it with
+        the floor after the read would refuse a live session under concurrent requests)."""
         entry = self._entries.get(storage_id)
-        return entry is None or entry[1] <= self._clock() or generation >= entry[0]
+        return 0 if entry is None or entry[1] <= self._clock() else entry[0]
 
     def saw(self, storage_id: str, generation: int, lifetime: float) -> None:
         """Remember ``generation`` (or ``REVOKED``) for at most ``lifetime`` seconds."""

@@ -278,6 +278,7 @@ class SessionManager:
         """Decrypt a session without touching it (None when gone, revoked, not decryptable with this key
         and the server keys, or older than a generation this process has already seen)."""
         storage_id = key.storage_id()
+        floor = self.floor.minimum(storage_id)  # before the read: see GenerationFloor.minimum
         blob = await self.store.get(SESSION_PREFIX + storage_id)
         if blob is None:
             return None
@@ -290,7 +291,7 @@ class SessionManager:
         if sealed is None or session is None:
             log.warning("session ticket did not decrypt its record", extra={"event": "session_tampered"})
             return None
-        if not self.floor.accepts(storage_id, sealed.generation):
+        if sealed.generation < floor:
             log.warning("an older record of a session was put back", extra={"event": "session_rollback"})
             return None
         self.floor.saw(storage_id, sealed.generation, self.lifetime)

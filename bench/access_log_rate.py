@@ -31,9 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 if not os.environ.get("PYTHONPATH"):
     sys.path.insert(0, str(REPO))
 
-from broker import observability  # noqa: E402
-from broker.logging_setup import configure_logging  # noqa: E402
-from broker.serve import tune_gc  # noqa: E402
+from broker.ops import events as observability  # noqa: E402
+from broker.ops.logging import configure_logging  # noqa: E402
+from broker.server.serve import tune_gc  # noqa: E402
 
 
 class CountingDevNull(io.TextIOBase):

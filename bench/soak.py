@@ -35,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from broker.identity import generate_es256_pem  # noqa: E402
+from broker.identity.assertion import generate_es256_pem  # noqa: E402
 from demo import create_demo_app  # noqa: E402
 from devidp import create_devidp_app  # noqa: E402
 from tests.support.load_scenario import (  # noqa: E402

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from broker.config.schema import RouteConfig  # noqa: E402
-from broker.routing import RouteTable  # noqa: E402
+from broker.proxy.routing import RouteTable  # noqa: E402
 from tests.support.ports import PortTaken, on_some_port, says_port_taken  # noqa: E402
 
 BROKER = str(Path(sys.executable).parent / "broker")

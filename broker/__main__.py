@@ -1,5 +1,5 @@
 """Allow ``python -m broker``."""
 
-from broker.cli import main
+from broker.cli.main import main
 
 raise SystemExit(main())

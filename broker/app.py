@@ -19,24 +19,26 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp import web
 
-from broker import proxy
 from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
 from broker.config.validate import decode_secret_key
 from broker.errors import ConfigError, ConfigProblem
-from broker.forwarded import parse_networks
+from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service
-from broker.identity import AssertionSigner, SigningKey, load_signing_keys
-from broker.identity_headers import IdentityHeaders
-from broker.metrics import METRICS, Metrics
+from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
+from broker.identity.headers import IdentityHeaders
+from broker.identity.refresh import SessionRefresher
 from broker.middleware import accounting_middleware, error_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
-from broker.proxy_headers import Forwarding, HeaderFilter
-from broker.refresh import SessionRefresher
+from broker.ops.metrics import METRICS, Metrics
+from broker.ops.tasks import cancel_and_wait
+from broker.proxy import forward
+from broker.proxy.boundary import Forwarding, HeaderFilter
+from broker.proxy.forwarded import parse_networks
+from broker.proxy.routing import RouteTable
+from broker.proxy.upstream import UpstreamClients
 from broker.reload import DEFAULT_WATCH_INTERVAL, RELOADER, Reloader
-from broker.routing import RouteTable
-from broker.runtime import GATEWAY, Gateway, GatewayHolder
 from broker.sessions.cache import INVALIDATION_CHANNEL, SessionCache
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.generations import GenerationFloor
@@ -47,8 +49,6 @@ from broker.sessions.redis_url import TlsFiles
 from broker.sessions.sealing import ServerKeys
 from broker.sessions.store import SessionStore
 from broker.sessions.store_health import StoreHealth
-from broker.tasks import cancel_and_wait
-from broker.upstream_clients import UpstreamClients
 
 IDP_USER_AGENT = "entra-broker"
 T = TypeVar("T")
@@ -307,4 +307,4 @@ def add_routes(app: web.Application) -> None:
     r.add_get("/.auth/healthz", service.healthz)
     r.add_get("/.auth/readyz", service.readyz)
     r.add_route("*", "/.auth/{tail:.*}", service.reserved_not_found)
-    r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=proxy.defer_continue)
+    r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=forward.defer_continue)

@@ -15,11 +15,11 @@ from aiohttp import HttpVersion10, web
 from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
-from broker.host_header import parse_host
-from broker.metrics import METRICS
-from broker.observability import access_log, current_request_id, log_access
-from broker.pages import views
-from broker.runtime import REQUEST_ID_KEY, SESSION_KEY, gateway_of, request_id_of, wants_html
+from broker.gateway import REQUEST_ID_KEY, SESSION_KEY, gateway_of, request_id_of, wants_html
+from broker.grammar.host import parse_host
+from broker.http.pages import views
+from broker.ops.events import access_log, current_request_id, log_access
+from broker.ops.metrics import METRICS
 
 log = logging.getLogger(__name__)
 

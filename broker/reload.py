@@ -23,11 +23,11 @@ from aiohttp import web
 
 from broker.config.schema import BrokerConfig
 from broker.errors import ConfigError, SessionStoreUnavailable
-from broker.metrics import METRICS
+from broker.gateway import GATEWAY, Gateway
 from broker.oidc.verifier import source_of
-from broker.runtime import GATEWAY, Gateway
+from broker.ops.metrics import METRICS
+from broker.ops.tasks import cancel_and_wait, sleep_unless
 from broker.sessions.manager import company_index
-from broker.tasks import cancel_and_wait, sleep_unless
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from aiohttp import web
 from broker.app import create_app
 from broker.config.load import load_config
 from broker.config.schema import TenantConfig
-from broker.identity import generate_es256_pem
-from broker.logging_setup import configure_logging
+from broker.identity.assertion import generate_es256_pem
+from broker.ops.logging import configure_logging
 from demo import create_demo_app
 from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from broker.event_loop import new_event_loop
-from broker.listen import split_listen
-from broker.logging_setup import configure_logging
+from broker.grammar.listen import split_listen
+from broker.ops.event_loop import new_event_loop
+from broker.ops.logging import configure_logging
 from devidp.app import create_devidp_app
 from devidp.loader import load_devidp_config
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from broker.logging_setup import JsonFormatter, LogPipeline, configure_logging
-from broker.observability import ACCESS_FIELDS, access_record, current_request_id
+from broker.ops.events import ACCESS_FIELDS, access_record, current_request_id
+from broker.ops.logging import JsonFormatter, LogPipeline, configure_logging
 from tests.support.stack import ADELE, CONTOSO_TID, Stack, running_stack
 
 

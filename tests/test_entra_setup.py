@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from broker.cli import main as broker_cli
+from broker.cli.main import main as broker_cli
 from tests.support.certs import make_certificate
 
 CONFIG = """

@@ -29,10 +29,10 @@ import yaml
 from aiohttp import web
 
 from broker.config.schema import DEFAULT_STORE_TIMEOUT
-from broker.identity import generate_es256_pem
-from broker.metrics import METRICS, Metrics
-from broker.proxy import TOO_SLOW, UNREACHABLE
-from broker.refresh import RETRY_AFTER_FAILURE
+from broker.identity.assertion import generate_es256_pem
+from broker.identity.refresh import RETRY_AFTER_FAILURE
+from broker.ops.metrics import METRICS, Metrics
+from broker.proxy.forward import TOO_SLOW, UNREACHABLE
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket
 from broker.sessions.redis_store import KEY_PREFIX
 from demo import create_demo_app
@@ -227,7 +227,7 @@ async def test_identity_provider_down_during_login_under_traffic(tmp_path: Path)
 
 
 async def test_identity_provider_down_during_refresh_under_traffic(tmp_path: Path) -> None:
-    """Sessions come due for a refresh while the IdP is down. Documented (``broker/refresh.py``): a
+    """Sessions come due for a refresh while the IdP is down. Documented (``broker/identity/refresh.py``): a
     transient failure keeps the session, retries after ``RETRY_AFTER_FAILURE``, and ends it only at its
     absolute lifetime. So the traffic sees no change at all, even once the ID token has expired; back
     up, the next retry refreshes the session; and the outage never stretches a session past its lifetime.

@@ -11,10 +11,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from broker.config.schema import RouteConfig
-from broker.expiring import SWEEP_EVERY
-from broker.identity import AssertionSigner, generate_es256_pem, load_signing_key
-from broker.identity_headers import IdentityHeaders
-from broker.routing import RouteTable
+from broker.identity.assertion import AssertionSigner, generate_es256_pem, load_signing_key
+from broker.identity.headers import IdentityHeaders
+from broker.ops.caches import SWEEP_EVERY
+from broker.proxy.routing import RouteTable
 from broker.sessions.model import Session
 
 SESSION = Session(login_code="contoso", tid="t-1", oid="o-1", name="Adele", roles=["admin"], role="admin")

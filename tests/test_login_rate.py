@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from broker.forwarded import parse_networks
-from broker.login_rate import LoginRateLimiter, client_key
+from broker.identity.login_rate import LoginRateLimiter, client_key
+from broker.proxy.forwarded import parse_networks
 
 PROXIES = parse_networks(["10.0.0.0/8"])
 

@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import yaml
 
-from broker.identity import generate_es256_pem
-from broker.metrics import METRICS, metrics_app
+from broker.identity.assertion import generate_es256_pem
+from broker.ops.metrics import METRICS, metrics_app
 from broker.reload import RELOADER
 from demo import create_demo_app
 from tests.support.ports import HeldPort
@@ -199,7 +199,7 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
 def test_workers_tune_the_garbage_collector() -> None:
     """Workers freeze what start-up loaded and raise the young-generation threshold (see ``tune_gc``)."""
     code = (
-        "import gc; from broker.serve import GC_THRESHOLDS, tune_gc; tune_gc(); "
+        "import gc; from broker.server.serve import GC_THRESHOLDS, tune_gc; tune_gc(); "
         "assert gc.get_threshold() == GC_THRESHOLDS, gc.get_threshold(); "
         "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()"
     )

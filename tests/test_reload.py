@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 import yaml
 
-from broker.metrics import METRICS
+from broker.ops.metrics import METRICS
 from tests.support.stack import ADELE, MEGAN, Stack, running_stack
 
 

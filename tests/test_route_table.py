@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.config.schema import RouteConfig
-from broker.routing import Route, RouteTable, candidate_prefixes, host_matches, route_governs, split_host
+from broker.proxy.routing import (
+    Route,
+    RouteTable,
+    candidate_prefixes,
+    host_matches,
+    route_governs,
+    split_host,
+)
 
 SEGMENTS = st.sampled_from(["a", "b", "app", "apple", "api", "x"])
 PATHS = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from broker.config.schema import AllowConfig, RolesConfig, RouteConfig
-from broker.policy import decide_access, map_roles
-from broker.redirects import ReturnTargets, safe_return_to
-from broker.routing import RouteTable, matching_path, normalise_path
+from broker.http.redirects import ReturnTargets, safe_return_to
+from broker.identity.policy import decide_access, map_roles
+from broker.proxy.routing import RouteTable, matching_path, normalise_path
 from broker.sessions.model import Session
 
 TABLE = RouteTable(

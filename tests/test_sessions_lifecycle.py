@@ -17,7 +17,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from broker.cli import main as broker_cli
+from broker.cli.main import main as broker_cli
 from broker.sessions.manager import SESSION_PREFIX, parse_ticket, unpack_session
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX

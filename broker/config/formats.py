@@ -15,7 +15,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from broker.config.fields import problem
-from broker.path_folding import widest_fold
+from broker.grammar.path_folding import widest_fold
 
 T = TypeVar("T")
 Number = TypeVar("Number", int, float)

@@ -56,7 +56,7 @@ DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
 # How an upstream reads paths. Off by default: the gateway then still refuses (400) any path that a folding
-# upstream would read as another route's path on the same upstream (see ``broker/routing.py``).
+# upstream would read as another route's path on the same upstream (see ``broker/proxy/routing.py``).
 DEFAULT_UPSTREAM_CASE_INSENSITIVE = False
 DEFAULT_UPSTREAM_WINDOWS_PATHS = False
 # Extra request headers never passed upstream (the built-in identity deny-list always applies).

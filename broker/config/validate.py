@@ -21,7 +21,7 @@ from broker.config import schema
 from broker.config.formats import SECRET_KEY_HOW
 from broker.config.formats import decode_secret_key as decode_secret_key
 from broker.config.formats import is_loopback_http as is_loopback_http
-from broker.path_folding import upstream_origin, widest_fold
+from broker.grammar.path_folding import upstream_origin, widest_fold
 
 KeyPath = tuple[str | int, ...]
 M = TypeVar("M", bound=schema.ConfigModel)

@@ -18,16 +18,16 @@ from aiohttp import web
 
 from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, InvalidToken
+from broker.gateway import Gateway, gateway_of, request_id_of
 from broker.handlers.login import binding_hash, login_path
-from broker.metrics import METRICS
-from broker.observability import audit
+from broker.http.pages import views
+from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc import errors as aadsts
 from broker.oidc.client import redeem_code
 from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
-from broker.pages import views
-from broker.policy import identity_from_claims, string_list
-from broker.runtime import Gateway, gateway_of, request_id_of
+from broker.ops.events import audit
+from broker.ops.metrics import METRICS
 from broker.sessions.model import LoginState, Session
 from broker.sessions.pending_logins import MAX_STATE_LENGTH
 from broker.sessions.sealing import SealKey

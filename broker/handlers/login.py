@@ -14,13 +14,13 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from broker.login_rate import client_key
+from broker.gateway import Gateway, gateway_of, request_id_of
+from broker.http.pages import views
+from broker.http.redirects import safe_return_to
+from broker.identity.login_rate import client_key
 from broker.middleware import error_response
 from broker.oidc.client import PkcePair, authorize_url, new_nonce
 from broker.oidc.verifier import source_of
-from broker.pages import views
-from broker.redirects import safe_return_to
-from broker.runtime import Gateway, gateway_of, request_id_of
 from broker.sessions.model import LoginState
 
 log = logging.getLogger(__name__)

@@ -14,10 +14,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from broker.errors import IdentityProviderUnavailable
-from broker.observability import audit
+from broker.gateway import Gateway, gateway_of, request_id_of
+from broker.http.pages import views
 from broker.oidc.verifier import allowed_tenants, source_of
-from broker.pages import views
-from broker.runtime import Gateway, gateway_of, request_id_of
+from broker.ops.events import audit
 from broker.sessions.manager import sid_index
 from broker.sessions.model import Session
 

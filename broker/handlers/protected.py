@@ -15,18 +15,18 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from broker.gateway import Gateway, gateway_of, request_id_of, wants_html
 from broker.handlers.login import alias_code as login_alias_code
 from broker.handlers.login import login_path, render_company_page
+from broker.http.pages import views
+from broker.identity.policy import decide_access
 from broker.middleware import ROUTE_LABEL_KEY, error_response
-from broker.observability import audit
-from broker.pages import views
-from broker.policy import decide_access
-from broker.proxy import body_too_large, declared_too_large, forward, unread_answer
-from broker.proxy_headers import is_websocket_upgrade
-from broker.routing import AmbiguousRoute, Route, matching_path
-from broker.runtime import Gateway, gateway_of, request_id_of, wants_html
+from broker.ops.events import audit
+from broker.proxy.boundary import is_websocket_upgrade
+from broker.proxy.forward import body_too_large, declared_too_large, forward, unread_answer
+from broker.proxy.routing import AmbiguousRoute, Route, matching_path
+from broker.proxy.websocket import relay
 from broker.sessions.model import Session
-from broker.websocket_relay import relay
 
 log = logging.getLogger(__name__)
 

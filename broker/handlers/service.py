@@ -7,9 +7,9 @@ import logging
 from aiohttp import web
 
 from broker.errors import SessionStoreUnavailable
+from broker.gateway import gateway_of
 from broker.middleware import error_response
 from broker.oidc.verifier import source_of
-from broker.runtime import gateway_of
 
 log = logging.getLogger(__name__)
 

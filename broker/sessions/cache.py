@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from broker.expiring import SweepSchedule, sweep
+from broker.ops.caches import SweepSchedule, sweep
 from broker.sessions.model import Session
 from broker.sessions.sealing import SealKey
 

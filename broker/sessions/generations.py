@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from broker.expiring import SweepSchedule, sweep
+from broker.ops.caches import SweepSchedule, sweep
 
 DEFAULT_MAX_ENTRIES = 200_000
 REVOKED = 2**64  # above any generation a record can carry

@@ -4,7 +4,7 @@ Each started login stores a sealed ``LoginState`` for ten minutes under ``st:{st
 ``state`` is its ``{id}.{key}``. Anyone can start logins, so the number outstanding per store is capped
 (``sessions.max_pending_logins``): every start is recorded in one time-ordered set (``st-order``), and past
 the cap the oldest states are deleted first. A flood therefore cannot grow the store without bound; with
-the per-client rate limit in front (``broker/login_rate.py``) one address alone cannot fill the cap.
+the per-client rate limit in front (``broker/identity/login_rate.py``) one address alone cannot fill the cap.
 
 The callback reads a state (``read``) to check the browser binding and redeem the code, and consumes it
 (``take``, atomic across replicas) only once the code was redeemed: a callback that failed because the

@@ -22,10 +22,10 @@ from redis.asyncio.lock import Lock
 
 from broker.config.schema import DEFAULT_STORE_TIMEOUT
 from broker.errors import SessionStoreUnavailable
+from broker.ops.tasks import cancel_and_wait, sleep_unless
 from broker.sessions.redis_errors import StoreBoundary
 from broker.sessions.redis_url import TlsFiles, connect
 from broker.sessions.store_health import StoreHealth
-from broker.tasks import cancel_and_wait, sleep_unless
 
 log = logging.getLogger(__name__)
 

@@ -76,7 +76,7 @@ def test_type_errors_do_not_hide_the_other_problems() -> None:
 
 
 def test_check_config_command_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from broker.cli import main as broker_cli
+    from broker.cli.main import main as broker_cli
 
     (tmp_path / "b.yaml").write_text(TWO_COMPANIES)
     assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 1
@@ -170,13 +170,13 @@ def test_example_config_loads_and_documents_every_option(tmp_path: Path) -> None
 
 
 def test_check_config_loads_the_key_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from broker.cli import main as broker_cli
+    from broker.cli.main import main as broker_cli
 
     (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     (tmp_path / "b.yaml").write_text(GOOD.replace("${SECRET}", "x"))
     assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 1
     assert "signing.keys: cannot load key" in capsys.readouterr().err
-    from broker.identity import generate_es256_pem
+    from broker.identity.assertion import generate_es256_pem
 
     (tmp_path / "key.pem").write_bytes(generate_es256_pem())
     assert broker_cli(["check-config", str(tmp_path / "b.yaml")]) == 0
@@ -186,7 +186,7 @@ def test_check_config_loads_the_key_files(tmp_path: Path, capsys: pytest.Capture
 def test_check_config_reports_every_unusable_file_at_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from broker.cli import main as broker_cli
+    from broker.cli.main import main as broker_cli
 
     (tmp_path / "key.pem").write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     (tmp_path / "cert.pem").write_text("not a certificate")

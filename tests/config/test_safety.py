@@ -13,7 +13,7 @@ import pytest
 
 from broker.config.load import load_config_text, load_config_text_with_warnings
 from broker.errors import ConfigError
-from broker.identity import generate_es256_pem
+from broker.identity.assertion import generate_es256_pem
 from tests.config.test_load import GOOD, exists
 
 ENV = {"SECRET": "x"}
@@ -103,7 +103,7 @@ def test_safe_keys_or_one_company_give_no_warning() -> None:
 
 
 def test_check_config_prints_warnings_and_exits_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from broker.cli import main as broker_cli
+    from broker.cli.main import main as broker_cli
 
     (tmp_path / "key.pem").write_bytes(generate_es256_pem())
     (tmp_path / "b.yaml").write_text(shared_route("email").replace("${SECRET}", "x"))

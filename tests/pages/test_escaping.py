@@ -21,8 +21,8 @@ import pytest
 from aiohttp import web
 
 from broker.config.schema import TenantConfig
+from broker.http.pages import views
 from broker.oidc.errors import Explanation
-from broker.pages import views
 from tests.security.test_login_flow_bounds import started_state
 from tests.support.stack import CONTOSO_CLIENT, CONTOSO_TID, MEGAN, devidp_config, running_stack
 

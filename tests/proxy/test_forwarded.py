@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.forwarded import Hop, forwarded_headers, is_trusted, parse_networks
+from broker.proxy.forwarded import Hop, forwarded_headers, is_trusted, parse_networks
 
 TRUSTED = parse_networks(["10.0.0.0/8", "2001:db8::/32"])
 CLAIMS = {

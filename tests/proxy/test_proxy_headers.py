@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from broker.proxy_headers import HeaderFilter, is_websocket_upgrade, response_headers, upstream_headers
-from broker.websocket_relay import relayable_close_code
+from broker.proxy.boundary import HeaderFilter, is_websocket_upgrade, response_headers, upstream_headers
+from broker.proxy.websocket import relayable_close_code
 
 
 def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:

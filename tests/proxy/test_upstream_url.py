@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from broker.config.schema import RouteConfig
-from broker.upstream_url import mapped_path, parse_upstream, replacement_for, upstream_url
+from broker.proxy.upstream_url import mapped_path, parse_upstream, replacement_for, upstream_url
 
 
 def test_http_targets_keep_their_base_path() -> None:

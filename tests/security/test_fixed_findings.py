@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from broker.proxy_headers import CLIENT_CLAIMED
+from broker.proxy.boundary import CLIENT_CLAIMED
 from tests.security.conftest import Target
 
 

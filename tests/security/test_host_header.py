@@ -12,8 +12,8 @@ import jwt
 import pytest
 
 from broker.config.schema import RouteConfig
-from broker.host_header import parse_host
-from broker.routing import RouteTable
+from broker.grammar.host import parse_host
+from broker.proxy.routing import RouteTable
 from tests.security.conftest import RECORDER_URL, Target, running_target
 from tests.security.test_requests import signed_in_cookie
 

@@ -15,8 +15,8 @@ import pytest
 import redis.asyncio as redis
 from aiohttp import web
 
-from broker.metrics import METRICS
-from broker.runtime import GATEWAY
+from broker.gateway import GATEWAY
+from broker.ops.metrics import METRICS
 from tests.support.stack import ADELE, ALEX, CONTOSO_CLIENT, Stack, running_stack
 from tests.support.traffic import OffsetClock
 

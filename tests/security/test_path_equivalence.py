@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from broker.config.schema import RouteConfig, UpstreamPathsConfig
-from broker.routing import AmbiguousRoute, RouteTable, matching_path
+from broker.proxy.routing import AmbiguousRoute, RouteTable, matching_path
 from tests.security.conftest import HOST, RECORDER_URL, Target, running_target
 from tests.support.stack import ADELE, ALEX
 from tests.support.upstreams import recording_app, serve_on

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from broker.config.schema import RouteConfig
-from broker.redirects import safe_return_to
-from broker.routing import AmbiguousRoute, RouteTable, matching_path, prefix_matches
+from broker.http.redirects import safe_return_to
+from broker.proxy.routing import AmbiguousRoute, RouteTable, matching_path, prefix_matches
 from broker.sessions.manager import format_ticket, parse_ticket
 from broker.sessions.sealing import SealKey
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from broker.metrics import METRICS
+from broker.ops.metrics import METRICS
 from broker.sessions.store_health import BOOKKEEPING_BACKOFF, DEGRADED_WINDOW
 from tests.security.test_session_store_attackers import remote_user, stored_session, ticket_of
 from tests.support.redis_memory import full_redis

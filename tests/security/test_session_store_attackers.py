@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-import broker.refresh
+import broker.identity.refresh
 from broker.sessions.manager import (
     SESSION_PREFIX,
     SessionManager,
@@ -266,7 +266,7 @@ async def test_the_users_logout_during_a_refresh_longer_than_the_lock_wait_stick
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Defence: compare-and-set; the logout (which gave up waiting for the refresh lock) wins."""
-    monkeypatch.setattr(broker.refresh, "LOCK_WAIT", 0.3)  # the 5 s production wait, shortened
+    monkeypatch.setattr(broker.identity.refresh, "LOCK_WAIT", 0.3)  # the 5 s production wait, shortened
     async with stack.browser() as browser:
         await stack.login(browser, "contoso", ADELE.username)
         ticket = ticket_of(browser)

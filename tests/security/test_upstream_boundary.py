@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from broker.proxy_headers import IDENTITY_NAMES, IDENTITY_PREFIXES
+from broker.proxy.boundary import IDENTITY_NAMES, IDENTITY_PREFIXES
 from tests.security.conftest import Target, running_target
 from tests.security.test_cookies import COOKIE, signed_in_ticket
 from tests.support.stack import ADELE
@@ -173,7 +173,7 @@ async def test_upstream_set_cookie_for_a_broker_cookie_is_dropped_and_the_apps_o
     target: Target, line: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     query = urlencode([("c", "app=1; Path=/"), ("c", line), ("c", "theme=dark; Max-Age=0")])
-    caplog.set_level(logging.WARNING, "broker.proxy")
+    caplog.set_level(logging.WARNING, "broker.proxy.forward")
     async with (
         aiohttp.ClientSession() as client,
         client.get(f"{target.stack.gateway_url}/rec/set-cookie?{query}") as resp,

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import redis.asyncio as redis
 
-from broker.cli import main as broker_cli
+from broker.cli.main import main as broker_cli
 from broker.sessions.cache import SessionCache
 from broker.sessions.manager import SESSION_PREFIX, format_ticket, parse_ticket
 from broker.sessions.model import Session

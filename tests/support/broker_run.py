@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from broker.identity import generate_es256_pem
+from broker.identity.assertion import generate_es256_pem
 from tests.support.servers import wait_until_serving
 from tests.support.stack import gateway_config, new_session_key
 

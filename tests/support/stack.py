@@ -24,7 +24,7 @@ from aiohttp import web
 from broker.app import create_app
 from broker.config.load import load_config_text
 from broker.config.validate import decode_secret_key
-from broker.identity import generate_es256_pem
+from broker.identity.assertion import generate_es256_pem
 from broker.sessions.sealing import ServerKeys
 from demo import create_demo_app
 from devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app

@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from broker.proxy import TOO_SLOW, UNREACHABLE
+from broker.proxy.forward import TOO_SLOW, UNREACHABLE
 from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
 from devidp import create_devidp_app
@@ -58,8 +58,8 @@ class ClearError:
     page_words: str
 
 
-# The gateway's own error answers (broker/middleware.py, broker/proxy.py, broker/handlers/protected.py),
-# by the JSON ``error`` code they carry.
+# The gateway's own error answers (broker/middleware.py, broker/proxy/forward.py,
+# broker/handlers/protected.py), by the JSON ``error`` code they carry.
 CLEAR_ERRORS: dict[str, ClearError] = {
     "session_store_unavailable": ClearError(503, "cannot reach its session store"),
     "identity_provider_unavailable": ClearError(503, "Microsoft sign-in is unreachable"),

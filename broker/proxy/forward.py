@@ -28,14 +28,14 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from broker.errors import BrokerError
-from broker.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers, is_trusted
-from broker.metrics import METRICS
+from broker.gateway import request_id_of
 from broker.middleware import error_response
-from broker.proxy_headers import Forwarding, response_headers, upstream_headers
-from broker.routing import Route
-from broker.runtime import request_id_of
-from broker.upstream_clients import Upstream
-from broker.upstream_url import replacement_for, upstream_url
+from broker.ops.metrics import METRICS
+from broker.proxy.boundary import Forwarding, response_headers, upstream_headers
+from broker.proxy.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers, is_trusted
+from broker.proxy.routing import Route
+from broker.proxy.upstream import Upstream
+from broker.proxy.upstream_url import replacement_for, upstream_url
 
 log = logging.getLogger(__name__)
 

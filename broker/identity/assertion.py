@@ -19,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from broker.expiring import SweepSchedule, sweep
+from broker.ops.caches import SweepSchedule, sweep
 from broker.sessions.model import Session
 
 # RFC 7638 section 3.2: the required members of each key type, in lexicographic order.

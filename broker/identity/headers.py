@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from broker.expiring import SweepSchedule, sweep
-from broker.identity import AssertionSigner
-from broker.routing import Route
+from broker.identity.assertion import AssertionSigner
+from broker.ops.caches import SweepSchedule, sweep
+from broker.proxy.routing import Route
 from broker.sessions.model import Session
 
 DEFAULT_MAX_ENTRIES = 50_000

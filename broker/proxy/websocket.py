@@ -18,13 +18,13 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from yarl import URL
 
+from broker.gateway import SESSION_KEY, request_id_of
 from broker.middleware import error_response
-from broker.observability import audit
-from broker.proxy import BAD_PATH, failure_for, failure_response, outgoing_headers, target_url
-from broker.proxy_headers import Forwarding
-from broker.routing import Route
-from broker.runtime import SESSION_KEY, request_id_of
-from broker.upstream_clients import Upstream
+from broker.ops.events import audit
+from broker.proxy.boundary import Forwarding
+from broker.proxy.forward import BAD_PATH, failure_for, failure_response, outgoing_headers, target_url
+from broker.proxy.routing import Route
+from broker.proxy.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

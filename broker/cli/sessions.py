@@ -16,7 +16,7 @@ from pathlib import Path
 from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
 from broker.errors import BrokerError
-from broker.observability import audit
+from broker.ops.events import audit
 from broker.sessions.manager import SessionInfo, SessionManager, company_index, user_index
 
 

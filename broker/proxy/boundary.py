@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from multidict import CIMultiDict, MultiMapping
 
-from broker.forwarded import IPNetwork
+from broker.proxy.forwarded import IPNetwork
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.cookie_header import names_set_by
 

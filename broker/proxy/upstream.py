@@ -22,7 +22,7 @@ from broker.config.schema import (
     UpstreamTlsConfig,
 )
 from broker.errors import ConfigError, ConfigProblem
-from broker.upstream_url import UpstreamTarget, parse_upstream
+from broker.proxy.upstream_url import UpstreamTarget, parse_upstream
 
 DEFAULT_POOL_SIZE = 256
 # aiohttp would add these on its own; the upstream must see the client's (or none), not aiohttp's.

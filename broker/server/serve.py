@@ -1,9 +1,9 @@
 """``broker run``: serve the gateway with N worker processes, uvloop, metrics, and graceful shutdown.
 
 - ``server.workers`` > 1 forks that many processes that all listen on the port (SO_REUSEPORT: the kernel
-  spreads connections); the parent supervises them (``broker/supervisor.py``: replaced when they die or
+  spreads connections); the parent supervises them (``broker/server/supervisor.py``: replaced when they die or
   hang, signals forwarded).
-- Client connections are bounded (``broker/connection_limits.py``: header timeout, per-worker cap) and
+- Client connections are bounded (``broker/server/connection_limits.py``: header timeout, per-worker cap) and
   idle ones closed after ``server.keepalive_timeout``.
 - SIGTERM / SIGINT: stop accepting, let in-flight requests finish for up to ``server.shutdown_timeout``.
 - ``server.metrics_listen``: Prometheus ``/metrics`` on its own address (aggregated over workers).
@@ -29,13 +29,13 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from broker.app import create_app
 from broker.config.schema import BrokerConfig
-from broker.connection_limits import ConnectionLimits, GuardedTCPSite
-from broker.event_loop import new_event_loop
-from broker.listen import split_listen
-from broker.logging_setup import LogPipeline
-from broker.metrics import METRICS, metrics_app
+from broker.grammar.listen import split_listen
+from broker.ops.event_loop import new_event_loop
+from broker.ops.logging import LogPipeline
+from broker.ops.metrics import METRICS, metrics_app
 from broker.reload import reload_config
-from broker.supervisor import Heartbeat, Supervisor, WorkerBody
+from broker.server.connection_limits import ConnectionLimits, GuardedTCPSite
+from broker.server.supervisor import Heartbeat, Supervisor, WorkerBody
 
 log = logging.getLogger(__name__)
 

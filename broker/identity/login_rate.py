@@ -16,7 +16,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from broker.forwarded import IPNetwork, is_trusted, peer_address
+from broker.proxy.forwarded import IPNetwork, is_trusted, peer_address
 
 DEFAULT_MAX_CLIENTS = 100_000
 MAX_FORWARDED_FOR = 4096  # characters of X-Forwarded-For read (a real chain is a handful of addresses)

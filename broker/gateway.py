@@ -18,20 +18,20 @@ import aiohttp
 from aiohttp import web
 
 from broker.config.schema import BrokerConfig, TenantConfig
-from broker.identity import AssertionSigner
-from broker.identity_headers import IdentityHeaders
-from broker.login_rate import LoginRateLimiter
+from broker.http.redirects import ReturnTargets
+from broker.identity.assertion import AssertionSigner
+from broker.identity.headers import IdentityHeaders
+from broker.identity.login_rate import LoginRateLimiter
+from broker.identity.refresh import SessionRefresher
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
-from broker.proxy_headers import Forwarding
-from broker.redirects import ReturnTargets
-from broker.refresh import SessionRefresher
-from broker.routing import RouteTable, split_host
+from broker.proxy.boundary import Forwarding
+from broker.proxy.routing import RouteTable, split_host
+from broker.proxy.upstream import UpstreamClients
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
 from broker.sessions.model import Session
 from broker.sessions.pending_logins import PendingLogins
-from broker.upstream_clients import UpstreamClients
 
 
 @dataclass

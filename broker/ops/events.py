@@ -1,6 +1,6 @@
 """What the gateway logs: the current request id (on every line), audit events on their own logger
 (``broker.audit``) and one access line per request (``broker.access``). Where lines go, and how they are
-written without blocking the event loop, is ``broker.logging_setup``.
+written without blocking the event loop, is ``broker.ops.logging``.
 
 Fields are copied from the record's extras, never from request data wholesale, so tokens, cookies and
 secrets cannot reach the log unless a handler names them (none does).

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
-from broker.observability import current_request_id
+from broker.ops.events import current_request_id
 
 DEFAULT_QUEUE_SIZE = 10_000
 # When the listener finds the queue empty, it writes what it has formatted, then waits this long before

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from broker.config.load import load_config, load_config_with_warnings
 from broker.errors import ConfigError
-from broker.identity import generate_es256_pem
-from broker.logging_setup import LogPipeline, command_logging, configure_logging
+from broker.identity.assertion import generate_es256_pem
+from broker.ops.logging import LogPipeline, command_logging, configure_logging
 
 
 def _print_config_error(exc: ConfigError) -> None:
@@ -62,11 +62,11 @@ def _run_gateway(args: argparse.Namespace, logs: LogPipeline) -> int:
     created_metrics_dir = None
     if config.server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # prometheus-client chooses where metric values live when it is first imported: the directory
-        # shared by the workers must be set before broker.serve (and so prometheus_client) is imported.
+        # shared by the workers must be set before broker.server.serve (and so prometheus_client) is imported.
         # Only a directory created here is removed at the end; one the operator set is never touched.
         created_metrics_dir = Path(tempfile.mkdtemp(prefix="broker-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(created_metrics_dir)
-    from broker.serve import run
+    from broker.server.serve import run
 
     try:
         return run(
@@ -83,7 +83,7 @@ def _run_gateway(args: argparse.Namespace, logs: LogPipeline) -> int:
 
 def cmd_entra_setup(args: argparse.Namespace) -> int:
     """Print the Entra app registration steps for one company."""
-    from broker.entra_setup import build_guide, to_json, to_markdown
+    from broker.cli.entra_setup import build_guide, to_json, to_markdown
 
     try:
         config = load_config(args.config)
@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     setup.add_argument("--format", choices=("markdown", "json"), default="markdown")
     setup.set_defaults(func=cmd_entra_setup)
 
-    from broker.cli_sessions import add_parser as add_sessions_parser
+    from broker.cli.sessions import add_parser as add_sessions_parser
 
     add_sessions_parser(sub)
 

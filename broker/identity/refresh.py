@@ -29,14 +29,14 @@ from broker.errors import (
     InvalidToken,
     SessionStoreUnavailable,
 )
-from broker.metrics import Metrics
-from broker.observability import audit
+from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc.client import refresh_tokens
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
 from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
-from broker.policy import identity_from_claims, string_list
+from broker.ops.events import audit
+from broker.ops.metrics import Metrics
 from broker.sessions.manager import SessionManager, StoredSession
 from broker.sessions.model import Session
 from broker.sessions.sealing import SealKey

@@ -13,7 +13,7 @@ The route that decides must be the route the upstream serves (issue 12):
 
 - a route ``/x/`` also governs ``/x`` (ASP.NET Core, Express and most apps serve both alike);
 - routes whose upstream declares ``upstream_paths`` (case-insensitive, Windows segment rules) are matched
-  on the path folded the same way (``broker/path_folding.py``), so ``/ADMIN./x`` is ``/admin/``'s;
+  on the path folded the same way (``broker/grammar/path_folding.py``), so ``/ADMIN./x`` is ``/admin/``'s;
 - whatever is declared, a path that under the widest folding (case, trailing dots and spaces, Unicode
   look-alikes) would be governed by *another* route to the *same upstream origin* is ambiguous:
   ``RouteTable.match`` raises ``AmbiguousRoute`` and the request gets a 400. Fail-closed and cheap: only
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from broker.config.schema import RouteConfig
-from broker.host_header import host_without_port
-from broker.path_folding import LITERAL, PathRules, fold, upstream_origin, widest_fold
+from broker.grammar.host import host_without_port
+from broker.grammar.path_folding import LITERAL, PathRules, fold, upstream_origin, widest_fold
 
 
 def normalise_path(path: str) -> str:

@@ -17,7 +17,7 @@ from aiohttp import web
 # misspelt or missing value an error instead of an empty string. Templates are files in the package that
 # never change at run time: no reloading, so no file checks per request.
 _ENVIRONMENT = jinja2.Environment(
-    loader=jinja2.PackageLoader("broker.pages", "templates"),
+    loader=jinja2.PackageLoader("broker.http.pages", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
     auto_reload=False,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.config.schema import RolesConfig
-from broker.routing import Route
+from broker.proxy.routing import Route
 from broker.sessions.model import Session
 
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from broker.config.schema import TenantConfig
+from broker.http.pages.render import page
 from broker.oidc.errors import Explanation
-from broker.pages.render import page
 
 # Entra's error_description is attacker-controlled text: show the admin no more than this much of it.
 MAX_SHOWN_DESCRIPTION = 600

@@ -1,0 +1,1 @@
+"""The ``broker`` command and its sub-commands."""

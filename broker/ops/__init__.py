@@ -1,0 +1,1 @@
+"""Running the gateway: logging, metrics, background tasks, expiring caches."""

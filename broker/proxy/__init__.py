@@ -1,0 +1,1 @@
+"""Proxying: route matching, what crosses to and from the upstream, forwarding HTTP and websockets."""

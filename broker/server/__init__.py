@@ -1,0 +1,1 @@
+"""The long-running server: worker processes, their supervision, connection limits."""

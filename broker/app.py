@@ -25,6 +25,7 @@ from broker.config.validate import decode_secret_key
 from broker.errors import ConfigError, ConfigProblem
 from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service
+from broker.http import paths
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.headers import IdentityHeaders
 from broker.identity.refresh import SessionRefresher
@@ -290,21 +291,21 @@ def add_routes(app: web.Application) -> None:
     """Register the broker's own paths, then the proxy catch-all (which also serves login aliases, so
     they change with a reload)."""
     r = app.router
-    r.add_get("/.auth/login", login.chooser_page)
-    r.add_post("/.auth/login", login.choose)
-    r.add_get("/.auth/login/{code}", login.company_page)
-    r.add_get("/.auth/login/{code}/start", login.start)
-    r.add_route("GET", "/.auth/callback", callback.callback)
-    r.add_route("POST", "/.auth/callback", callback.callback)
-    r.add_get("/.auth/logout", logout.confirm)
-    r.add_post("/.auth/logout", logout.logout)
-    r.add_get("/.auth/logout/done", logout.done)
-    r.add_get("/.auth/frontchannel-logout", logout.frontchannel)
-    r.add_get("/.auth/frontchannel-logout/{code}", logout.frontchannel)
-    r.add_get("/.auth/jwks.json", service.jwks)
-    r.add_get("/.well-known/jwks.json", service.jwks)
-    r.add_get("/.auth/me", service.me)
-    r.add_get("/.auth/healthz", service.healthz)
-    r.add_get("/.auth/readyz", service.readyz)
-    r.add_route("*", "/.auth/{tail:.*}", service.reserved_not_found)
+    r.add_get(paths.LOGIN, login.chooser_page)
+    r.add_post(paths.LOGIN, login.choose)
+    r.add_get(paths.company_login("{code}"), login.company_page)
+    r.add_get(paths.company_login_start("{code}"), login.start)
+    r.add_route("GET", paths.CALLBACK, callback.callback)
+    r.add_route("POST", paths.CALLBACK, callback.callback)
+    r.add_get(paths.LOGOUT, logout.confirm)
+    r.add_post(paths.LOGOUT, logout.logout)
+    r.add_get(paths.LOGGED_OUT, logout.done)
+    r.add_get(paths.FRONTCHANNEL_LOGOUT, logout.frontchannel)
+    r.add_get(paths.company_frontchannel_logout("{code}"), logout.frontchannel)
+    r.add_get(paths.JWKS, service.jwks)
+    r.add_get(paths.WELL_KNOWN_JWKS, service.jwks)
+    r.add_get(paths.ME, service.me)
+    r.add_get(paths.HEALTHZ, service.healthz)
+    r.add_get(paths.READYZ, service.readyz)
+    r.add_route("*", paths.AUTH_PREFIX + "{tail:.*}", service.reserved_not_found)
     r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=forward.defer_continue)

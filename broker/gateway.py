@@ -30,7 +30,6 @@ from broker.proxy.routing import RouteTable, split_host
 from broker.proxy.upstream import UpstreamClients
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.manager import SessionManager
-from broker.sessions.model import Session
 from broker.sessions.pending_logins import PendingLogins
 
 
@@ -94,25 +93,6 @@ class Gateway:
             return f"{public.scheme}://{request.host}"
         return f"{public.scheme}://{public.netloc}"
 
-    async def current_session(self, request: web.Request) -> Session | None:
-        """The live, fresh session of this request's cookie (memoised per request).
-
-        A session of a company that is no longer configured is refused (the company was removed at a
-        reload): nothing that company's users held still opens a door.
-        """
-        if SESSION_KEY in request:
-            return request[SESSION_KEY]
-        ticket = self.cookie.read(request)
-        now = self.clock()
-        loaded = await self.sessions.load(ticket, now) if ticket else None
-        if loaded is not None and loaded[1].login_code not in self.config.tenants:
-            loaded = None
-        session = loaded[1] if loaded else None
-        if loaded is not None and self.refresher.due(loaded[1], now):
-            session = await self.refresher.ensure_fresh(loaded[0], loaded[1], now)
-        request[SESSION_KEY] = session
-        return session
-
 
 class GatewayHolder:
     """The current gateway; replaced as a whole by a reload."""
@@ -130,8 +110,6 @@ class GatewayHolder:
 
 GATEWAY = web.AppKey("gateway", GatewayHolder)
 PINNED_GATEWAY = web.RequestKey("gateway", Gateway)
-SESSION_KEY: web.RequestKey[Session | None] = web.RequestKey("session")
-REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def gateway_of(request: web.Request) -> Gateway:
@@ -141,14 +119,3 @@ def gateway_of(request: web.Request) -> Gateway:
         pinned = request.app[GATEWAY].current
         request[PINNED_GATEWAY] = pinned
     return pinned
-
-
-def request_id_of(request: web.Request) -> str:
-    """The id assigned to this request by the middleware."""
-    return str(request.get(REQUEST_ID_KEY, ""))
-
-
-def wants_html(request: web.Request) -> bool:
-    """Browsers ask for HTML; API clients (fetch, curl with JSON) get JSON errors and 401 instead of 302."""
-    accept = request.headers.get("Accept", "")
-    return "text/html" in accept

@@ -15,9 +15,15 @@ from aiohttp import HttpVersion10, web
 from aiohttp.typedefs import Handler
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
-from broker.gateway import REQUEST_ID_KEY, SESSION_KEY, gateway_of, request_id_of, wants_html
+from broker.gateway import gateway_of
 from broker.grammar.host import parse_host
-from broker.http.pages import views
+from broker.http.responses import (
+    REQUEST_ID_KEY,
+    ROUTE_LABEL_KEY,
+    SESSION_KEY,
+    error_response,
+    request_id_of,
+)
 from broker.ops.events import access_log, current_request_id, log_access
 from broker.ops.metrics import METRICS
 
@@ -25,18 +31,6 @@ log = logging.getLogger(__name__)
 
 # Accept a caller's request id only when it is short and plain, so it cannot inject into logs or pages.
 _INCOMING_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
-
-
-def error_response(request: web.Request, status: int, title: str, message: str, code: str) -> web.Response:
-    """An error as an HTML page for browsers or JSON for API clients, with the request id."""
-    rid = request_id_of(request)
-    if wants_html(request):
-        return views.simple(title, message, status, rid)
-    return web.json_response(
-        {"error": code, "message": message, "request_id": rid},
-        status=status,
-        headers={"Cache-Control": "no-store"},
-    )
 
 
 @web.middleware
@@ -102,7 +96,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 
 # Requests to the broker's own pages are labelled "broker"; proxied ones get their route's name.
-ROUTE_LABEL_KEY = web.RequestKey("route_label", str)
 
 
 @web.middleware

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from broker.grammar.listen import split_listen
+from broker.grammar.host import split_listen
 from demo.app import DEFAULT_ASSERTION_HEADER, create_demo_app
 
 DEFAULT_LISTEN = "127.0.0.1:9001"

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from broker.grammar.listen import split_listen
-from broker.ops.event_loop import new_event_loop
+from broker.grammar.host import split_listen
 from broker.ops.logging import configure_logging
+from broker.ops.tasks import new_event_loop
 from devidp.app import create_devidp_app
 from devidp.loader import load_devidp_config
 

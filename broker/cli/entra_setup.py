@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from broker.config.schema import MULTI_TENANT_IDS, BrokerConfig, TenantConfig
+from broker.http import paths
 
 OPTIONAL_CLAIMS = ("email", "given_name", "family_name", "login_hint", "sid")
 # Stable app-role ids: the same company and role value always produce the same GUID, so pasting the
@@ -86,15 +87,15 @@ def build_guide(config: BrokerConfig, code: str, base_dir: Path) -> Guide:
         else "Accounts in this organizational directory only (Single tenant)",
     )
     for host in hosts:
-        guide.redirect_uris.append(f"{scheme}://{host}/.auth/callback")
+        guide.redirect_uris.append(f"{scheme}://{host}{paths.CALLBACK}")
     for host in hosts:
         # Entra accepts a post_logout_redirect_uri only when it is registered as a redirect URI too.
-        guide.redirect_uris.append(f"{scheme}://{host}/.auth/logout/done")
-    guide.front_channel_logout_url = f"{scheme}://{hosts[0]}/.auth/frontchannel-logout/{code}"
+        guide.redirect_uris.append(f"{scheme}://{host}{paths.LOGGED_OUT}")
+    guide.front_channel_logout_url = f"{scheme}://{hosts[0]}{paths.company_frontchannel_logout(code)}"
     for wildcard in wildcards:
         guide.warnings.append(
             f"routes on {wildcard} cannot be registered (Entra has no wildcard redirect URIs): add each "
-            f"host's https://HOST/.auth/callback, or send users through {hosts[0]}"
+            f"host's https://HOST{paths.CALLBACK}, or send users through {hosts[0]}"
         )
     if any(len(uri) > 256 for uri in guide.redirect_uris):
         guide.warnings.append("a redirect URI is longer than Entra's 256-character limit")

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from broker.config.fields import problem
 from broker.grammar.path_folding import widest_fold
+from broker.http import paths
 
 T = TypeVar("T")
 Number = TypeVar("Number", int, float)
@@ -201,7 +202,7 @@ def strip_header(value: str) -> str:
 
 def login_alias(value: str) -> str:
     """A path ending in ``{code}``, outside the gateway's own ``/.auth/``."""
-    if not ALIAS.match(value) or value.startswith("/.auth/"):
+    if not ALIAS.match(value) or value.startswith(paths.AUTH_PREFIX):
         raise problem("must be a path ending in '{code}', e.g. /login/{code}")
     return value
 

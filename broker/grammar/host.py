@@ -1,4 +1,6 @@
-"""The ``Host`` header read with a strict ``host[:port]`` grammar, and its one normalised spelling. Pure.
+"""``host[:port]`` as the ``Host`` header and listen addresses spell it.
+
+The ``Host`` header is read with a strict ``host[:port]`` grammar, and its one normalised spelling. Pure.
 
 RFC 9110 section 7.2 and RFC 3986 section 3.2.2: a host is a reg-name, an IPv4 address or a bracketed IP
 literal, optionally followed by ``:port``. Anything else (userinfo ``user@``, spaces, a second colon, an
@@ -67,3 +69,11 @@ def host_without_port(value: str) -> str | None:
     """The normalised host of a Host header (no port), or None when the header is invalid."""
     parsed = parse_host(value)
     return parsed.host if parsed is not None else None
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8080`` for IPv6; an empty host means every address) -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"listen address must be host:port, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)

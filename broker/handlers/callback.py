@@ -18,9 +18,11 @@ from aiohttp import web
 
 from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, InvalidToken
-from broker.gateway import Gateway, gateway_of, request_id_of
+from broker.gateway import Gateway, gateway_of
 from broker.handlers.login import binding_hash, login_path
+from broker.http import paths
 from broker.http.pages import views
+from broker.http.responses import request_id_of
 from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc import errors as aadsts
 from broker.oidc.client import redeem_code
@@ -102,7 +104,7 @@ def _state_unusable(request: web.Request) -> web.StreamResponse:
         "Your sign-in took too long or this sign-in link was already used. Start again.",
         400,
         request_id_of(request),
-        link=("/.auth/login", "Start again"),
+        link=(paths.LOGIN, "Start again"),
     )
 
 

@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from urllib.parse import urlencode
 
 from aiohttp import web
 
-from broker.gateway import Gateway, gateway_of, request_id_of
+from broker.gateway import Gateway, gateway_of
+from broker.http import paths
 from broker.http.pages import views
 from broker.http.redirects import safe_return_to
+from broker.http.responses import error_response, request_id_of
 from broker.identity.login_rate import client_key
-from broker.middleware import error_response
 from broker.oidc.client import PkcePair, authorize_url, new_nonce
 from broker.oidc.verifier import source_of
 from broker.sessions.model import LoginState
@@ -28,12 +28,11 @@ log = logging.getLogger(__name__)
 # Query parameters a login link may pass through to Entra, and the values each may take.
 PASSTHROUGH_PROMPTS = frozenset({"login", "select_account", "consent", "none"})
 MAX_LOGIN_HINT = 256
-CALLBACK_PATH = "/.auth/callback"
 
 
 def login_path(code: str, rd: str) -> str:
     """The company login page URL, keeping the return path."""
-    return f"/.auth/login/{code}" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+    return paths.with_return_to(paths.company_login(code), rd)
 
 
 def _unknown(request: web.Request, gw: Gateway, code: str) -> web.Response:
@@ -67,7 +66,7 @@ async def render_company_page(request: web.Request, gw: Gateway, code: str) -> w
     if tenant is None:
         return _unknown(request, gw, code)
     rd = _return_to(request, gw)
-    start = f"/.auth/login/{code}/start" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
+    start = paths.with_return_to(paths.company_login_start(code), rd)
     if tenant.auto_redirect or request.query.get("auto") == "1":
         raise web.HTTPFound(start)
     return views.company_login(tenant, start, request_id_of(request))
@@ -86,7 +85,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     metadata = await gw.discovery.metadata(source_of(tenant))
     pkce = PkcePair.new()
     nonce = new_nonce()
-    redirect_uri = gw.origin_for(request) + CALLBACK_PATH
+    redirect_uri = gw.origin_for(request) + paths.CALLBACK
     # Bind the login to this browser (login CSRF, RFC 6749 10.12): the callback must come back with the
     # cookie whose hash the state holds. An existing binding is reused so logins in several tabs work.
     binding = gw.cookie.read_login_binding(request) or secrets.token_urlsafe(32)

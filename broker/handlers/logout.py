@@ -14,23 +14,25 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from broker.errors import IdentityProviderUnavailable
-from broker.gateway import Gateway, gateway_of, request_id_of
+from broker.gateway import Gateway, gateway_of
+from broker.handlers.session import current_session
+from broker.http import paths
 from broker.http.pages import views
+from broker.http.responses import request_id_of
 from broker.oidc.verifier import allowed_tenants, source_of
 from broker.ops.events import audit
 from broker.sessions.manager import sid_index
 from broker.sessions.model import Session
 
 log = logging.getLogger(__name__)
-LOGGED_OUT_PATH = "/.auth/logout/done"
 
 
 async def confirm(request: web.Request) -> web.StreamResponse:
     """GET /.auth/logout."""
     gw = gateway_of(request)
-    session = await gw.current_session(request)
+    session = await current_session(gw, request)
     if session is None:
-        return views.signed_out(None, "/.auth/login", request_id_of(request))
+        return views.signed_out(None, paths.LOGIN, request_id_of(request))
     return views.logout_confirm(
         session.csrf, session.name or session.preferred_username, request_id_of(request)
     )
@@ -39,7 +41,7 @@ async def confirm(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     """POST /.auth/logout: delete the session, clear the cookie, offer Microsoft sign-out."""
     gw = gateway_of(request)
-    session = await gw.current_session(request)
+    session = await current_session(gw, request)
     form = await request.post()
     if session is not None:
         if not hmac.compare_digest(str(form.get("csrf", "")).encode(), session.csrf.encode()):
@@ -49,7 +51,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
                 "This sign-out request could not be verified.",
                 403,
                 request_id_of(request),
-                link=("/.auth/logout", "Sign out"),
+                link=(paths.LOGOUT, "Sign out"),
             )
         ticket = gw.cookie.read(request)
         if ticket:
@@ -65,7 +67,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
             status=303, headers={"Location": entra_url, "Cache-Control": "no-store"}
         )
     else:
-        login_url = f"/.auth/login/{session.login_code}" if session is not None else "/.auth/login"
+        login_url = paths.company_login(session.login_code) if session is not None else paths.LOGIN
         response = views.signed_out(entra_url, login_url, request_id_of(request))
     gw.cookie.clear(response)
     return response
@@ -90,7 +92,7 @@ async def _entra_logout_url(gw: Gateway, request: web.Request, session: Session)
         return None
     params = {
         "client_id": tenant.client_id,
-        "post_logout_redirect_uri": gw.origin_for(request) + LOGGED_OUT_PATH,
+        "post_logout_redirect_uri": gw.origin_for(request) + paths.LOGGED_OUT,
     }
     if session.login_hint:
         params["logout_hint"] = session.login_hint
@@ -104,7 +106,7 @@ async def done(request: web.Request) -> web.StreamResponse:
         "You are signed out of this application and of Microsoft.",
         200,
         request_id_of(request),
-        link=("/.auth/login", "Sign in again"),
+        link=(paths.LOGIN, "Sign in again"),
     )
 
 

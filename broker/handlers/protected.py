@@ -11,16 +11,17 @@ Every answer given before forwarding is given without reading the request body.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
 
 from aiohttp import web
 
-from broker.gateway import Gateway, gateway_of, request_id_of, wants_html
+from broker.gateway import Gateway, gateway_of
 from broker.handlers.login import alias_code as login_alias_code
 from broker.handlers.login import login_path, render_company_page
+from broker.handlers.session import current_session
+from broker.http import paths
 from broker.http.pages import views
+from broker.http.responses import ROUTE_LABEL_KEY, error_response, request_id_of, wants_html
 from broker.identity.policy import decide_access
-from broker.middleware import ROUTE_LABEL_KEY, error_response
 from broker.ops.events import audit
 from broker.proxy.boundary import is_websocket_upgrade
 from broker.proxy.forward import body_too_large, declared_too_large, forward, unread_answer
@@ -58,7 +59,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
         anonymous_ok = _public_when_read_literally(gw, request)
     session = None
     if not anonymous_ok or mode == "optional":
-        session = await gw.current_session(request)
+        session = await current_session(gw, request)
     if session is None and mode == "enforce" and not anonymous_ok:
         return unread_answer(request, _login_required(request, route, upgrade))
     if session is not None and not anonymous_ok:
@@ -123,9 +124,7 @@ def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.St
     get 401 JSON."""
     rd = request.rel_url.raw_path_qs if request.method in ("GET", "HEAD") else "/"
     code = route.login_code
-    target = (
-        login_path(code, rd) if code else "/.auth/login" + (f"?{urlencode({'rd': rd})}" if rd != "/" else "")
-    )
+    target = login_path(code, rd) if code else paths.with_return_to(paths.LOGIN, rd)
     if wants_html(request) and request.method in ("GET", "HEAD") and not upgrade:
         raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
     response = error_response(
@@ -147,7 +146,7 @@ def _forbidden(request: web.Request, session: Session, reason: str) -> web.Strea
             message,
             403,
             request_id_of(request),
-            link=("/.auth/logout", "Switch account"),
+            link=(paths.LOGOUT, "Switch account"),
         )
     return web.json_response(
         {

@@ -8,7 +8,8 @@ from aiohttp import web
 
 from broker.errors import SessionStoreUnavailable
 from broker.gateway import gateway_of
-from broker.middleware import error_response
+from broker.handlers.session import current_session
+from broker.http.responses import error_response
 from broker.oidc.verifier import source_of
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ async def jwks(request: web.Request) -> web.StreamResponse:
 
 async def me(request: web.Request) -> web.StreamResponse:
     """GET /.auth/me: the signed-in identity for single-page apps (no tokens)."""
-    session = await gateway_of(request).current_session(request)
+    session = await current_session(gateway_of(request), request)
     if session is None:
         return error_response(request, 401, "Not signed in", "You are not signed in.", "not_signed_in")
     return web.json_response(session.public_claims(), headers={"Cache-Control": "no-store"})

@@ -28,8 +28,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from broker.errors import BrokerError
-from broker.gateway import request_id_of
-from broker.middleware import error_response
+from broker.http.responses import error_response, request_id_of
 from broker.ops.metrics import METRICS
 from broker.proxy.boundary import Forwarding, response_headers, upstream_headers
 from broker.proxy.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers, is_trusted

@@ -18,8 +18,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 from yarl import URL
 
-from broker.gateway import SESSION_KEY, request_id_of
-from broker.middleware import error_response
+from broker.http.responses import SESSION_KEY, error_response, request_id_of
 from broker.ops.events import audit
 from broker.proxy.boundary import Forwarding
 from broker.proxy.forward import BAD_PATH, failure_for, failure_response, outgoing_headers, target_url

@@ -29,10 +29,10 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from broker.app import create_app
 from broker.config.schema import BrokerConfig
-from broker.grammar.listen import split_listen
-from broker.ops.event_loop import new_event_loop
+from broker.grammar.host import split_listen
 from broker.ops.logging import LogPipeline
 from broker.ops.metrics import METRICS, metrics_app
+from broker.ops.tasks import new_event_loop
 from broker.reload import reload_config
 from broker.server.connection_limits import ConnectionLimits, GuardedTCPSite
 from broker.server.supervisor import Heartbeat, Supervisor, WorkerBody

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from broker.grammar.listen import split_listen
+from broker.grammar.host import split_listen
 from demo import create_demo_app
 from demo.helpers import MAX_SLOW_SECONDS, slow_seconds
 from demo.page import collect_headers

@@ -12,6 +12,8 @@ from types import MappingProxyType
 import jinja2
 from aiohttp import web
 
+from broker.http import paths
+
 # Autoescape on for every template: values from requests, Entra and the config (company names, notes,
 # error descriptions, return URLs) reach the pages, and none may become markup. StrictUndefined makes a
 # misspelt or missing value an error instead of an empty string. Templates are files in the package that
@@ -25,6 +27,8 @@ _ENVIRONMENT = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=True,
 )
+# The forms and links of the pages name the gateway's own paths from the one module that spells them.
+_ENVIRONMENT.globals["paths"] = paths
 
 # Every template compiled once, at import, so a broken template stops start-up rather than a request.
 _TEMPLATES: Mapping[str, jinja2.Template] = MappingProxyType(

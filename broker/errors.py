@@ -5,11 +5,15 @@ so handlers only ever deal with our types and every error a user can see maps to
 
     BrokerError
     ├── ConfigError                 bad YAML / schema; carries every problem found, each with file:line
+    ├── MissingEnvironmentVariable  a ``${VAR}`` of the config is unset (collected as a ConfigProblem)
     ├── SessionStoreUnavailable     Redis (or another store) cannot be reached -> 503
     ├── IdentityProviderError       the IdP failed or answered with an OAuth/AADSTS error
     │   ├── IdentityProviderUnavailable   network failure, timeout, 5xx -> 503
-    │   └── IdentityProviderRejected      an OAuth error answer (``error``, AADSTS code) -> explained page
-    └── InvalidToken                an ID token failed validation (which rule, never the token itself)
+    │   ├── IdentityProviderRejected      an OAuth error answer (``error``, AADSTS code) -> explained page
+    │   ├── GroupsOverageError            Graph could not list a user's groups -> the sign-in is refused
+    │   └── SessionEnded                  the IdP ended the session at a refresh (``invalid_grant``)
+    ├── InvalidToken                an ID token failed validation (which rule, never the token itself)
+    └── RequestBodyTooLarge         a chunked request body outgrew the route's ``max_body`` -> 413
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ class ConfigError(BrokerError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class MissingEnvironmentVariable(BrokerError):
+    """A ``${VAR}`` reference names a variable that is not set and has no default."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(name)
+
+    def __str__(self) -> str:
+        return f"environment variable {self.name} is not set"
+
+
 class SessionStoreUnavailable(BrokerError):
     """The session store cannot be reached; requests that need a session get a 503."""
 
@@ -75,3 +90,15 @@ class IdentityProviderRejected(IdentityProviderError):
 
 class InvalidToken(BrokerError):
     """An ID token failed validation; the message names the rule it broke, never the token."""
+
+
+class GroupsOverageError(IdentityProviderError):
+    """Graph could not tell us the user's groups (the login must not continue without them)."""
+
+
+class SessionEnded(IdentityProviderError):
+    """The identity provider says this session is over (``invalid_grant`` or the user changed)."""
+
+
+class RequestBodyTooLarge(BrokerError):
+    """A chunked request body grew past the route's ``max_body`` while it was being forwarded."""

@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 import yaml
 from cryptography import x509
 
-from broker.config.env import MissingEnvironmentVariable, expand_env
-from broker.errors import ConfigProblem
+from broker.config.env import expand_env
+from broker.errors import ConfigProblem, MissingEnvironmentVariable
 from devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, code_problem, token_fault_problem
 from devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
 

@@ -15,7 +15,6 @@ from broker.proxy.routing import (
     Route,
     RouteTable,
     candidate_prefixes,
-    host_matches,
     route_governs,
     split_host,
 )
@@ -32,6 +31,15 @@ HOST_PATTERNS = st.sampled_from(
 HOSTS = st.sampled_from(
     ["h.example.com", "example.com", "a.h.example.com", "other.org", "o", "x.example.com", "H.Example.com:80"]
 )
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """The reference host rule: exact host, ``*.example.com`` (one or more labels), or ``*`` for any host."""
+    if pattern == "*":
+        return True
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
 
 
 def reference(routes: list[Route], host: str, path: str) -> Route | None:

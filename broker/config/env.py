@@ -10,18 +10,9 @@ import os
 import re
 from collections.abc import Mapping
 
+from broker.errors import MissingEnvironmentVariable
+
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-class MissingEnvironmentVariable(KeyError):
-    """A ``${VAR}`` reference names a variable that is not set and has no default."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(name)
-
-    def __str__(self) -> str:
-        return f"environment variable {self.name} is not set"
 
 
 def expand_env(value: str, environ: Mapping[str, str] | None = None) -> str:

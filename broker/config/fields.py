@@ -20,7 +20,8 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, ValidationInfo
 from pydantic_core import PydanticCustomError
 
-from broker.config.env import MissingEnvironmentVariable, expand_env
+from broker.config.env import expand_env
+from broker.errors import MissingEnvironmentVariable
 
 # The error type of every broker-worded problem; the loader shows ``ctx["message"]`` unchanged.
 PROBLEM = "broker_config"

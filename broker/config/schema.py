@@ -49,7 +49,6 @@ MAX_ASSERTION_TTL = 300.0
 DEFAULT_CLOCK_SKEW = 120.0
 # Tolerance on exp/nbf/iat: a few minutes of clock drift, never days (a 30d skew admits month-old tokens).
 MAX_CLOCK_SKEW = 300.0
-DEFAULT_IDP_TIMEOUT = 10.0
 DEFAULT_UPSTREAM_CONNECT_TIMEOUT = 5.0
 DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
 DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from broker.config.schema import TenantConfig
-from broker.errors import IdentityProviderRejected, InvalidToken
+from broker.errors import GroupsOverageError, IdentityProviderRejected, InvalidToken
 from broker.gateway import Gateway, gateway_of
 from broker.handlers.login import binding_hash, login_path
 from broker.http import paths
@@ -26,7 +26,7 @@ from broker.http.responses import request_id_of
 from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc import errors as aadsts
 from broker.oidc.client import redeem_code
-from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
+from broker.oidc.groups import fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
 from broker.ops.events import audit
 from broker.ops.metrics import METRICS

@@ -24,16 +24,18 @@ import aiohttp
 
 from broker.config.schema import DEFAULT_WITHOUT_REFRESH_TOKEN, TenantConfig, WithoutRefreshToken
 from broker.errors import (
+    GroupsOverageError,
     IdentityProviderRejected,
     IdentityProviderUnavailable,
     InvalidToken,
+    SessionEnded,
     SessionStoreUnavailable,
 )
 from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc.client import refresh_tokens
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
-from broker.oidc.groups import GroupsOverageError, fetch_groups, has_group_overage
+from broker.oidc.groups import fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
 from broker.ops.events import audit
 from broker.ops.metrics import Metrics
@@ -56,10 +58,6 @@ def refresh_due(session: Session, now: float, refresh_before: float, revalidate_
     if now < due_at:
         return False
     return now - session.refresh_failed_at >= RETRY_AFTER_FAILURE
-
-
-class SessionEnded(Exception):
-    """The identity provider says this session is over (``invalid_grant`` or the user changed)."""
 
 
 @dataclass

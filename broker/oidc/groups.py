@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from broker.errors import IdentityProviderUnavailable
+from broker.errors import GroupsOverageError, IdentityProviderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +22,6 @@ def has_group_overage(claims: Mapping[str, Any]) -> bool:
     """Whether the token says "too many groups, ask Graph" instead of listing them."""
     names = claims.get("_claim_names")
     return "groups" not in claims and isinstance(names, dict) and "groups" in names
-
-
-class GroupsOverageError(Exception):
-    """Graph could not tell us the user's groups (the login must not continue without them)."""
 
 
 async def fetch_groups(http: aiohttp.ClientSession, graph_url: str, access_token: str) -> list[str]:

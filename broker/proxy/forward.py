@@ -27,7 +27,7 @@ from aiohttp.web_urldispatcher import _default_expect_handler
 from multidict import CIMultiDict
 from yarl import URL
 
-from broker.errors import BrokerError
+from broker.errors import RequestBodyTooLarge
 from broker.http.responses import error_response, request_id_of
 from broker.ops.metrics import METRICS
 from broker.proxy.boundary import Forwarding, response_headers, upstream_headers
@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 CONTINUE = "100-continue"
 # Answers with a Content-Length up to this are read whole and sent in one write; larger ones stream.
 SMALL_BODY = 64 * 1024
-
-
-class RequestBodyTooLarge(BrokerError):
-    """A chunked request body grew past the route's ``max_body`` while it was being forwarded."""
 
 
 @dataclass(frozen=True)

@@ -97,15 +97,6 @@ def route_governs(prefix: str, path: str) -> bool:
     return prefix_matches(prefix, path) or (len(prefix) > 1 and prefix.endswith("/") and path == prefix[:-1])
 
 
-def host_matches(pattern: str, host: str) -> bool:
-    """Exact host, ``*.example.com`` (one or more labels), or ``*`` for any host."""
-    if pattern == "*":
-        return True
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
-    return host == pattern
-
-
 def split_host(host_header: str) -> str:
     """The normalised host without port (lower-cased; IPv6 literals compressed, in brackets); ``""`` when the
     header is not a valid ``host[:port]`` (the request-id middleware refuses those before routing)."""

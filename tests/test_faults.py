@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
+from broker.sessions.ticket import format_ticket
 from tests.support.stack import ADELE, Stack, running_stack
 
 

@@ -33,8 +33,9 @@ from broker.identity.assertion import generate_es256_pem
 from broker.identity.refresh import RETRY_AFTER_FAILURE
 from broker.ops.metrics import METRICS, Metrics
 from broker.proxy.forward import TOO_SLOW, UNREACHABLE
-from broker.sessions.manager import SESSION_PREFIX, parse_ticket
+from broker.sessions.manager import SESSION_PREFIX
 from broker.sessions.redis_store import KEY_PREFIX
+from broker.sessions.ticket import parse_ticket
 from demo import create_demo_app
 from tests.support.ports import HeldPort
 from tests.support.servers import serve, wait_until_serving

@@ -18,9 +18,10 @@ import pytest
 import redis.asyncio as redis
 
 from broker.cli.main import main as broker_cli
-from broker.sessions.manager import SESSION_PREFIX, parse_ticket, unpack_session
+from broker.sessions.manager import SESSION_PREFIX, unpack_session
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX
+from broker.sessions.ticket import parse_ticket
 from tests.support.servers import start_redis, start_redis_on_some_port
 from tests.support.stack import ADELE, ALEX, CONTOSO_TID, Stack, running_stack
 

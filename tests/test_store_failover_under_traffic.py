@@ -21,8 +21,9 @@ from pathlib import Path
 
 import aiohttp
 
-from broker.sessions.manager import SESSION_PREFIX, parse_ticket
+from broker.sessions.manager import SESSION_PREFIX
 from broker.sessions.redis_store import KEY_PREFIX
+from broker.sessions.ticket import parse_ticket
 from tests.support.redis_topologies import Processes, client, cluster_setup, sentinel_setup, wait_until
 from tests.support.stack import ADELE, ALEX, Stack, running_stack
 from tests.support.traffic import (

@@ -19,11 +19,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 
 import aiohttp
 from aiohttp import web
-from aiohttp.web_urldispatcher import _default_expect_handler
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -126,6 +124,16 @@ async def defer_continue(request: web.Request) -> None:
     expectation = request.headers.get("Expect", "")
     if expectation.lower() != CONTINUE:
         raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expectation}")
+
+
+async def send_continue(request: web.Request) -> None:
+    """The interim ``100 Continue`` (RFC 9110 section 15.2.1) that releases the client's held-back body.
+
+    Written through the request's public writer, as aiohttp's own (private) default expect handler does.
+    """
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    # The interim answer is not part of the response: its bytes must not count toward the response's size.
+    request.writer.output_size = 0
 
 
 def unread_answer(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -235,17 +243,6 @@ def answer_headers(
     return headers
 
 
-def request_timeout(route: Route) -> aiohttp.ClientTimeout:
-    """Connect (including the wait for a pooled connection) and per-read limits; never disabled."""
-    return _timeout(route.config.connect_timeout, route.config.read_timeout)
-
-
-@lru_cache(maxsize=256)
-def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
-    # One immutable ClientTimeout per distinct pair of limits, not one per request.
-    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
-
-
 def target_url(request: web.Request, route: Route, upstream: Upstream) -> URL | None:
     """The upstream URL of this request (None: the path cannot be mapped to the upstream's)."""
     return upstream_url(
@@ -280,7 +277,7 @@ async def forward(
     headers = outgoing_headers(request, route, settings, identity, websocket=False)
     body = LimitedBody(request.content, route.config.max_body) if request.body_exists else None
     if body is not None and expects_continue(request):
-        await _default_expect_handler(request)
+        await send_continue(request)
     response: web.StreamResponse | None = None
     try:
         async with upstream.http.request(
@@ -289,7 +286,7 @@ async def forward(
             headers=headers,
             data=body.chunks() if body is not None else None,
             allow_redirects=False,
-            timeout=request_timeout(route),
+            timeout=upstream.timeout,
         ) as answer:
             if body is not None:
                 body.attach(answer)

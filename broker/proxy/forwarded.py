@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from broker.grammar.host import parse_host
 
@@ -33,7 +32,6 @@ def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs)
 
 
-@lru_cache(maxsize=4096)  # asked three times per request, by a handful of distinct peers
 def peer_address(peer: str | None) -> IPAddress | None:
     """The peer as an address; IPv4-mapped IPv6 (``::ffff:10.0.0.1``) as the IPv4 it is."""
     if not peer:

@@ -67,12 +67,23 @@ class Upstream:
 
     target: UpstreamTarget
     http: aiohttp.ClientSession
+    # Connect (including the wait for a pooled connection) and per-read limits; never disabled. Built once
+    # per route with the config, not once per request.
+    timeout: aiohttp.ClientTimeout
 
 
 def pool_key(route: RouteConfig, target: UpstreamTarget) -> PoolKey:
     """The pool a route's connections belong to (TLS settings matter only for https)."""
     tls = route.tls if target.base.scheme == "https" else None
     return PoolKey(target.unix_socket, tls, route.idle_timeout)
+
+
+def route_timeout(route: RouteConfig) -> aiohttp.ClientTimeout:
+    """A route's connect and per-read limits; no total, so long downloads and streams are not cut."""
+    connect = route.connect_timeout
+    return aiohttp.ClientTimeout(
+        total=None, connect=connect, sock_connect=connect, sock_read=route.read_timeout
+    )
 
 
 class UpstreamClients:
@@ -83,6 +94,7 @@ class UpstreamClients:
     ) -> None:
         self._targets = [parse_upstream(r.upstream) for r in routes]
         self._keys = [pool_key(r, t) for r, t in zip(routes, self._targets, strict=True)]
+        self._timeouts = [route_timeout(r) for r in routes]
         self._pool_size = pool_size
         self._contexts: dict[UpstreamTlsConfig, ssl.SSLContext] = {}
         problems: list[ConfigProblem] = []
@@ -119,7 +131,7 @@ class UpstreamClients:
 
     def for_route(self, index: int) -> Upstream:
         """The upstream of ``routes[index]``."""
-        return Upstream(self._targets[index], self._sessions[self._keys[index]])
+        return Upstream(self._targets[index], self._sessions[self._keys[index]], self._timeouts[index])
 
     async def close(self) -> None:
         """Close every session and its pooled connections."""

@@ -33,10 +33,10 @@ from broker.sessions.model import Session
 from broker.sessions.sealing import TOMBSTONE, SealKey, ServerKeys, read_header
 from broker.sessions.store import SessionStore
 from broker.sessions.store_health import BOOKKEEPING_BACKOFF, StoreHealth
+from broker.sessions.ticket import format_ticket, parse_ticket
 
 log = logging.getLogger(__name__)
 
-TICKET_VERSION = "v1"
 SESSION_PREFIX = "s:"
 INDEX_PREFIX = "ix:"
 META_PREFIX = "m:"
@@ -44,24 +44,7 @@ META_PREFIX = "m:"
 # for an idle timeout measured in hours.
 TOUCH_INTERVAL = 60.0
 FIRST_GENERATION = 1
-
-
-def format_ticket(key: SealKey) -> str:
-    """``v1.{id}.{key}``: versioned so the format can change without breaking existing cookies."""
-    return f"{TICKET_VERSION}.{key}"
-
-
-@lru_cache(maxsize=4096)
-def parse_ticket(text: str) -> SealKey | None:
-    """The seal key in a cookie value; None for anything that is not a well-formed v1 ticket.
-
-    Memoised: a busy browser sends the same ticket on every request, and the parsed key keeps its storage
-    id (a SHA-256) computed. The result depends on the text alone; junk only evicts entries (bounded).
-    """
-    version, _, rest = text.partition(".")
-    if version != TICKET_VERSION or len(text) > 200:
-        return None
-    return SealKey.parse(rest)
+TICKET_MEMO = 4096
 
 
 @dataclass(frozen=True)
@@ -133,6 +116,10 @@ class SessionManager:
         self.floor = floor if floor is not None else GenerationFloor()
         # Shared with the store: a failed write (Redis full) pauses the bookkeeping writes for a while.
         self.health = health if health is not None else StoreHealth(time.monotonic)
+        # Memoised per manager, not per process: a busy browser sends the same ticket on every request, and
+        # the parsed key keeps its storage id (a SHA-256) computed. The result depends on the text alone;
+        # junk only evicts entries (bounded).
+        self._parse_ticket = lru_cache(maxsize=TICKET_MEMO)(parse_ticket)
 
     def _ttl(self, session: Session, now: float) -> float:
         """Store TTL: whichever comes first, idle expiry or the absolute end of the session."""
@@ -210,7 +197,7 @@ class SessionManager:
 
     def bind(self, ticket: str) -> SealKey | None:
         """The ticket's key, able to open records with this gateway's server keys."""
-        key = parse_ticket(ticket)
+        key = self._parse_ticket(ticket)
         return key.with_server(self.keys) if key is not None else None
 
     async def load(self, ticket: str, now: float) -> tuple[SealKey, Session] | None:

@@ -7,6 +7,15 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class NamedLock:
+    """One name's lock and how many tasks hold it or wait for it."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 class MemoryStore:
@@ -17,7 +26,7 @@ class MemoryStore:
         self._items: dict[str, tuple[float, bytes]] = {}
         self._indexes: dict[str, tuple[float, dict[str, bytes]]] = {}
         self._capped: dict[str, OrderedDict[str, float]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, NamedLock] = {}
         self._listeners: dict[str, list[Callable[[str], None]]] = {}
         self._writes = 0
         self._sweep_every = sweep_every
@@ -106,17 +115,23 @@ class MemoryStore:
     @asynccontextmanager
     async def lock(self, name: str, lease_seconds: float, wait_seconds: float) -> AsyncIterator[bool]:
         """One process: an asyncio lock per name (no lease needed: a crashed holder crashes us too)."""
-        lock = self._locks.setdefault(name, asyncio.Lock())
+        named = self._locks.setdefault(name, NamedLock())
+        # Counted here rather than read from asyncio.Lock's private waiter list: the entry goes when the
+        # last holder or waiter leaves, so the dict holds only names in use.
+        named.users += 1
         try:
-            await asyncio.wait_for(lock.acquire(), wait_seconds)
-        except TimeoutError:
-            yield False
-            return
-        try:
-            yield True
+            try:
+                await asyncio.wait_for(named.lock.acquire(), wait_seconds)
+            except TimeoutError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                named.lock.release()
         finally:
-            lock.release()
-            if not lock.locked() and not getattr(lock, "_waiters", None):
+            named.users -= 1
+            if named.users == 0:
                 self._locks.pop(name, None)
 
     async def publish(self, channel: str, message: str) -> None:

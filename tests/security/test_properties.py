@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from broker.config.schema import RouteConfig
 from broker.http.redirects import safe_return_to
 from broker.proxy.routing import AmbiguousRoute, RouteTable, matching_path, prefix_matches
-from broker.sessions.manager import format_ticket, parse_ticket
 from broker.sessions.sealing import SealKey
+from broker.sessions.ticket import format_ticket, parse_ticket
 
 # Path pieces that matter for traversal and encoding tricks, mixed with ordinary text.
 PIECES = st.sampled_from(

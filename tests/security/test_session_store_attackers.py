@@ -19,18 +19,11 @@ import pytest
 import redis.asyncio as redis
 
 import broker.identity.refresh
-from broker.sessions.manager import (
-    SESSION_PREFIX,
-    SessionManager,
-    format_ticket,
-    pack_session,
-    parse_ticket,
-    unpack_session,
-    user_index,
-)
+from broker.sessions.manager import SESSION_PREFIX, SessionManager, pack_session, unpack_session, user_index
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX, RedisStore
 from broker.sessions.sealing import TOMBSTONE, SealKey, ServerKeys
+from broker.sessions.ticket import format_ticket, parse_ticket
 from tests.support.redis_memory import full_redis
 from tests.support.stack import ADELE, ALEX, CONTOSO_TID, Stack, running_stack
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import redis.asyncio as redis
 
-from broker.sessions.manager import SESSION_PREFIX, parse_ticket, unpack_session
+from broker.sessions.manager import SESSION_PREFIX, unpack_session
 from broker.sessions.redis_store import KEY_PREFIX
+from broker.sessions.ticket import parse_ticket
 from tests.support.stack import ADELE, CONTOSO_TID, Stack
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from broker.sessions.manager import format_ticket, parse_ticket
 from broker.sessions.sealing import SealKey, ServerKeys, read_header
+from broker.sessions.ticket import format_ticket, parse_ticket
 
 SERVER = ServerKeys.random()
 

@@ -18,10 +18,11 @@ import redis.asyncio as redis
 
 from broker.cli.main import main as broker_cli
 from broker.sessions.cache import SessionCache
-from broker.sessions.manager import SESSION_PREFIX, format_ticket, parse_ticket
+from broker.sessions.manager import SESSION_PREFIX
 from broker.sessions.model import Session
 from broker.sessions.redis_store import KEY_PREFIX
 from broker.sessions.sealing import SealKey
+from broker.sessions.ticket import format_ticket, parse_ticket
 from tests.support.stack import ADELE, Stack, running_stack
 
 REVOCATION_DEADLINE = 1.0  # the bound: revocation takes effect on every replica within a second

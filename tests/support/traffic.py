@@ -38,8 +38,8 @@ from typing import Any
 import aiohttp
 
 from broker.proxy.forward import TOO_SLOW, UNREACHABLE
-from broker.sessions.manager import format_ticket
 from broker.sessions.sealing import SealKey
+from broker.sessions.ticket import format_ticket
 from devidp import create_devidp_app
 from devidp.context import DEVIDP, DevIdp
 from tests.support.ports import HeldPort

@@ -352,3 +352,18 @@ async def test_require_role_refuses_users_without_one(tmp_path: Path) -> None:
             await assert_signed_out(stack, browser)
         async with stack.browser() as browser:
             assert await stack.login(browser, "contoso", ADELE.username) == "/"
+
+
+async def test_login_codes_in_paths_are_case_insensitive(memory_stack: Stack) -> None:
+    """Users type the code as the chooser shows it ("Contoso"): every login path accepts any case."""
+    async with memory_stack.browser() as browser:
+        for path in ("/.auth/login/Contoso", "/login/CONTOSO"):
+            async with browser.get(f"{memory_stack.gateway_url}{path}") as resp:
+                assert resp.status == 200 and "Sign in to Contoso Ltd" in await resp.text()
+        async with browser.get(
+            f"{memory_stack.gateway_url}/.auth/login/ConTOSO/start", allow_redirects=False
+        ) as resp:
+            assert resp.status == 302 and resp.headers["Location"].startswith(memory_stack.idp_url)
+        assert await memory_stack.login(browser, "Contoso", ADELE.username, rd="/x") == "/x"
+        async with browser.get(f"{memory_stack.gateway_url}/.auth/login/{'C' * 65}") as resp:
+            assert resp.status == 404

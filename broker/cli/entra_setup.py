@@ -2,12 +2,13 @@
 
 It replaces the hand-written "set up Azure AD SSO" guides operators send today: every value in it comes
 from the gateway's own config (hosts the company's routes use, its role map, its credential), so the
-registration and the gateway cannot drift apart. Pure: config in, a ``Guide`` out, rendered as Markdown or
-JSON. The guide holds no secret (a certificate thumbprint is public).
+registration and the gateway cannot drift apart. Pure: config in, a ``Guide`` out, rendered as Markdown,
+JSON or a printable HTML page. The guide holds no secret (a certificate thumbprint is public).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,18 @@ from cryptography.hazmat.primitives import hashes
 
 from broker.config.schema import MULTI_TENANT_IDS, BrokerConfig, TenantConfig
 from broker.http import paths
+from broker.oidc.errors import explain, explained_codes
+
+# Entra's longest client-secret lifetime the portal offers by default; shorter is better (rotation below).
+RECOMMENDED_SECRET_MONTHS = 12
+PREREQUISITES = (
+    "An Entra role that can register applications: **Application Developer** (or any user when "
+    "*Users can register applications* is on), **Cloud Application Administrator** or **Application "
+    "Administrator**.",
+    "An Entra role that can grant tenant-wide admin consent and set *Assignment required*: **Cloud "
+    "Application Administrator**, **Application Administrator** or **Privileged Role Administrator** "
+    "(for Microsoft Graph permissions).",
+)
 
 OPTIONAL_CLAIMS = ("email", "given_name", "family_name", "login_hint", "sid")
 # Stable app-role ids: the same company and role value always produce the same GUID, so pasting the
@@ -46,6 +59,13 @@ class Guide:
     api_permissions: list[str] = field(default_factory=list)
     app_roles: list[dict[str, Any]] = field(default_factory=list)
     assignment_required: bool = False
+    # require_role is off but the role map gives everyone a default role: every user of the tenant gets in
+    # unless the admin turns on "Assignment required".
+    assignment_recommended: bool = False
+    app_name: str = ""
+    sign_in_urls: list[str] = field(default_factory=list)
+    prerequisites: list[str] = field(default_factory=lambda: list(PREREQUISITES))
+    troubleshooting: list[dict[str, str]] = field(default_factory=list)
 
 
 def _company_hosts(config: BrokerConfig, code: str) -> tuple[list[str], list[str]]:
@@ -128,6 +148,17 @@ def build_guide(config: BrokerConfig, code: str, base_dir: Path) -> Guide:
         for value, role in tenant.roles.app_roles.items()
     ]
     guide.assignment_required = tenant.roles.require_role
+    guide.assignment_recommended = not tenant.roles.require_role and tenant.roles.default is not None
+    gateway_host = urlsplit(config.server.public_url).hostname or hosts[0]
+    guide.app_name = f"{gateway_host} ({tenant.display_name} sign-in)"
+    public = config.server.public_url.rstrip("/")
+    guide.sign_in_urls = [f"{public}{paths.company_login(code)}"] + [
+        public + alias.replace("{code}", code) for alias in config.server.login_aliases
+    ]
+    guide.troubleshooting = [
+        {"code": f"AADSTS{number}", "what": explain("", number).title, "fix": explain("", number).admin}
+        for number in explained_codes()
+    ]
     return guide
 
 
@@ -141,9 +172,16 @@ def to_markdown(guide: Guide) -> str:
     lines = [
         f"# Microsoft Entra setup for {guide.display_name} (login code `{guide.login_code}`)",
         "",
+        "## Before you start",
+        "",
+        *[f"- {item}" for item in guide.prerequisites],
+        "",
+        "## Steps",
+        "",
         "In the Microsoft Entra admin center (https://entra.microsoft.com):",
         "",
         "1. **App registrations > New registration**",
+        f"   - Name: *{guide.app_name}* (what users see on the consent and My Apps pages)",
         f"   - Supported account types: *{guide.supported_account_types}*",
         f"   - Redirect URI: platform **{guide.platform}**, `{guide.redirect_uris[0]}`",
         "2. **Authentication** (platform Web):",
@@ -164,7 +202,7 @@ def to_markdown(guide: Guide) -> str:
     else:
         lines += [
             "3. **Certificates & secrets > Client secrets > New client secret**: copy the secret's **Value** "
-            "(not the Secret ID) into the gateway's client secret. Note its expiry and rotate before it.",
+            "(not the Secret ID): it is shown once. Note its expiry (step 8).",
         ]
     lines += [
         "4. **Token configuration > Add optional claim** (token type ID): "
@@ -190,11 +228,86 @@ def to_markdown(guide: Guide) -> str:
         ]
     lines += [
         "7. **Enterprise applications > (this app) > Properties**: *Assignment required?* "
-        + ("**Yes** (users without a role are refused)." if guide.assignment_required else "your choice."),
+        + _assignment(guide),
         "   Then **Users and groups**: assign people (and their app roles).",
-        "8. Send back to the gateway operator: Application (client) ID and Directory (tenant) ID. "
-        f"Configured now: client ID `{guide.client_id}`, tenant `{guide.tenant_id}`.",
+        *_send_back(guide),
         "",
+        "## Where users sign in",
+        "",
+        *[f"- `{url}`" for url in guide.sign_in_urls],
+        "",
+        "## Troubleshooting",
+        "",
+        "The gateway's error page shows the AADSTS code and a correlation ID; the Entra sign-in logs "
+        "(**Enterprise applications > Sign-in logs**) show the same attempt.",
         "New registrations can take a few minutes to work everywhere (AADSTS700016 until then).",
+        "",
+        "| Code | What the user sees | What to change |",
+        "|---|---|---|",
+        *[f"| {t['code']} | {t['what']} | {t['fix']} |" for t in guide.troubleshooting],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _assignment(guide: Guide) -> str:
+    if guide.assignment_required:
+        return "**Yes** (users without a role are refused)."
+    if guide.assignment_recommended:
+        return (
+            "**Yes, recommended**: the gateway gives every signed-in user of this tenant a default role, "
+            "so without assignment *everyone* in the directory gets in."
+        )
+    return "your choice."
+
+
+def _send_back(guide: Guide) -> list[str]:
+    """Step 8: the IDs are already in the config; only a client secret travels, and never by plain e-mail."""
+    ids = (
+        f"Check on the app's **Overview** that the Application (client) ID is `{guide.client_id}` and the "
+        f"Directory (tenant) ID is `{guide.tenant_id}` (they are already in the gateway's config: send them "
+        "only if they differ)."
+    )
+    if guide.credential["type"] == "certificate":
+        return [f"8. Send back nothing new. {ids}"]
+    return [
+        f"8. Send back only the client secret's **Value** and its **expiry date**. {ids}",
+        "   - Send the secret through a one-time secret link or your password manager's sharing, never in "
+        "plain e-mail or chat; the operator stores it in the gateway's secret store (an environment "
+        "variable or `client_secret_file`), never in the YAML.",
+        f"   - Choose an expiry of at most {RECOMMENDED_SECRET_MONTHS} months and put a reminder in both "
+        "calendars a month before it.",
+        "   - Rotation without downtime: create a second secret while the first is still valid, send it, "
+        "wait until the operator confirms the gateway uses it (sign-ins keep working), then delete the "
+        "old one. An expired secret stops every sign-in (AADSTS7000222).",
+    ]
+
+
+def to_html(guide: Guide) -> str:
+    """The guide as a printable HTML page (the Markdown through a CommonMark parser, raw HTML off)."""
+    from markdown_it import MarkdownIt
+
+    # "commonmark" with html off: a '<' in a display name or URL is text, never markup; tables on.
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(to_markdown(guide))
+    title = html.escape(f"Microsoft Entra setup for {guide.display_name}")
+    return (
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>\n'
+        f"<style>{_PRINT_CSS}</style></head>\n<body>\n{body}</body></html>\n"
+    )
+
+
+_PRINT_CSS = (
+    "body{font:15px/1.5 system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#1b1b1f}"
+    "code{font:13px ui-monospace,monospace;background:#f2f2f5;padding:0 .2em;overflow-wrap:anywhere}"
+    "pre{background:#f2f2f5;padding:.8rem;overflow-x:auto;white-space:pre-wrap}"
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top}"
+    "li{margin:.2rem 0}@media print{body{margin:0;max-width:none}pre,tr{break-inside:avoid}}"
+)
+
+
+def render(guide: Guide, form: str) -> str:
+    """The guide in ``form``: ``markdown``, ``json`` or ``html``."""
+    if form == "json":
+        return to_json(guide) + "\n"
+    if form == "html":
+        return to_html(guide)
+    return to_markdown(guide)

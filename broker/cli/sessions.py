@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from broker.config.load import load_config
+from broker.cli.offline_config import except_sessions, load_offline
 from broker.config.schema import BrokerConfig
 from broker.errors import BrokerError
 from broker.ops.events import audit
@@ -22,33 +22,43 @@ from broker.sessions.manager import SessionInfo, SessionManager, company_index, 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``sessions list`` and ``sessions revoke``."""
-    sessions = sub.add_parser("sessions", help="list or revoke sessions in the shared session store")
-    actions = sessions.add_subparsers(dest="action", required=True)
+    sessions = sub.add_parser(
+        "sessions",
+        help="list or revoke sessions in the shared session store",
+        description="List or revoke sessions in the Redis session store the gateway uses. Needs the "
+        "config's session keys and store URL; the tenants' secrets may be unset.",
+    )
+    actions = sessions.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="list or revoke (each has its own --help)"
+    )
     listing = actions.add_parser("list", help="list sessions of a company or a user")
-    listing.add_argument("--config", required=True)
+    listing.add_argument("--config", required=True, metavar="FILE", help="the gateway's YAML config file")
     who = listing.add_mutually_exclusive_group()
-    who.add_argument("--company", help="login code")
-    who.add_argument("--user", help="TID:OID")
+    who.add_argument("--company", metavar="CODE", help="only this company's sessions (its login code)")
+    who.add_argument("--user", metavar="TID:OID", help="only this user's sessions (tenant and object IDs)")
     listing.set_defaults(func=cmd_sessions)
     revoke = actions.add_parser("revoke", help="revoke one session (by id) or every session of a user")
-    revoke.add_argument("--config", required=True)
+    revoke.add_argument("--config", required=True, metavar="FILE", help="the gateway's YAML config file")
     target = revoke.add_mutually_exclusive_group(required=True)
     target.add_argument("session_id", nargs="?", help="a session id from `sessions list`")
-    target.add_argument("--user", help="TID:OID: sign this user out everywhere")
+    target.add_argument("--user", metavar="TID:OID", help="sign this user out everywhere (every session)")
     revoke.set_defaults(func=cmd_sessions)
 
 
 def cmd_sessions(args: argparse.Namespace) -> int:
     """Run ``sessions list`` or ``sessions revoke``."""
     try:
-        config = load_config(args.config)
-        if config.sessions.store == "memory":
-            print(
-                "the memory store lives inside the gateway process; the CLI needs a Redis store",
-                file=sys.stderr,
-            )
-            return 2
-        return asyncio.run(_run(args, config, Path(args.config).parent))
+        # The tenants' client secrets and the signing keys play no part here, so they may be unset where
+        # the CLI runs; the session keys (index names) and the store's URL may not.
+        with load_offline(args.config, except_sessions) as loaded:
+            config = loaded.config
+            if config.sessions.store == "memory":
+                print(
+                    "the memory store lives inside the gateway process; the CLI needs a Redis store",
+                    file=sys.stderr,
+                )
+                return 2
+            return asyncio.run(_run(args, config, Path(args.config).parent))
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -35,6 +35,17 @@ def login_path(code: str, rd: str) -> str:
     return paths.with_return_to(paths.company_login(code), rd)
 
 
+# Login codes are lower-case in the config (``config/validate.LOGIN_CODE``, at most 64 characters); users
+# type them as they see them ("Contoso"), so paths match them case-insensitively. A longer value is no code:
+# it is not lower-cased (bounded before use) and finds no company.
+MAX_LOGIN_CODE = 64
+
+
+def canonical_code(raw: str) -> str:
+    """The config's spelling of a login code from a path: lower-case, or unchanged when too long to be one."""
+    return raw.lower() if len(raw) <= MAX_LOGIN_CODE else raw
+
+
 def _unknown(request: web.Request, gw: Gateway, code: str) -> web.Response:
     """The "company not found" page; it names no company that is not ``listed``."""
     return views.unknown_company(code, gw.listed_companies(), request_id_of(request))
@@ -62,6 +73,7 @@ def alias_code(aliases: list[str], path: str) -> str | None:
 
 async def render_company_page(request: web.Request, gw: Gateway, code: str) -> web.StreamResponse:
     """The company's page (also behind operator aliases such as /login/{code})."""
+    code = canonical_code(code)
     tenant = gw.tenant(code)
     if tenant is None:
         return _unknown(request, gw, code)
@@ -75,7 +87,7 @@ async def render_company_page(request: web.Request, gw: Gateway, code: str) -> w
 async def start(request: web.Request) -> web.StreamResponse:
     """GET /.auth/login/{code}/start: remember the login server-side, then go to Entra."""
     gw = gateway_of(request)
-    code = request.match_info["code"]
+    code = canonical_code(request.match_info["code"])
     tenant = gw.tenant(code)
     if tenant is None:
         return _unknown(request, gw, code)

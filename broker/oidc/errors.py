@@ -160,3 +160,8 @@ def explain(error: str, code: int | None) -> Explanation:
     if code is not None and code in _CATALOGUE:
         return _CATALOGUE[code]
     return _BY_ERROR.get(error, _FALLBACK)
+
+
+def explained_codes() -> tuple[int, ...]:
+    """Every AADSTS code the gateway explains, in order (the setup guide's troubleshooting lists them)."""
+    return tuple(sorted(_CATALOGUE))

@@ -101,3 +101,41 @@ def test_json_for_a_certificate_company(config_file: Path, capsys: pytest.Captur
 def test_unknown_code(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert broker_cli(["entra-setup", "nope", "--config", str(config_file)]) == 1
     assert "unknown login code" in capsys.readouterr().err
+
+
+def test_guide_tells_the_admin_what_the_vendor_guides_do(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run(["entra-setup", "contoso", "--config", str(config_file)], capsys)
+    assert "Cloud Application Administrator" in out and "Application Developer" in out  # prerequisites
+    assert "Name: *gw.example.com (Contoso Ltd sign-in)*" in out
+    assert "- `https://gw.example.com/.auth/login/contoso`" in out  # where users sign in
+    assert "never in plain e-mail" in out and "expiry" in out and "second secret" in out  # send, rotate
+    assert "Send back only the client secret's **Value**" in out and "already in the gateway's config" in out
+    for code in ("AADSTS50011", "AADSTS7000222", "AADSTS50105", "AADSTS700016"):
+        assert f"| {code} |" in out  # troubleshooting names every code the gateway explains
+    fabrikam = run(["entra-setup", "fabrikam", "--config", str(config_file)], capsys)
+    assert "8. Send back nothing new." in fabrikam  # a certificate: nothing secret travels
+
+
+def test_assignment_required_is_recommended_when_everyone_gets_a_default_role(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = config_file.read_text().replace("require_role: true", "default: reader")
+    config_file.write_text(text)
+    out = run(["entra-setup", "contoso", "--config", str(config_file)], capsys)
+    assert "*Assignment required?* **Yes, recommended**" in out and "*everyone*" in out
+    guide = json.loads(
+        run(["entra-setup", "contoso", "--config", str(config_file), "--format", "json"], capsys)
+    )
+    assert guide["assignment_recommended"] is True and guide["assignment_required"] is False
+
+
+def test_html_is_a_printable_page_with_nothing_unescaped(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_file.write_text(config_file.read_text().replace("Contoso Ltd", "Contoso <b>Ltd</b>"))
+    out = run(["entra-setup", "contoso", "--config", str(config_file), "--format", "html"], capsys)
+    assert out.startswith("<!doctype html>") and "@media print" in out
+    assert "<code>https://wiki.example.com/.auth/callback</code>" in out and "<table>" in out
+    assert "<b>Ltd</b>" not in out and "&lt;b&gt;Ltd&lt;/b&gt;" in out

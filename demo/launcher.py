@@ -10,11 +10,14 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import errno
 import os
 import secrets
 import signal
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -28,41 +31,79 @@ from broker.ops.logging import configure_logging
 from demo import create_demo_app
 from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 
-DEVIDP_LISTEN = ("127.0.0.1", 9000)
-DEVIDP_PUBLIC_URL = "http://localhost:9000"
-BACKEND_LISTEN = ("127.0.0.1", 9001)
+LOOPBACK = "127.0.0.1"
 
 
-async def _serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+@dataclass(frozen=True)
+class DemoPort:
+    """One of the demo's three ports: its default, and the flag and variable that choose another."""
+
+    role: str
+    default: int
+    flag: str
+    variable: str
+
+
+GATEWAY_PORT = DemoPort("the gateway", 8080, "--gateway-port", "BROKER_DEMO_GATEWAY_PORT")
+IDP_PORT = DemoPort("the dev identity provider", 9000, "--idp-port", "BROKER_DEMO_IDP_PORT")
+BACKEND_PORT = DemoPort("the demo backend", 9001, "--backend-port", "BROKER_DEMO_BACKEND_PORT")
+DEMO_PORTS = (GATEWAY_PORT, IDP_PORT, BACKEND_PORT)
+
+
+class PortBusy(Exception):
+    """A demo port is taken by another program: one line says which and how to choose another."""
+
+    def __init__(self, port: DemoPort, number: int) -> None:
+        super().__init__(
+            f"port {number} ({port.role}) is already in use: stop what uses it, or choose another port "
+            f"with `python -m demo {port.flag} N` (or {port.variable}=N make demo)"
+        )
+
+
+async def _serve(app: web.Application, port: DemoPort, number: int, host: str = LOOPBACK) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, number).start()
+    except OSError as exc:
+        await runner.cleanup()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortBusy(port, number) from None
+        raise
     return runner
 
 
 async def run_demo(config_path: Path, idp_config_path: Path) -> int:
     """Start all three servers, print where to go, and run until interrupted."""
+    # demo.yaml reads the three ports from BROKER_DEMO_*_PORT (set by ``main`` from the flags).
     config = load_config(config_path)
     idp_config = load_devidp_config(idp_config_path)
     public_url = config.server.public_url.rstrip("/")
     host, _, port = config.server.listen.rpartition(":")
+    idp_port, backend_port = _port(IDP_PORT), _port(BACKEND_PORT)
+    idp_url = f"http://localhost:{idp_port}"
     runners: list[web.AppRunner] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        runners.append(await _serve(create_devidp_app(idp_config, DEVIDP_PUBLIC_URL), *DEVIDP_LISTEN))
+        runners.append(await _serve(create_devidp_app(idp_config, idp_url), IDP_PORT, idp_port))
         backend = create_demo_app(f"http://127.0.0.1:{port}/.auth/jwks.json", public_url, None)
-        runners.append(await _serve(backend, *BACKEND_LISTEN))
-        runners.append(await _serve(create_app(config, config_path.parent), host, int(port)))
-        _print_welcome(public_url, config.tenants, idp_config)
+        runners.append(await _serve(backend, BACKEND_PORT, backend_port))
+        gateway = create_app(config, config_path.parent)
+        runners.append(await _serve(gateway, GATEWAY_PORT, int(port), host))
+        _print_welcome(public_url, config.tenants, idp_config, idp_url, backend_port)
         await stop.wait()
         print("\nstopping ...")
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
     return 0
+
+
+def _port(port: DemoPort) -> int:
+    return int(os.environ.get(port.variable, port.default))
 
 
 def _describe(user: DevUser) -> str:
@@ -74,7 +115,13 @@ def _describe(user: DevUser) -> str:
     return ", ".join(user.roles) or "no app roles (default role)"
 
 
-def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_config: DevIdpConfig) -> None:
+def _print_welcome(
+    public_url: str,
+    tenants: Mapping[str, TenantConfig],
+    idp_config: DevIdpConfig,
+    idp_url: str,
+    backend_port: int,
+) -> None:
     host = urlsplit(public_url).netloc
     print()
     print("Entra Broker demo is running (Ctrl-C stops everything)")
@@ -82,9 +129,7 @@ def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_con
     for code in tenants:
         print(f"  {code:<17} {public_url}/.auth/login/{code}")
     print(f"  company chooser   {public_url}/.auth/login")
-    print(
-        f"  dev identity provider  {DEVIDP_PUBLIC_URL}   demo backend (direct)  http://127.0.0.1:{BACKEND_LISTEN[1]}"
-    )
+    print(f"  dev identity provider  {idp_url}   demo backend (direct)  http://127.0.0.1:{backend_port}")
     print("\nDemo users (click one on the dev IdP's sign-in page):")
     for tenant in idp_config.tenants:
         for user in tenant.users:
@@ -98,12 +143,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__)
     parser.add_argument("--config", default="config/demo.yaml", help="gateway config (default %(default)s)")
     parser.add_argument("--idp-config", default="config/devidp.yaml", help="dev IdP directory (%(default)s)")
+    for port in DEMO_PORTS:
+        parser.add_argument(
+            port.flag,
+            type=port_number,
+            metavar="N",
+            help=f"port of {port.role} (default ${port.variable} or {port.default})",
+        )
     return parser
+
+
+def port_number(text: str) -> int:
+    """A TCP port from a flag or variable (1-65535); ValueError otherwise."""
+    number = int(text)
+    if not 0 < number < 65536:
+        raise ValueError(text)
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Dev IdP + demo backend + gateway in one process, with throw-away secrets and keys."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for port in DEMO_PORTS:
+        chosen = getattr(args, port.flag.removeprefix("--").replace("-", "_"))
+        if chosen is not None:
+            os.environ[port.variable] = str(chosen)
+        elif not port_number_or_none(os.environ.get(port.variable, str(port.default))):
+            parser.error(f"{port.variable} must be a port number (1-65535)")
     # Demo secrets are random per run and shared with the dev IdP through the environment,
     # exactly as production secrets reach the gateway (never written in YAML).
     for name in ("CONTOSO_CLIENT_SECRET", "FABRIKAM_CLIENT_SECRET"):
@@ -116,5 +183,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_file.chmod(0o600)
         os.environ.setdefault("BROKER_DEMO_SIGNING_KEY", str(key_file))
         with configure_logging("text"), contextlib.suppress(KeyboardInterrupt):
-            return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
+            try:
+                return asyncio.run(run_demo(Path(args.config), Path(args.idp_config)))
+            except PortBusy as exc:
+                print(f"make demo: {exc}", file=sys.stderr)
+                return 1
     return 0
+
+
+def port_number_or_none(text: str) -> int | None:
+    """``port_number``, or None for a value that is not a port."""
+    try:
+        return port_number(text)
+    except ValueError:
+        return None

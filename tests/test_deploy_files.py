@@ -143,3 +143,21 @@ def test_compose_runs_the_dev_packages_from_the_demo_image() -> None:
         assert services[name]["build"]["dockerfile"] == "deploy/Dockerfile.demo"
     assert services["devidp"]["command"][0] == "devidp"
     assert services["whoami"]["command"][0] == "demo.whoami"
+
+
+NUMBER_WORDS = {"two": 2, "three": 3, "four": 4}
+
+
+def test_manifests_and_their_readme_agree() -> None:
+    """The comments and README say what the manifests do (issue 18's contradictions stay fixed)."""
+    objects = documents()
+    deployment = objects["Deployment/entra-broker"]
+    container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "broker")
+    config = yaml.safe_load(objects["ConfigMap/broker-config"]["data"]["broker.yaml"])
+    assert config["server"]["workers"] == int(container["resources"]["limits"]["cpu"])  # one worker per CPU
+    service = objects["Service/entra-broker"]
+    if any(p["name"] == "metrics" for p in service["spec"]["ports"]):
+        assert "not exposed" not in (K8S / "configmap.yaml").read_text()
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    said = [n for word, n in NUMBER_WORDS.items() if f"{word} replicas" in readme.lower()]
+    assert said == [deployment["spec"]["replicas"]]

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,7 +95,7 @@ class Reloader:
                 for problem in exc.problems:
                     log.error("config reload refused: %s", problem)
                 log.error("keeping the running config (%d problem(s) in %s)", len(exc.problems), self._path)
-                metrics.config_reloads.labels("error").inc()
+                metrics.reload_done(False, time.time())
                 return False
             holder = self._app[GATEWAY]
             if config.sessions.store != holder.current.config.sessions.store:
@@ -109,7 +110,7 @@ class Reloader:
             previous = holder.swap(gateway)
             self._restart_key_refresher(gateway)
             self._retire(previous)
-            metrics.config_reloads.labels("ok").inc()
+            metrics.reload_done(True, time.time())
             log.info("config reloaded", extra={"generation": holder.generation, "file": str(self._path)})
             return True
 

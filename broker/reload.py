@@ -28,6 +28,7 @@ from broker.gateway import GATEWAY, Gateway
 from broker.oidc.verifier import source_of
 from broker.ops.metrics import METRICS
 from broker.ops.tasks import cancel_and_wait, sleep_unless
+from broker.ops.tracing import TRACING
 from broker.sessions.manager import company_index
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class Reloader:
                 )
             if config.sessions.cache_ttl != holder.current.config.sessions.cache_ttl:
                 log.warning("sessions.cache_ttl changed: the running cache is kept until a restart")
-            await gateway.upstreams.start()
+            await gateway.upstreams.start(self._app[TRACING].client_hooks)
             previous = holder.swap(gateway)
             self._restart_key_refresher(gateway)
             self._retire(previous)

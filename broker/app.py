@@ -1,7 +1,8 @@
 """Wiring only: build the gateway's dependencies from a config and register handlers and middleware.
 
-Middleware order: request id first (so every error carries one), metrics (so translated errors are
-counted with their final status), then error translation.
+Middleware order: request id first (so every error carries one), the request's span when tracing is on
+(so every later line carries its trace id), metrics (so translated errors are counted with their final
+status), then error translation.
 Handler order: the broker's own ``/.auth/*`` paths, then the proxy catch-all.
 A config reload (``reload.py``) swaps the per-config ``Gateway``; ``Services`` live as long as the app.
 """
@@ -29,11 +30,17 @@ from broker.http import paths
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.headers import IdentityHeaders
 from broker.identity.refresh import SessionRefresher
-from broker.middleware import accounting_middleware, error_middleware, request_id_middleware
+from broker.middleware import (
+    accounting_middleware,
+    error_middleware,
+    request_id_middleware,
+    tracing_middleware,
+)
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.ops.metrics import METRICS, Metrics
 from broker.ops.tasks import cancel_and_wait
+from broker.ops.tracing import TRACING, SpanExporter, Tracing
 from broker.proxy import forward
 from broker.proxy.boundary import Forwarding, HeaderFilter
 from broker.proxy.forwarded import parse_networks
@@ -228,20 +235,32 @@ def create_app(
     config_path: Path | None = None,
     environ: Mapping[str, str] | None = None,
     watch_interval: float = DEFAULT_WATCH_INTERVAL,
+    span_exporter: SpanExporter | None = None,
 ) -> web.Application:
     """The gateway as an aiohttp application (started by ``web.AppRunner`` or ``web.run_app``).
 
     With ``config_path`` the config is reloaded when the file changes (and on ``reload_config``, which
     SIGHUP triggers in ``broker run``); ``environ`` resolves its ``${VAR}`` references (default: the
-    process environment).
+    process environment). ``span_exporter`` receives the spans instead of OTLP (tests), when tracing is on.
     """
     source = str(config_path) if config_path is not None else ""
     prepared = prepare(config, base_dir, source)
+    # Built once per app (a change of ``tracing:`` takes a restart, like the session store).
+    tracing = Tracing(
+        config.tracing.enabled,
+        otlp_endpoint=config.tracing.otlp_endpoint,
+        sample_ratio=config.tracing.sample_ratio,
+        service_name=config.tracing.service_name,
+        exporter=span_exporter,
+    )
+    traced = [tracing_middleware(tracing)] if tracing.tracer is not None else []  # off: not even a check
     app = web.Application(
-        middlewares=[request_id_middleware, accounting_middleware, error_middleware], client_max_size=1024**2
+        middlewares=[request_id_middleware, *traced, accounting_middleware, error_middleware],
+        client_max_size=1024**2,
     )
     metrics = Metrics()
     app[METRICS] = metrics
+    app[TRACING] = tracing
 
     async def dependencies(app: web.Application) -> AsyncIterator[None]:
         # No cookie jar on any client: the broker must never carry one user's cookies to another.
@@ -264,7 +283,7 @@ def create_app(
             if cache is not None
             else None
         )
-        await prepared.upstreams.start()
+        await prepared.upstreams.start(tracing.client_hooks)
         app[GATEWAY] = GatewayHolder(build_gateway(prepared, services))
         reloader = Reloader(
             app,
@@ -281,6 +300,7 @@ def create_app(
         await app[GATEWAY].current.upstreams.close()
         await idp_http.close()
         await services.store.close()
+        tracing.shutdown()
 
     app.cleanup_ctx.append(dependencies)
     add_routes(app)

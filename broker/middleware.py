@@ -1,4 +1,5 @@
-"""Request middleware: a request id on every request, and errors turned into clear pages or JSON.
+"""Request middleware: a request id on every request, errors turned into clear pages or JSON, every
+request counted and logged, and (``tracing.enabled``) traced.
 
 No exception ever reaches the user as a stack trace: known broker errors map to explained 4xx/5xx
 answers, anything else is logged with its traceback server-side and answered with a plain 500.
@@ -12,7 +13,7 @@ import secrets
 import time
 
 from aiohttp import HttpVersion10, web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
 from broker.gateway import gateway_of
@@ -24,8 +25,10 @@ from broker.http.responses import (
     error_response,
     request_id_of,
 )
-from broker.ops.events import access_log, current_request_id, log_access
+from broker.ops.events import access_log, current_request_id, current_trace_id, log_access
 from broker.ops.metrics import METRICS
+from broker.ops.tracing import Tracing, trace_id_of
+from broker.proxy.forwarded import is_trusted
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +137,56 @@ def _log_access(request: web.Request, status: int, elapsed: float, route: str) -
         session.user_key if session is not None else None,
         session.login_code if session is not None else None,
     )
+
+
+# Method names a span may carry (RFC 9110's and WebDAV's); any other is "HTTP": span names stay few.
+_SPAN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "PROPFIND", "MKCOL"}
+)
+
+
+def tracing_middleware(tracing: Tracing) -> Middleware:
+    """One server span per request (added only when tracing is on): named ``METHOD route``, with the route,
+    company and decision, the status; its trace id on every log line of the request (``trace_id``)."""
+    from opentelemetry import propagate, trace  # imported only when tracing is on
+
+    tracer = tracing.tracer
+    assert tracer is not None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A client's traceparent is continued only from a trusted proxy (``server.trusted_proxies``), as
+        # X-Forwarded-For is: anyone else could pick our trace ids or force every request to be sampled.
+        gateway = gateway_of(request)
+        trusted = gateway.forwarding.trusted
+        parent = propagate.extract(request.headers) if is_trusted(request.remote, trusted) else None
+        method = request.method if request.method in _SPAN_METHODS else "HTTP"
+        with (
+            tracing.serving(),
+            tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span,
+        ):
+            token = current_trace_id.set(trace_id_of(span))
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                current_trace_id.reset(token)
+                route = request.get(ROUTE_LABEL_KEY, "broker")
+                session = request.get(SESSION_KEY)
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.request.method", method)
+                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("broker.route", route)
+                # The company: the session's, else a login page's code (only a configured one: bounded).
+                company = session.login_code if session is not None else request.match_info.get("code", "")
+                if company in gateway.config.tenants:
+                    span.set_attribute("broker.company", company)
+                if status >= 500:
+                    span.set_status(trace.StatusCode.ERROR)
+
+    return middleware

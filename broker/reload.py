@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from broker.gateway import GATEWAY, Gateway
 from broker.oidc.verifier import source_of
 from broker.ops.metrics import METRICS
 from broker.ops.tasks import cancel_and_wait, sleep_unless
+from broker.ops.tracing import TRACING
 from broker.sessions.manager import company_index
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ class Reloader:
                 for problem in exc.problems:
                     log.error("config reload refused: %s", problem)
                 log.error("keeping the running config (%d problem(s) in %s)", len(exc.problems), self._path)
-                metrics.config_reloads.labels("error").inc()
+                metrics.reload_done(False, time.time())
                 return False
             holder = self._app[GATEWAY]
             if config.sessions.store != holder.current.config.sessions.store:
@@ -105,11 +107,11 @@ class Reloader:
                 )
             if config.sessions.cache_ttl != holder.current.config.sessions.cache_ttl:
                 log.warning("sessions.cache_ttl changed: the running cache is kept until a restart")
-            await gateway.upstreams.start()
+            await gateway.upstreams.start(self._app[TRACING].client_hooks)
             previous = holder.swap(gateway)
             self._restart_key_refresher(gateway)
             self._retire(previous)
-            metrics.config_reloads.labels("ok").inc()
+            metrics.reload_done(True, time.time())
             log.info("config reloaded", extra={"generation": holder.generation, "file": str(self._path)})
             return True
 

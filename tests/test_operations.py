@@ -101,11 +101,13 @@ async def test_metrics_count_requests_logins_upstream_errors_and_sessions(
         finally:
             await runner.cleanup()
         assert 'broker_logins_total{aadsts="",company="contoso",result="success"} 2.0' in text
-        assert 'broker_requests_total{route="127.0.0.1/",status="200"}' in text
-        assert 'broker_requests_total{route="127.0.0.1/dead/",status="502"} 1.0' in text
+        assert 'broker_http_requests_total{code="200",route="127.0.0.1/"}' in text
+        assert 'broker_http_requests_total{code="502",route="127.0.0.1/dead/"} 1.0' in text
         assert 'broker_upstream_errors_total{kind="unreachable",route="127.0.0.1/dead/"} 1.0' in text
         assert 'broker_active_sessions{company="contoso"} 2.0' in text
-        assert "broker_request_seconds_bucket{" in text
+        assert 'broker_http_request_duration_seconds_bucket{code="200",le="0.001",route="127.0.0.1/"}' in text
+        assert 'broker_build_info{version="' in text and "process_resident_memory_bytes " in text
+        assert "broker_config_last_reload_successful 1.0" in text
 
 
 @pytest.fixture
@@ -172,7 +174,7 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
                         assert resp.status == 200
                 async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
                     metrics = await resp.text()
-                assert "broker_requests_total{route=" in metrics
+                assert "broker_http_requests_total{code=" in metrics
 
                 proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
                 await asyncio.sleep(0.5)

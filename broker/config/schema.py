@@ -37,6 +37,13 @@ DEFAULT_SCOPES = ("openid", "profile", "email", "offline_access")
 DEFAULT_COOKIE_NAME = "__Host-broker"
 DEFAULT_IDLE_TIMEOUT = 8 * 3600.0
 DEFAULT_LIFETIME = 24 * 3600.0
+# Tracing is off unless asked for: when off no span object is ever made (the hot path pays nothing).
+DEFAULT_TRACING_ENABLED = False
+DEFAULT_TRACING_OTLP_ENDPOINT: str | None = (
+    None  # None: the OTEL_EXPORTER_OTLP_* variables, else localhost:4318
+)
+DEFAULT_TRACING_SAMPLE_RATIO = 1.0
+DEFAULT_TRACING_SERVICE_NAME = "entra-broker"
 DEFAULT_REFRESH_BEFORE = 300.0
 DEFAULT_SESSION_CACHE_TTL = 10.0
 DEFAULT_SESSION_SECRET_KEYS: tuple[str, ...] = ()  # none: a random per-process key (memory store only)
@@ -333,6 +340,19 @@ class RouteConfig(ConfigModel):
     ] = DEFAULT_MAX_BODY
 
 
+class TracingConfig(ConfigModel):
+    """OpenTelemetry traces, exported over OTLP/HTTP: one span per request and its stages."""
+
+    enabled: Bool = DEFAULT_TRACING_ENABLED
+    otlp_endpoint: Annotated[Text, AfterValidator(formats.url("tracing.otlp_endpoint"))] | None = (
+        DEFAULT_TRACING_OTLP_ENDPOINT
+    )
+    sample_ratio: Annotated[Float, AfterValidator(formats.between(0.0, 1.0, "must be between 0 and 1"))] = (
+        DEFAULT_TRACING_SAMPLE_RATIO
+    )
+    service_name: Text = DEFAULT_TRACING_SERVICE_NAME
+
+
 class BrokerConfig(ConfigModel):
     """The whole configuration file."""
 
@@ -341,3 +361,4 @@ class BrokerConfig(ConfigModel):
     tenants: dict[str, TenantConfig]
     routes: list[RouteConfig]
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)

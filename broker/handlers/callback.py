@@ -30,6 +30,7 @@ from broker.oidc.groups import fetch_groups, has_group_overage
 from broker.oidc.verifier import source_of, verify_id_token
 from broker.ops.events import audit
 from broker.ops.metrics import METRICS
+from broker.ops.tracing import annotate
 from broker.sessions.model import LoginState, Session
 from broker.sessions.pending_logins import MAX_STATE_LENGTH
 from broker.sessions.sealing import SealKey
@@ -56,6 +57,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     if login is None:
         return _state_unusable(request)
     tenant = gw.tenant(login.login_code)
+    annotate({"broker.company": login.login_code})  # the request's span (tracing on only)
     retry = login_path(login.login_code, login.return_to)
     if binding is None or not hmac.compare_digest(binding_hash(binding), login.browser_binding):
         # Login CSRF: this state was started by another browser (e.g. an attacker's, whose Entra answer

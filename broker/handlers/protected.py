@@ -23,6 +23,7 @@ from broker.http.pages import views
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, request_id_of, wants_html
 from broker.identity.policy import decide_access
 from broker.ops.events import audit
+from broker.ops.tracing import annotate
 from broker.proxy.boundary import is_websocket_upgrade
 from broker.proxy.forward import body_too_large, declared_too_large, forward, unread_answer
 from broker.proxy.routing import AmbiguousRoute, Route, matching_path
@@ -30,6 +31,12 @@ from broker.proxy.websocket import relay
 from broker.sessions.model import Session
 
 log = logging.getLogger(__name__)
+
+# The access decision, as the request's span records it (tracing on only).
+DECISION_PUBLIC = {"broker.decision": "public"}
+DECISION_LOGIN_REQUIRED = {"broker.decision": "login_required"}
+DECISION_ALLOWED = {"broker.decision": "allowed"}
+DECISION_DENIED = {"broker.decision": "denied"}
 
 
 async def handle(request: web.Request) -> web.StreamResponse:
@@ -61,9 +68,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if not anonymous_ok or mode == "optional":
         session = await current_session(gw, request)
     if session is None and mode == "enforce" and not anonymous_ok:
+        annotate(DECISION_LOGIN_REQUIRED)
         return unread_answer(request, _login_required(request, route, upgrade))
     if session is not None and not anonymous_ok:
         decision = decide_access(route, session)
+        annotate(DECISION_ALLOWED if decision.allowed else DECISION_DENIED)
         if not decision.allowed:
             audit(
                 "access_denied",
@@ -73,6 +82,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 route=route.label,
             )
             return unread_answer(request, _forbidden(request, session, decision.reason))
+    elif anonymous_ok:
+        annotate(DECISION_PUBLIC)
     if declared_too_large(request, route):
         return body_too_large(request, route)
     if upgrade and not route.config.websockets:

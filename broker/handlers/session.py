@@ -6,6 +6,7 @@ from aiohttp import web
 
 from broker.gateway import Gateway
 from broker.http.responses import SESSION_KEY
+from broker.ops.tracing import span
 from broker.sessions.model import Session
 
 
@@ -19,13 +20,17 @@ async def current_session(gateway: Gateway, request: web.Request) -> Session | N
         return request[SESSION_KEY]
     ticket = gateway.cookie.read(request)
     now = gateway.clock()
-    loaded = await gateway.sessions.load(ticket, now) if ticket else None
+    loaded = None
+    if ticket:
+        with span("session.load"):
+            loaded = await gateway.sessions.load(ticket, now)
     session: Session | None = None
     if loaded is not None:
         stored, session = loaded
         if session.login_code not in gateway.config.tenants:
             session = None
         elif gateway.refresher.due(session, now):
-            session = await gateway.refresher.ensure_fresh(stored, session, now)
+            with span("session.refresh"):
+                session = await gateway.refresher.ensure_fresh(stored, session, now)
     request[SESSION_KEY] = session
     return session

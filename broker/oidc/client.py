@@ -21,6 +21,7 @@ from broker.config.schema import TenantConfig
 from broker.errors import IdentityProviderRejected, IdentityProviderUnavailable
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import ProviderMetadata
+from broker.ops.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ async def redeem_code(
         "code_verifier": code_verifier,
         "scope": " ".join(tenant.scopes),
     }
-    return await _token_request(http, metadata, credential, form, now)
+    with span("oidc.redeem_code"):
+        return await _token_request(http, metadata, credential, form, now)
 
 
 async def refresh_tokens(
@@ -189,4 +191,5 @@ async def refresh_tokens(
 ) -> TokenResponse:
     """Redeem a refresh token; Entra answers with new tokens and a new (rotated) refresh token."""
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "scope": " ".join(tenant.scopes)}
-    return await _token_request(http, metadata, credential, form, now)
+    with span("oidc.refresh_tokens"):
+        return await _token_request(http, metadata, credential, form, now)

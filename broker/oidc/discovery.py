@@ -32,6 +32,7 @@ import jwt
 from broker.config.schema import MULTI_TENANT_IDS
 from broker.errors import IdentityProviderUnavailable, InvalidToken
 from broker.oidc.tokens import check_signing_jwk
+from broker.ops.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,8 @@ class DiscoveryCache:
         metadata = await self.metadata(source, max_age=max_age)
         async with cache.lock:
             try:
-                fetched = parse_jwks(await self._get_json(metadata.jwks_uri))
+                with span("oidc.jwks_fetch"):
+                    fetched = parse_jwks(await self._get_json(metadata.jwks_uri))
                 if not fetched:
                     raise IdentityProviderUnavailable("JWKS has no usable RS256 keys")
                 cache.keys, cache.keys_at = fetched, self._clock()

@@ -13,6 +13,8 @@ from contextvars import ContextVar
 
 # The request being handled by this task: set by the request-id middleware, read by every log line.
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+# Its W3C trace id when tracing is on (set by the tracing middleware; empty otherwise), on every log line.
+current_trace_id: ContextVar[str] = ContextVar("current_trace_id", default="")
 audit_log = logging.getLogger("broker.audit")
 access_log = logging.getLogger("broker.access")
 
@@ -61,6 +63,9 @@ def access_record(
     request_id = current_request_id.get()
     if request_id:
         fields["request_id"] = request_id
+    trace_id = current_trace_id.get()
+    if trace_id:
+        fields["trace_id"] = trace_id
     fields.update(
         event="access",
         method=method,

@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
-from broker.ops.events import current_request_id
+from broker.ops.events import current_request_id, current_trace_id
 
 DEFAULT_QUEUE_SIZE = 10_000
 # When the listener finds the queue empty, it writes what it has formatted, then waits this long before
@@ -79,6 +79,9 @@ class JsonFormatter(_LibraryJsonFormatter):
         request_id = record.__dict__.get("request_id") or current_request_id.get()
         if request_id:
             log_data["request_id"] = request_id
+        trace_id = record.__dict__.get("trace_id") or current_trace_id.get()
+        if trace_id:
+            log_data["trace_id"] = trace_id
         reserved = self.reserved_attrs
         for key, value in record.__dict__.items():
             if key not in reserved and not key.startswith("_"):
@@ -121,6 +124,10 @@ class RequestQueueHandler(QueueHandler):
             request_id = current_request_id.get()
             if request_id:
                 record.request_id = request_id
+        if "trace_id" not in record.__dict__:
+            trace_id = current_trace_id.get()
+            if trace_id:
+                record.trace_id = trace_id
         return record
 
     def handle(self, record: logging.LogRecord) -> bool:

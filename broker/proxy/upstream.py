@@ -118,10 +118,12 @@ class UpstreamClients:
         context = self._contexts[key.tls] if key.tls is not None else True
         return aiohttp.TCPConnector(limit=self._pool_size, keepalive_timeout=key.idle_timeout, ssl=context)
 
-    async def start(self) -> None:
-        """Open one session per pool (inside the running event loop)."""
+    async def start(self, hooks: Sequence[aiohttp.TraceConfig] = ()) -> None:
+        """Open one session per pool (inside the running event loop); ``hooks`` trace its requests
+        (the upstream call's span and W3C ``traceparent``, when tracing is on)."""
         for key in dict.fromkeys(self._keys):
             self._sessions[key] = aiohttp.ClientSession(
+                trace_configs=list(hooks) or None,
                 connector=self._connector(key),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,

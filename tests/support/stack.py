@@ -25,6 +25,7 @@ from broker.app import create_app
 from broker.config.load import load_config_text
 from broker.config.validate import decode_secret_key
 from broker.identity.assertion import generate_es256_pem
+from broker.ops.tracing import SpanExporter
 from broker.sessions.sealing import ServerKeys
 from demo import create_demo_app
 from devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app
@@ -294,6 +295,8 @@ async def running_stack(
     sessions: dict[str, Any] | None = None,
     routes_extra: list[dict[str, Any]] | None = None,
     server: dict[str, Any] | None = None,
+    tracing: dict[str, Any] | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> AsyncIterator[Stack]:
     """Start dev IdP, backend and gateway on ports held until the end; stop them afterwards.
 
@@ -303,7 +306,8 @@ async def running_stack(
     ``gateways`` > 1 starts replicas sharing the config and the store (``stack.gateway_urls``); ``clock``
     drives the gateways and the dev IdP alike; ``sessions`` overrides keys of the sessions section.
     ``routes_extra`` are appended to the routes (``{backend_url}`` in an ``upstream`` becomes the whoami
-    backend's URL); ``server`` overrides keys of the server section.
+    backend's URL); ``server`` overrides keys of the server section; ``tracing`` is the tracing section,
+    its spans handed to ``span_exporter``.
     """
     with ExitStack() as held:
         # Every port is bound now and held until ``held`` closes (after the servers stopped): the gateway's
@@ -325,6 +329,8 @@ async def running_stack(
                 )
         raw["sessions"].update(sessions or {})
         raw["server"].update(server or {})
+        if tracing is not None:
+            raw["tracing"] = tracing
         for extra in routes_extra or []:
             upstream = str(extra["upstream"]).replace("{backend_url}", backend_url)
             raw["routes"].append({**extra, "upstream": upstream})
@@ -356,6 +362,7 @@ async def running_stack(
                     config_path=tmp_path / "gateway.yaml",
                     environ=monkey_env,
                     watch_interval=0.1,
+                    span_exporter=span_exporter,
                 )
                 stack.runners.append(await serve(app, port))
             yield stack

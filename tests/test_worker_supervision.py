@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from demo import create_demo_app
 from tests.support.broker_run import BrokerRun, broker_config
@@ -152,3 +153,31 @@ async def test_workers_that_keep_dying_at_start_up_make_the_parent_give_up(
     assert "workers keep dying before they serve: giving up" in messages
     assert sum(m.startswith("worker failed: [Errno 98]") for m in messages) >= 5
     assert sum(m == "worker exited with status 1; replacing it" for m in messages) >= 4
+
+
+async def test_a_replacement_worker_serves_the_reloaded_config(
+    tmp_path: Path, backend: str, redis_url: str
+) -> None:
+    """After a reload, a worker that replaces a dead one serves the reloaded config, not the one the parent
+    started with (which would bring a removed route, or an old policy, back on a share of connections)."""
+    with reserved_port() as port:
+        config = broker_config(tmp_path, backend, f"{HOST}:{port}", redis_url, workers=2)
+        broker = BrokerRun(config, tmp_path / "broker.log")
+        base = f"http://{HOST}:{port}"
+        broker.start()
+        try:
+            await broker.wait_for_record("gateway listening", 2)
+            await broker.serving(base)
+            raw = yaml.safe_load(config.read_text())
+            raw["routes"][0]["path"] = "/moved/"  # "/" is no longer routed: 404 there once reloaded
+            config.write_text(yaml.safe_dump(raw))
+            assert broker.proc is not None
+            broker.proc.send_signal(signal.SIGHUP)
+            await broker.wait_for_record("config reloaded", 2)
+            assert await answers(base) == [404] * 10
+            os.kill(worker_pids(broker)[0], signal.SIGKILL)
+            await broker.wait_for_record("gateway listening", 3)
+            assert await answers(base, 20) == [404] * 20
+            assert await broker.terminate() == 0
+        finally:
+            broker.kill()

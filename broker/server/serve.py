@@ -28,7 +28,9 @@ from prometheus_client import Counter
 from prometheus_client.multiprocess import mark_process_dead
 
 from broker.app import create_app
+from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
+from broker.errors import ConfigError
 from broker.grammar.host import split_listen
 from broker.ops.logging import LogPipeline
 from broker.ops.metrics import METRICS, metrics_app
@@ -159,6 +161,21 @@ def raise_open_files_limit(max_connections: int) -> None:
         )
 
 
+def config_at_worker_start(config_path: Path, started_with: BrokerConfig) -> BrokerConfig:
+    """What a (re)spawned worker serves: the file as it is now, so that a worker replacing a dead one does
+    not bring back the config the parent started with after the others reloaded a newer one. When the file
+    is broken now, the config the gateway started with (the last one this process validated)."""
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        log.warning(
+            "the config file is broken at worker start: serving the config the gateway started with (%d "
+            "problem(s))",
+            len(exc.problems),
+        )
+        return started_with
+
+
 def _worker_body(
     config: BrokerConfig, config_path: Path, listen: str, logs: LogPipeline | None
 ) -> WorkerBody:
@@ -167,7 +184,8 @@ def _worker_body(
             logs.restart_after_fork()  # the parent's log thread did not survive the fork
         code = 0
         try:
-            _run_worker(config, config_path, listen, reuse_port=True, heartbeat_fd=heartbeat_fd)
+            current = config_at_worker_start(config_path, config)
+            _run_worker(current, config_path, listen, reuse_port=True, heartbeat_fd=heartbeat_fd)
         except OSError as exc:  # e.g. the port is taken: one clear line, the supervisor counts it
             log.error(f"worker failed: {exc}")
             code = 1

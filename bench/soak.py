@@ -1,11 +1,11 @@
-"""Soak: the bounded-load scenario of tests/test_bounded_load.py for minutes, gateways as real processes.
+"""Soak: the bounded-load scenario of tests/scenarios/test_bounded_load.py for minutes, gateways as processes.
 
 Starts on free loopback ports: a throw-away redis-server, the dev IdP (Contoso and Fabrikam with ``--users``
 generated users) and the whoami backend in this process, and ``--gateways`` replicas of ``broker run``
 (one process each, uvloop, JSON logs to files in a temp dir) sharing one config and the Redis store. Then
 every simulated user logs in through the real flow and browses, alternating replicas, checking the
 identity of every proxied answer and that a signed-out cookie opens nothing on any replica (the scenario
-is tests/support/load_scenario.py). Prints progress every 10 s and a summary: requests, errors, wrong
+is tests/scenarios/load_scenario.py). Prints progress every 10 s and a summary: requests, errors, wrong
 identities, stale sessions, logins, req/s, p50/p99, and each gateway's RSS at start and end. Stops
 everything it started (by PID, also on Ctrl-C); exits 1 if anything deviated.
 
@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 from broker.identity.assertion import generate_es256_pem  # noqa: E402
 from demo import create_demo_app  # noqa: E402
 from devidp import create_devidp_app  # noqa: E402
-from tests.support.load_scenario import (  # noqa: E402
+from tests.scenarios.load_scenario import (  # noqa: E402
     CONTOSO_ROLES,
     LoadUser,
     Tally,

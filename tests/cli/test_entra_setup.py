@@ -10,7 +10,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from broker.cli.main import main as broker_cli
-from tests.support.certs import make_certificate
+from tests.support.certs import ClientCertificate
 
 CONFIG = """
 server: {public_url: "https://gw.example.com"}
@@ -44,9 +44,9 @@ routes:
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     (tmp_path / "key.pem").write_text("unused by entra-setup")
-    key, cert = make_certificate()
-    (tmp_path / "fab.key").write_bytes(key)
-    (tmp_path / "fab.crt").write_bytes(cert)
+    cert = ClientCertificate.generate()
+    (tmp_path / "fab.key").write_bytes(cert.key_pem)
+    (tmp_path / "fab.crt").write_bytes(cert.certificate_pem)
     (tmp_path / "broker.yaml").write_text(CONFIG)
     return tmp_path / "broker.yaml"
 

@@ -9,8 +9,8 @@ from contextlib import AbstractAsyncContextManager
 import pytest
 
 from devidp import DevIdpConfig, SigningKeys
-from tests.devidp.certs import ClientCertificate
 from tests.devidp.harness import DevIdpHarness, FakeClock, make_config, running_devidp
+from tests.support.certs import ClientCertificate
 
 Starter = Callable[[DevIdpConfig], AbstractAsyncContextManager[DevIdpHarness]]
 

@@ -10,7 +10,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import hashes
 
-from tests.devidp.certs import ClientCertificate, assertion_form
 from tests.devidp.conftest import Starter
 from tests.devidp.harness import (
     CONTOSO_CLIENT,
@@ -24,6 +23,7 @@ from tests.devidp.harness import (
     make_config,
     verify_id_token,
 )
+from tests.support.certs import ClientCertificate, assertion_form
 
 
 @pytest.fixture

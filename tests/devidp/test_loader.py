@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from devidp import DevIdpConfigError, load_devidp_config
-from tests.devidp.certs import ClientCertificate
+from tests.support.certs import ClientCertificate
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "config" / "devidp.yaml"
 

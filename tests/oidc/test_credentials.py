@@ -11,14 +11,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from broker.oidc.credentials import ASSERTION_TYPE, CertificateCredential, SecretCredential
-from tests.support.certs import make_certificate
+from tests.support.certs import ClientCertificate
 
 CLIENT = "6a4f3e2d-1c0b-4a9f-8e7d-6c5b4a3f2e1d"
 TOKEN_URL = "https://login.example/3f2a9c4e-6b1d-4e8a-9c57-0d1e2f3a4b5c/oauth2/v2.0/token"
 
 
 def test_certificate_assertion_matches_entra_rules() -> None:
-    key_pem, cert_pem = make_certificate()
+    generated = ClientCertificate.generate()
+    key_pem, cert_pem = generated.key_pem, generated.certificate_pem
     credential = CertificateCredential.load(CLIENT, key_pem, cert_pem)
     form: dict[str, str] = {}
     now = time.time()
@@ -39,8 +40,8 @@ def test_certificate_assertion_matches_entra_rules() -> None:
 
 
 def test_key_that_does_not_match_the_certificate_is_refused() -> None:
-    key_pem, _ = make_certificate()
-    _, other_cert = make_certificate()
+    key_pem = ClientCertificate.generate().key_pem
+    other_cert = ClientCertificate.generate().certificate_pem
     with pytest.raises(ValueError, match="does not match"):
         CertificateCredential.load(CLIENT, key_pem, other_cert)
 

@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from broker.errors import ConfigError
+from tests.support.certs import TestCA
 from tests.support.stack import running_stack
-from tests.support.upstreams import Recorder, TestCA, recording_app, serve_on, server_context
+from tests.support.upstreams import Recorder, recording_app, serve_on, server_context
 
 JSON = {"Accept": "application/json"}
 

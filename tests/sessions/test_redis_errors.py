@@ -2,8 +2,8 @@
 failure (``SessionStoreUnavailable``, a 503), never a 500; cancellation passes; reads retry once.
 
 The real faults (a Cluster or Sentinel master killed, Redis stopped) are in
-``tests/test_store_failover_under_traffic.py``; here each exception class redis-py defines is raised by a
-stand-in command, in the HTTPX style, so a class added by a redis-py upgrade is covered too.
+``tests/scenarios/test_store_failover_under_traffic.py``; here each exception class redis-py defines is
+raised by a stand-in command, in the HTTPX style, so a class added by a redis-py upgrade is covered too.
 """
 
 from __future__ import annotations

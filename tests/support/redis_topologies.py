@@ -8,8 +8,6 @@ logs of the processes involved, so a broken start-up says why instead of hanging
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import time
@@ -19,14 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from broker.sessions.redis_url import TlsFiles
+from tests.support.certs import TestCA
 from tests.support.ports import PortTaken, on_some_port, says_port_taken
 from tests.support.servers import redis_answers_as
 
@@ -412,77 +407,18 @@ class TlsMaterial:
     other_ca: Path
 
 
-Key = ec.EllipticCurvePrivateKey  # P-256: generated in a millisecond, unlike RSA
-
-
-def _issue(
-    cn: str, key: Key, issuer: tuple[Key, x509.Name] | None, *exts: x509.ExtensionType
-) -> x509.Certificate:
-    """A 2-day certificate for ``key``; self-signed when ``issuer`` is None.
-
-    Carries the extensions strict X.509 verification expects (Python 3.13 turns it on by default).
-    """
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    signer, issuer_name = issuer or (key, subject)
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-    )
-    for ext in exts:
-        builder = builder.add_extension(ext, critical=isinstance(ext, x509.BasicConstraints | x509.KeyUsage))
-    return builder.sign(signer, hashes.SHA256())
-
-
-def _usage(*, sign_certs: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(not sign_certs, False, False, False, False, sign_certs, sign_certs, False, False)
-
-
-def _ca(cn: str) -> tuple[Key, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    return key, _issue(cn, key, None, x509.BasicConstraints(True, 0), _usage(sign_certs=True))
-
-
-def _leaf(
-    ca: tuple[Key, x509.Certificate], cn: str, *exts: x509.ExtensionType
-) -> tuple[Key, x509.Certificate]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    not_ca = x509.BasicConstraints(False, None)
-    return key, _issue(cn, key, (ca[0], ca[1].subject), not_ca, _usage(sign_certs=False), *exts)
-
-
 def make_tls_material(workdir: Path) -> TlsMaterial:
     """A throw-away CA, a server certificate for 127.0.0.1/localhost, a client certificate, another CA."""
-    ca = _ca("entra-broker test CA")
-    san = x509.SubjectAlternativeName(
-        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-    )
-    server = _leaf(ca, "127.0.0.1", san, x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]))
-    client = _leaf(ca, "entra-broker gateway", x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]))
-    pem = serialization.Encoding.PEM
-
-    def write(name: str, item: Key | x509.Certificate) -> Path:
-        if isinstance(item, x509.Certificate):
-            data = item.public_bytes(pem)
-        else:
-            data = item.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        (workdir / name).write_bytes(data)
-        return workdir / name
-
+    ca = TestCA(workdir, "entra-broker test CA")
+    server = ca.issue("127.0.0.1")
+    client = ca.issue("entra-broker gateway", client=True)
     return TlsMaterial(
-        ca=write("ca.pem", ca[1]),
-        server_cert=write("server.pem", server[1]),
-        server_key=write("server.key", server[0]),
-        client_cert=write("client.pem", client[1]),
-        client_key=write("client.key", client[0]),
-        other_ca=write("other-ca.pem", _ca("an unrelated CA")[1]),
+        ca=ca.files.cert_file,
+        server_cert=server.cert_file,
+        server_key=server.key_file,
+        client_cert=client.cert_file,
+        client_key=client.key_file,
+        other_ca=TestCA(workdir, "an unrelated CA").files.cert_file,
     )
 
 

@@ -1,5 +1,5 @@
 """Real upstreams for the proxy tests: a recording HTTP/WebSocket app, served over TCP, TLS or a unix socket,
-and a throw-away certificate authority to make TLS servers and clients with.
+and the TLS server context for certificates of ``tests.support.certs.TestCA``.
 
 The recording app answers with what it received (as JSON) and keeps every request in a ``Recorder``, so a
 test can check what reached the upstream, including requests that a client never saw an answer to.
@@ -8,19 +8,14 @@ test can check what reached the upstream, including requests that a client never
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import ClientError, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.support.certs import Issued, TestCA
 
 CHUNK = 64 * 1024
 FIXED_BODY = b"x" * 1000
@@ -215,79 +210,6 @@ async def serve_on(
     await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context).start()
     port = runner.addresses[0][1]
     return runner, f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
-
-
-@dataclass(frozen=True)
-class Issued:
-    """A key and certificate written as PEM files."""
-
-    key_file: Path
-    cert_file: Path
-
-
-def _write(directory: Path, name: str, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> Issued:
-    key_file, cert_file = directory / f"{name}.key", directory / f"{name}.crt"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return Issued(key_file, cert_file)
-
-
-class TestCA:
-    """A throw-away certificate authority that issues server and client certificates (P-256)."""
-
-    __test__ = False  # not a test class, whatever pytest thinks of the name
-
-    def __init__(self, directory: Path, name: str = "Broker Test CA") -> None:
-        self.directory = directory
-        self.name = name
-        self._key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        self._cert = (
-            self._builder(subject, self._key.public_key())
-            .issuer_name(subject)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        self.files = _write(directory, name.replace(" ", "-").lower(), self._key, self._cert)
-
-    @staticmethod
-    def _builder(subject: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-        now = datetime.datetime.now(datetime.UTC)
-        return (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .public_key(public_key)
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-
-    def issue(self, common_name: str, *, client: bool = False) -> Issued:
-        """A leaf certificate: for 127.0.0.1 and localhost (server) or for a client (mutual TLS)."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-        builder = (
-            self._builder(subject, key.public_key())
-            .issuer_name(self._cert.subject)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        )
-        if not client:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-                ),
-                critical=False,
-            )
-        return _write(self.directory, common_name, key, builder.sign(self._key, hashes.SHA256()))
 
 
 def server_context(server: Issued, client_ca: TestCA | None = None) -> ssl.SSLContext:

@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 from yarl import URL
 
-from tests.support.load_scenario import CONTOSO_ROLES, COOKIE_NAME, load_directory, run_load
+from tests.scenarios.load_scenario import CONTOSO_ROLES, COOKIE_NAME, load_directory, run_load
 from tests.support.stack import running_stack
 
 USERS = 50

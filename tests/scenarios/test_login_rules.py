@@ -19,7 +19,7 @@ import pytest
 from yarl import URL
 
 from devidp import DevIdpConfig
-from tests.support.certs import make_certificate
+from tests.support.certs import ClientCertificate
 from tests.support.html import forms
 from tests.support.stack import (
     ADELE,
@@ -135,11 +135,11 @@ async def test_token_endpoint_errors_are_explained(tmp_path: Path, code: int, ad
 @asynccontextmanager
 async def certificate_stack(tmp_path: Path, *, registered_elsewhere: bool) -> AsyncIterator[Stack]:
     """Contoso authenticates with a certificate; the dev IdP has that one registered, or another one."""
-    key_pem, cert_pem = make_certificate()
-    (tmp_path / "key.pem").write_bytes(key_pem)
-    (tmp_path / "cert.pem").write_bytes(cert_pem)
-    registered = make_certificate()[1] if registered_elsewhere else cert_pem
-    idp = with_contoso_client(client_secret="", certificate_pem=registered.decode())
+    cert = ClientCertificate.generate()
+    (tmp_path / "key.pem").write_bytes(cert.key_pem)
+    (tmp_path / "cert.pem").write_bytes(cert.certificate_pem)
+    registered = ClientCertificate.generate() if registered_elsewhere else cert
+    idp = with_contoso_client(client_secret="", certificate_pem=registered.pem)
     contoso = {"client_secret": None, "certificate": {"key_file": "key.pem", "cert_file": "cert.pem"}}
     async with running_stack("memory", tmp_path, {}, idp_config=idp, contoso=contoso) as stack:
         yield stack

@@ -1,8 +1,8 @@
 """The product as a person sees it: headless Chromium through company page, dev IdP, callback and logout.
 
-The same flows as ``tests/test_login_flow.py``, but with a real browser: redirects, the IdP's auto-submitted
-form_post, cookies, ``<details>`` and form labels behave as they do for users. Screenshots of the key
-steps land in ``test-artifacts/browser/``.
+The same flows as ``tests/scenarios/test_login_flow.py``, but with a real browser: redirects, the IdP's
+auto-submitted form_post, cookies, ``<details>`` and form labels behave as they do for users. Screenshots of
+the key steps land in ``test-artifacts/browser/``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from playwright.async_api import Page, expect
 from yarl import URL
 
-from tests.browser.conftest import Tab
+from tests.scenarios.browser.conftest import Tab
 from tests.support.stack import ADELE, MEGAN, Stack
 
 # The module's tests share one browser, so they share its event loop (see conftest.py).

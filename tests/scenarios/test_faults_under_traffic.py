@@ -165,7 +165,7 @@ async def test_redis_too_slow_under_traffic_gives_503_within_the_client_timeout(
     """Redis is SIGSTOPped: its port still accepts connections but nothing answers. Each store operation
     gives up at ``sessions.store_timeout`` (default 2 s, ``broker/sessions/redis_errors.py``) and the
     request answers 503 ``session_store_unavailable``, so no request hangs; after SIGCONT the same cookies
-    work again. (A configured timeout: ``tests/test_store_failover_under_traffic.py``.)"""
+    work again. (A configured timeout: ``tests/scenarios/test_store_failover_under_traffic.py``.)"""
     bound = DEFAULT_STORE_TIMEOUT
     (tmp_path / "redis").mkdir()
     store = PersistentRedis(tmp_path / "redis")

@@ -1,10 +1,10 @@
 """Bounded load with identity checks: many simulated users log in, browse and log out across replicas.
 
-Shared by ``tests/test_bounded_load.py`` (about 30 s, inside pytest) and ``bench/soak.py`` (minutes, gateways
-as processes). Each simulated user is a browser of its own (an aiohttp cookie jar): it signs in through the
-real flow (company page -> start -> dev IdP sign-in -> form_post callback) on a random replica, then loops
-until the deadline, sending each request to the next replica in turn (one cookie serves all of them: the
-sessions live in the shared Redis):
+Shared by ``tests/scenarios/test_bounded_load.py`` (about 30 s, inside pytest), next to which it lives, and
+``bench/soak.py`` (minutes, gateways as processes). Each simulated user is a browser of its own (an aiohttp
+cookie jar): it signs in through the real flow (company page -> start -> dev IdP sign-in -> form_post
+callback) on a random replica, then loops until the deadline, sending each request to the next replica in turn
+(one cookie serves all of them: the sessions live in the shared Redis):
 
 - most requests GET a page of its company's route and check the identity the whoami backend verified
   (signed assertion: ``tid``, ``oid``, ``sub``, ``login_code``, ``roles``, ``role``, username, groups), the

@@ -13,7 +13,7 @@ import tests.support.servers as servers
 from tests.support.ports import HeldPort, PortTaken, on_some_port
 from tests.support.servers import redis_binary, start_redis, start_redis_on_some_port
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_free_port_is_gone_from_the_tests_and_the_benches() -> None:
@@ -26,7 +26,7 @@ def test_free_port_is_gone_from_the_tests_and_the_benches() -> None:
         text=True,
         check=False,
     )
-    hits = [line for line in found.stdout.splitlines() if not line.startswith("tests/test_support_ports.py")]
+    hits = [line for line in found.stdout.splitlines() if not line.startswith("tests/support/test_ports.py")]
     assert hits == [], "\n".join(hits)
 
 

@@ -24,6 +24,13 @@ import aiohttp
 from broker.sessions.manager import SESSION_PREFIX
 from broker.sessions.redis_store import KEY_PREFIX
 from broker.sessions.ticket import parse_ticket
+from tests.scenarios.test_faults_under_traffic import (
+    STORE_DOWN,
+    STORE_READERS,
+    login_start,
+    sign_in,
+    whoami_user,
+)
 from tests.support.redis_topologies import Processes, client, cluster_setup, sentinel_setup, wait_until
 from tests.support.stack import ADELE, ALEX, Stack, running_stack
 from tests.support.traffic import (
@@ -35,7 +42,6 @@ from tests.support.traffic import (
     session_cookie,
     standard_clients,
 )
-from tests.test_faults_under_traffic import STORE_DOWN, STORE_READERS, login_start, sign_in, whoami_user
 
 NO_CACHE = {"cache_ttl": "0"}
 FAILOVER_WITHIN = 20.0  # node timeout / down-after (1-2 s) + election + promotion: a few seconds here

@@ -22,9 +22,11 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.load import load_config
-from broker.config.schema import TenantConfig
+from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity.assertion import generate_es256_pem
 from broker.ops.logging import configure_logging
+from broker.server.connection_limits import GuardedTCPSite
+from broker.server.serve import serve_guarded
 from demo import create_demo_app
 from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 
@@ -33,11 +35,12 @@ DEVIDP_PUBLIC_URL = "http://localhost:9000"
 BACKEND_LISTEN = ("127.0.0.1", 9001)
 
 
-async def _serve(app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+async def serve(
+    app: web.Application, config: BrokerConfig, host: str, port: int
+) -> tuple[web.AppRunner, GuardedTCPSite]:
+    """Serve one of the demo's apps through the connection guard of ``broker run`` (header timeout,
+    connection cap, keep-alive from the gateway's config): a slow client is bounded in ``make demo`` too."""
+    return await serve_guarded(app, config, host, port)
 
 
 async def run_demo(config_path: Path, idp_config_path: Path) -> int:
@@ -52,10 +55,11 @@ async def run_demo(config_path: Path, idp_config_path: Path) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        runners.append(await _serve(create_devidp_app(idp_config, DEVIDP_PUBLIC_URL), *DEVIDP_LISTEN))
+        idp = create_devidp_app(idp_config, DEVIDP_PUBLIC_URL)
+        runners.append((await serve(idp, config, *DEVIDP_LISTEN))[0])
         backend = create_demo_app(f"http://127.0.0.1:{port}/.auth/jwks.json", public_url, None)
-        runners.append(await _serve(backend, *BACKEND_LISTEN))
-        runners.append(await _serve(create_app(config, config_path.parent), host, int(port)))
+        runners.append((await serve(backend, config, *BACKEND_LISTEN))[0])
+        runners.append((await serve(create_app(config, config_path.parent), config, host, int(port)))[0])
         _print_welcome(public_url, config.tenants, idp_config)
         await stop.wait()
         print("\nstopping ...")

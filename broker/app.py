@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -42,8 +41,7 @@ from broker.ops.metrics import METRICS, Metrics
 from broker.ops.tasks import cancel_and_wait
 from broker.ops.tracing import TRACING, SpanExporter, Tracing
 from broker.proxy import forward
-from broker.proxy.boundary import Forwarding, HeaderFilter
-from broker.proxy.forwarded import parse_networks
+from broker.proxy.boundary import UpstreamBoundary
 from broker.proxy.routing import RouteTable
 from broker.proxy.upstream import UpstreamClients
 from broker.reload import DEFAULT_WATCH_INTERVAL, RELOADER, Reloader
@@ -116,14 +114,6 @@ def server_keys(config: BrokerConfig, fallback: ServerKeys | None = None) -> Ser
     raise ConfigError([ConfigProblem("", None, "sessions.secret_keys", problem)])
 
 
-def protected_header_names(config: BrokerConfig) -> frozenset[str]:
-    """Every header the broker sets from identity: clients may never supply any of them."""
-    names = {config.signing.assertion_header}
-    for route in config.routes:
-        names |= set(route.headers)
-    return frozenset(names)
-
-
 @dataclass
 class Services:
     """What outlives a config reload: the session store, the IdP client, the key cache, the metrics."""
@@ -181,12 +171,6 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
     """A gateway for one config generation, on the shared services."""
     config = prepared.config
     cookie = CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url)
-    forwarding = Forwarding(
-        dropped=HeaderFilter.build(protected_header_names(config), config.server.strip_request_headers),
-        cookies=cookie,  # the same policy (and memo) that reads sessions strips the Cookie header
-        scheme=urlsplit(config.server.public_url).scheme,
-        trusted=parse_networks(config.server.trusted_proxies),
-    )
     signer = AssertionSigner(
         prepared.keys, config.server.public_url.rstrip("/"), config.signing.assertion_ttl
     )
@@ -221,7 +205,8 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
             services.metrics,
             config.sessions.without_refresh_token,
         ),
-        forwarding=forwarding,
+        # The same cookie policy (and memo) that reads sessions strips the upstream's Cookie header.
+        boundary=UpstreamBoundary.from_config(config, cookie),
         clock=services.clock,
     )
 

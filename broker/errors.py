@@ -13,6 +13,10 @@ so handlers only ever deal with our types and every error a user can see maps to
     │   ├── GroupsOverageError            Graph could not list a user's groups -> the sign-in is refused
     │   └── SessionEnded                  the IdP ended the session at a refresh (``invalid_grant``)
     ├── InvalidToken                an ID token failed validation (which rule, never the token itself)
+    ├── SignInRefused               a verified user the company's rules keep out (``identity/sign_in.py``)
+    │   ├── GroupsOverageRefused          too many groups for the token and ``groups_overage: deny``
+    │   ├── NoRoleAssigned                ``roles.require_role`` and the user has none
+    │   └── UserChanged                   a refreshed ID token names another user than the session's
     └── RequestBodyTooLarge         a chunked request body outgrew the route's ``max_body`` -> 413
 """
 
@@ -98,6 +102,26 @@ class GroupsOverageError(IdentityProviderError):
 
 class SessionEnded(IdentityProviderError):
     """The identity provider says this session is over (``invalid_grant`` or the user changed)."""
+
+
+class SignInRefused(BrokerError):
+    """The IdP vouched for the user, but this company's rules refuse the sign-in (or end the session)."""
+
+
+class GroupsOverageRefused(SignInRefused):
+    """The user is in more groups than a token carries, and the company does not look them up in Graph."""
+
+
+class NoRoleAssigned(SignInRefused):
+    """``roles.require_role`` is set and the user has no broker role; ``user_key`` is for the audit line."""
+
+    def __init__(self, user_key: str) -> None:
+        self.user_key = user_key
+        super().__init__("no role assigned")
+
+
+class UserChanged(SignInRefused):
+    """A refreshed ID token names another user than the session's: a refresh never switches the user."""
 
 
 class RequestBodyTooLarge(BrokerError):

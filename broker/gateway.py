@@ -25,7 +25,7 @@ from broker.identity.login_rate import LoginRateLimiter
 from broker.identity.refresh import SessionRefresher
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
-from broker.proxy.boundary import Forwarding
+from broker.proxy.boundary import UpstreamBoundary
 from broker.proxy.routing import RouteTable, split_host
 from broker.proxy.upstream import UpstreamClients
 from broker.sessions.cookie import CookiePolicy
@@ -48,7 +48,7 @@ class Gateway:
     upstreams: UpstreamClients
     credentials: dict[str, ClientCredential]
     refresher: SessionRefresher
-    forwarding: Forwarding
+    boundary: UpstreamBoundary  # what crosses to and from the upstream (proxy/boundary.py)
     clock: Callable[[], float] = time.time
 
     def tenant(self, code: str) -> TenantConfig | None:

@@ -158,7 +158,7 @@ def tracing_middleware(tracing: Tracing) -> Middleware:
         # A client's traceparent is continued only from a trusted proxy (``server.trusted_proxies``), as
         # X-Forwarded-For is: anyone else could pick our trace ids or force every request to be sampled.
         gateway = gateway_of(request)
-        trusted = gateway.forwarding.trusted
+        trusted = gateway.boundary.trusted
         parent = propagate.extract(request.headers) if is_trusted(request.remote, trusted) else None
         method = request.method if request.method in _SPAN_METHODS else "HTTP"
         with (

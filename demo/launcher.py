@@ -25,9 +25,10 @@ from aiohttp import web
 
 from broker.app import create_app
 from broker.config.load import load_config
-from broker.config.schema import TenantConfig
+from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity.assertion import generate_es256_pem
 from broker.ops.logging import configure_logging
+from broker.server.serve import serve_guarded
 from demo import create_demo_app
 from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
 
@@ -60,13 +61,15 @@ class PortBusy(Exception):
         )
 
 
-async def _serve(app: web.Application, port: DemoPort, number: int, host: str = LOOPBACK) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
+async def serve(
+    app: web.Application, config: BrokerConfig, port: DemoPort, number: int, host: str = LOOPBACK
+) -> web.AppRunner:
+    """Serve one of the demo's apps through the connection guard of ``broker run`` (header timeout,
+    connection cap, keep-alive from the gateway's config): a slow client is bounded in ``make demo`` too.
+    A taken port is one clear line (``PortBusy``), never a traceback."""
     try:
-        await web.TCPSite(runner, host, number).start()
+        runner, _site = await serve_guarded(app, config, host, number)
     except OSError as exc:
-        await runner.cleanup()
         if exc.errno == errno.EADDRINUSE:
             raise PortBusy(port, number) from None
         raise
@@ -88,11 +91,11 @@ async def run_demo(config_path: Path, idp_config_path: Path) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        runners.append(await _serve(create_devidp_app(idp_config, idp_url), IDP_PORT, idp_port))
+        runners.append(await serve(create_devidp_app(idp_config, idp_url), config, IDP_PORT, idp_port))
         backend = create_demo_app(f"http://127.0.0.1:{port}/.auth/jwks.json", public_url, None)
-        runners.append(await _serve(backend, BACKEND_PORT, backend_port))
+        runners.append(await serve(backend, config, BACKEND_PORT, backend_port))
         gateway = create_app(config, config_path.parent)
-        runners.append(await _serve(gateway, GATEWAY_PORT, int(port), host))
+        runners.append(await serve(gateway, config, GATEWAY_PORT, int(port), host))
         _print_welcome(public_url, config.tenants, idp_config, idp_url, backend_port)
         await stop.wait()
         print("\nstopping ...")

@@ -17,21 +17,24 @@ from typing import Any
 from aiohttp import web
 
 from broker.config.schema import TenantConfig
-from broker.errors import GroupsOverageError, IdentityProviderRejected, InvalidToken
+from broker.errors import (
+    GroupsOverageError,
+    GroupsOverageRefused,
+    IdentityProviderRejected,
+    InvalidToken,
+    NoRoleAssigned,
+)
 from broker.gateway import Gateway, gateway_of
 from broker.handlers.login import binding_hash, login_path
 from broker.http import paths
 from broker.http.pages import views
 from broker.http.responses import request_id_of
-from broker.identity.policy import identity_from_claims, string_list
+from broker.identity.sign_in import CompanySignIn, session_at_login
 from broker.oidc import errors as aadsts
-from broker.oidc.client import redeem_code
-from broker.oidc.groups import fetch_groups, has_group_overage
-from broker.oidc.verifier import source_of, verify_id_token
 from broker.ops.events import audit
 from broker.ops.metrics import METRICS
 from broker.ops.tracing import annotate
-from broker.sessions.model import LoginState, Session
+from broker.sessions.model import LoginState
 from broker.sessions.pending_logins import MAX_STATE_LENGTH
 from broker.sessions.sealing import SealKey
 
@@ -123,13 +126,11 @@ async def _complete(
     # the user's retry of the same callback works. A code is single-use at the IdP, so a replay of an
     # already-redeemed code fails there whatever the state says; and PKCE ties the code to this state's
     # verifier, so another login's code fails too.
-    metadata = await gw.discovery.metadata(source_of(tenant))
+    sign_in = CompanySignIn(tenant, gw.credentials[login.login_code], gw.discovery, gw.idp_http)
+    metadata = await sign_in.metadata()
     try:
-        tokens = await redeem_code(
-            gw.idp_http,
+        tokens = await sign_in.redeem_code(
             metadata,
-            tenant,
-            gw.credentials[login.login_code],
             code=code,
             redirect_uri=login.redirect_uri,
             code_verifier=login.code_verifier,
@@ -152,9 +153,7 @@ async def _complete(
         # with the same state (and each its own valid code), exactly one creates a session.
         return _state_unusable(request)
     try:
-        claims = await verify_id_token(
-            gw.discovery, tenant, metadata, tokens.id_token, nonce=login.nonce, now=now
-        )
+        signed_in = await sign_in.identify(metadata, tokens, nonce=login.nonce, now=now)
     except InvalidToken as exc:
         audit("login_failure", company=login.login_code, why=f"ID token rejected: {exc}")
         _count(request, login.login_code, "invalid_token")
@@ -166,15 +165,12 @@ async def _complete(
             request_id_of(request),
             link=(retry, "Try again"),
         )
-    groups = string_list(claims.get("groups"))
-    if has_group_overage(claims):
-        resolved = await _overage_groups(request, gw, tenant, login, tokens.access_token, retry)
-        if isinstance(resolved, web.StreamResponse):
-            return resolved
-        groups = resolved
-    session = _session_from_claims(login.login_code, tenant, claims, groups, tokens.refresh_token)
-    if tenant.roles.require_role and not session.roles:
-        audit("login_failure", who=session.user_key, company=login.login_code, why="no role assigned")
+    except (GroupsOverageError, GroupsOverageRefused) as exc:
+        if isinstance(exc, GroupsOverageError):
+            log.warning("group overage lookup failed: %s", exc, extra={"company": login.login_code})
+        return _overage_refused(request, login, retry)
+    except NoRoleAssigned as exc:
+        audit("login_failure", who=exc.user_key, company=login.login_code, why="no role assigned")
         _count(request, login.login_code, "no_role")
         return views.simple(
             "You don't have a role in this application yet",
@@ -184,6 +180,7 @@ async def _complete(
             request_id_of(request),
             link=(retry, "Try again"),
         )
+    session = session_at_login(login.login_code, signed_in, csrf=secrets.token_urlsafe(24))
     previous = gw.cookie.read(request)
     if previous:
         # A new login replaces whatever session this browser had (never reuse or keep a stale one).
@@ -203,20 +200,9 @@ def _count(request: web.Request, company: str, result: str, code: int | None = N
         request.app[METRICS].logins.labels(company, result, aadsts.metric_label(code)).inc()
 
 
-async def _overage_groups(
-    request: web.Request,
-    gw: Gateway,
-    tenant: TenantConfig,
-    login: LoginState,
-    access_token: str | None,
-    retry: str,
-) -> list[str] | web.StreamResponse:
-    """Groups of a user with too many for the token: from Graph, or a clear refusal. Never "no groups"."""
-    if tenant.groups_overage == "graph" and access_token:
-        try:
-            return await fetch_groups(gw.idp_http, tenant.graph_url, access_token)
-        except GroupsOverageError as exc:
-            log.warning("group overage lookup failed: %s", exc, extra={"company": login.login_code})
+def _overage_refused(request: web.Request, login: LoginState, retry: str) -> web.StreamResponse:
+    """A user with too many groups for the token whose groups Graph did not give: a clear refusal, never
+    a sign-in with "no groups"."""
     audit("login_failure", company=login.login_code, why="group overage and groups_overage is deny")
     _count(request, login.login_code, "groups_overage")
     return views.simple(
@@ -227,30 +213,6 @@ async def _overage_groups(
         403,
         request_id_of(request),
         link=(retry, "Try again"),
-    )
-
-
-def _session_from_claims(
-    code: str,
-    tenant: TenantConfig,
-    claims: Mapping[str, Any],
-    groups: list[str],
-    refresh_token: str | None,
-) -> Session:
-    """The session for a validated token. Identity is ``tid`` + ``oid``; email and UPN are display only.
-
-    The ID token itself is not kept: its claims are, and nothing reads it again (Entra's logout takes the
-    ``login_hint`` claim), so it would only add 1.5 KB of token material to every record in Redis."""
-    return Session(
-        login_code=code,
-        tid=str(claims["tid"]),
-        oid=str(claims["oid"]),
-        **identity_from_claims(tenant.roles, claims, groups),
-        sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
-        login_hint=claims.get("login_hint") if isinstance(claims.get("login_hint"), str) else None,
-        refresh_token=refresh_token,
-        id_token_expires_at=float(claims["exp"]),
-        csrf=secrets.token_urlsafe(24),
     )
 
 

@@ -139,7 +139,7 @@ def _rate_limited(request: web.Request, gw: Gateway) -> web.Response | None:
 
     Each start stores login state, so a flood would fill the store; one client's flood only slows that
     client (other addresses keep their own buckets)."""
-    client = client_key(request.remote, request.headers.getall("X-Forwarded-For", []), gw.forwarding.trusted)
+    client = client_key(request.remote, request.headers.getall("X-Forwarded-For", []), gw.boundary.trusted)
     wait = gw.login_limiter.retry_after(client, gw.clock())
     if not wait:
         return None

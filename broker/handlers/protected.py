@@ -101,8 +101,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     )
     upstream = gw.upstreams.for_route(route.index)
     if upgrade:
-        return await relay(request, route, upstream, gw.forwarding, added)
-    return await forward(request, route, upstream, gw.forwarding, added)
+        return await relay(request, route, upstream, gw.boundary, added)
+    return await forward(request, route, upstream, gw.boundary, added)
 
 
 def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:

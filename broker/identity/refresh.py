@@ -12,6 +12,8 @@
   after ``RETRY_AFTER_FAILURE``; it is logged.
 - Roles and groups are recomputed from the refreshed ID token (a role removed in Entra disappears).
 - A refreshed token must name the same ``tid`` and ``oid``: a refresh can never switch the user.
+- Redeeming, verifying, group overage, the identity and required roles are the login's own steps
+  (``identity/sign_in.py``); only what each outcome means for a live session is decided here.
 """
 
 from __future__ import annotations
@@ -28,15 +30,14 @@ from broker.errors import (
     IdentityProviderRejected,
     IdentityProviderUnavailable,
     InvalidToken,
+    NoRoleAssigned,
     SessionEnded,
     SessionStoreUnavailable,
+    SignInRefused,
 )
-from broker.identity.policy import identity_from_claims, string_list
-from broker.oidc.client import refresh_tokens
+from broker.identity.sign_in import CompanySignIn, session_after_refresh
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
-from broker.oidc.groups import fetch_groups, has_group_overage
-from broker.oidc.verifier import source_of, verify_id_token
 from broker.ops.events import audit
 from broker.ops.metrics import Metrics
 from broker.sessions.manager import SessionManager, StoredSession
@@ -150,43 +151,19 @@ class SessionRefresher:
     async def _redeem(
         self, tenant: TenantConfig, session: Session, refresh_token: str, now: float
     ) -> Session:
-        metadata = await self.discovery.metadata(source_of(tenant))
+        sign_in = CompanySignIn(tenant, self.credentials[session.login_code], self.discovery, self.http)
+        metadata = await sign_in.metadata()
         try:
-            tokens = await refresh_tokens(
-                self.http,
-                metadata,
-                tenant,
-                self.credentials[session.login_code],
-                refresh_token=refresh_token,
-                now=now,
-            )
+            tokens = await sign_in.redeem_refresh_token(metadata, refresh_token, now)
         except IdentityProviderRejected as exc:
             raise SessionEnded(f"{exc.error} {exc.error_codes}") from exc
         try:
-            claims = await verify_id_token(
-                self.discovery, tenant, metadata, tokens.id_token, nonce=None, now=now
-            )
+            # A Graph failure (GroupsOverageError) passes through: transient, the session is kept.
+            signed_in = await sign_in.identify(metadata, tokens, nonce=None, now=now, same_user_as=session)
         except InvalidToken as exc:
             raise SessionEnded(f"refreshed ID token rejected: {exc}") from exc
-        if (
-            str(claims["tid"]).lower() != session.tid.lower()
-            or str(claims["oid"]).lower() != session.oid.lower()
-        ):
-            raise SessionEnded("refreshed ID token names another user")
-        groups = string_list(claims.get("groups"))
-        if has_group_overage(claims):
-            if tenant.groups_overage != "graph" or not tokens.access_token:
-                raise SessionEnded("group overage and groups_overage is deny")
-            groups = await fetch_groups(self.http, tenant.graph_url, tokens.access_token)
-        identity = identity_from_claims(tenant.roles, claims, groups)
-        if tenant.roles.require_role and not identity["roles"]:
-            raise SessionEnded("the user's last role was removed (require_role)")
-        return replace(
-            session,
-            **identity,
-            # Entra rotates refresh tokens: keep the new one (the old one may stop working at any time).
-            refresh_token=tokens.refresh_token or refresh_token,
-            id_token_expires_at=float(claims["exp"]),
-            refreshed_at=now,
-            refresh_failed_at=0.0,
-        )
+        except NoRoleAssigned as exc:
+            raise SessionEnded("the user's last role was removed (require_role)") from exc
+        except SignInRefused as exc:
+            raise SessionEnded(str(exc)) from exc
+        return session_after_refresh(session, signed_in, refresh_token, now)

@@ -100,7 +100,10 @@ class RequestQueueHandler(QueueHandler):
         self.records: SimpleQueue[logging.LogRecord] = SimpleQueue()
         super().__init__(self.records)
         self.size = size
-        self.dropped = 0
+        self.dropped = 0  # since the listener last wrote the count (``take_dropped`` resets it)
+        # Every record dropped by this handler since it was made, never reset: for a metric, and for a
+        # reader that must not race the listener's ``take_dropped``.
+        self.dropped_total = 0
         self._dropped_lock = threading.Lock()
 
     def reset_after_fork(self) -> None:
@@ -108,6 +111,7 @@ class RequestQueueHandler(QueueHandler):
         self.records = SimpleQueue()
         self.queue = self.records
         self.dropped = 0
+        self.dropped_total = 0
         self._dropped_lock = threading.Lock()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
@@ -143,6 +147,7 @@ class RequestQueueHandler(QueueHandler):
         if self.records.qsize() >= self.size:
             with self._dropped_lock:
                 self.dropped += 1
+                self.dropped_total += 1
             return
         self.records.put_nowait(record)
 

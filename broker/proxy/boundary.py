@@ -1,4 +1,5 @@
-"""Which headers cross the broker, in each direction. Pure: header multidicts in, header multidicts out.
+"""Which headers cross the broker, in each direction: ``UpstreamBoundary``, built once from the config,
+owns every rule below. Pure: header multidicts in, header multidicts out.
 
 - Hop-by-hop headers (RFC 9110 section 7.6.1) and those named in ``Connection`` are dropped both ways.
 - Client-sent identity headers are dropped in every spelling a backend could read as the same name:
@@ -16,10 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, MultiMapping
 
-from broker.proxy.forwarded import IPNetwork
+from broker.config.schema import BrokerConfig
+from broker.proxy.forwarded import IPNetwork, parse_networks
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.cookie_header import names_set_by
 
@@ -180,14 +183,52 @@ COOKIE = "cookie"
 SET_COOKIE_HEADERS = ("Set-Cookie", "Set-Cookie2")
 
 
+def identity_header_names(config: BrokerConfig) -> frozenset[str]:
+    """Every header the broker sets from identity (the assertion, each route's ``headers``): clients may
+    never supply any of them."""
+    names = {config.signing.assertion_header}
+    for route in config.routes:
+        names |= set(route.headers)
+    return frozenset(names)
+
+
 @dataclass(frozen=True)
-class Forwarding:
-    """What every forwarded request shares, fixed at start-up."""
+class UpstreamBoundary:
+    """What crosses between the client and the upstream, in both directions, for every route; built once
+    per config (``from_config``) and held by the gateway, so each rule lives here and only here."""
 
     dropped: HeaderFilter
     cookies: CookiePolicy
     scheme: str
     trusted: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: BrokerConfig, cookies: CookiePolicy) -> UpstreamBoundary:
+        """The boundary ``config`` sets. ``cookies`` is the policy (and memo) that also reads sessions, so
+        the cookie the broker reads and the Cookie header it strips are one reading."""
+        return cls(
+            dropped=HeaderFilter.build(identity_header_names(config), config.server.strip_request_headers),
+            cookies=cookies,
+            scheme=urlsplit(config.server.public_url).scheme,
+            trusted=parse_networks(config.server.trusted_proxies),
+        )
+
+    def request_headers(
+        self, incoming: MultiMapping[str], added: Mapping[str, str], *, websocket: bool = False
+    ) -> CIMultiDict[str]:
+        """The client's headers as the upstream gets them: filtered, the Cookie header without the broker's
+        cookies, then the broker's ``added`` (forwarding and identity headers)."""
+        return upstream_headers(
+            incoming,
+            dropped=self.dropped,
+            cookie=self.cookies.cookies(incoming).upstream,
+            added=added,
+            websocket=websocket,
+        )
+
+    def response_headers(self, incoming: MultiMapping[str]) -> tuple[CIMultiDict[str], list[str]]:
+        """The upstream's answer headers as the client gets them, and the broker cookies it tried to set."""
+        return response_headers(incoming, self.cookies.families)
 
 
 def connection_listed(headers: MultiMapping[str]) -> set[str]:

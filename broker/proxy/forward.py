@@ -28,7 +28,7 @@ from yarl import URL
 from broker.errors import RequestBodyTooLarge
 from broker.http.responses import error_response, request_id_of
 from broker.ops.metrics import METRICS
-from broker.proxy.boundary import Forwarding, response_headers, upstream_headers
+from broker.proxy.boundary import UpstreamBoundary
 from broker.proxy.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers, is_trusted
 from broker.proxy.routing import Route
 from broker.proxy.upstream import Upstream
@@ -198,36 +198,35 @@ class LimitedBody:
 
 
 def outgoing_headers(
-    request: web.Request, route: Route, settings: Forwarding, identity: Mapping[str, str], *, websocket: bool
+    request: web.Request,
+    route: Route,
+    boundary: UpstreamBoundary,
+    identity: Mapping[str, str],
+    *,
+    websocket: bool,
 ) -> CIMultiDict[str]:
     """The headers of the upstream request: the client's filtered, forwarding headers, identity."""
     # What a client claims about earlier hops is read only when it is a trusted proxy (most deployments
     # trust none: then nothing is gathered).
     claimed = (
         {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS}
-        if settings.trusted and is_trusted(request.remote, settings.trusted)
+        if boundary.trusted and is_trusted(request.remote, boundary.trusted)
         else {}
     )
     added = {
-        **forwarded_headers(Hop(request.remote, request.host, settings.scheme), claimed, settings.trusted),
+        **forwarded_headers(Hop(request.remote, request.host, boundary.scheme), claimed, boundary.trusted),
         "X-Request-Id": request_id_of(request),
     }
     if route.config.preserve_host:
         added["Host"] = request.host
-    return upstream_headers(
-        request.headers,
-        dropped=settings.dropped,
-        cookie=settings.cookies.cookies(request.headers).upstream,
-        added={**added, **identity},
-        websocket=websocket,
-    )
+    return boundary.request_headers(request.headers, {**added, **identity}, websocket=websocket)
 
 
 def answer_headers(
-    request: web.Request, route: Route, settings: Forwarding, answer: aiohttp.ClientResponse
+    request: web.Request, route: Route, boundary: UpstreamBoundary, answer: aiohttp.ClientResponse
 ) -> CIMultiDict[str]:
     """The upstream's response headers to relay; an attempt to set a broker cookie is dropped and logged."""
-    headers, refused = response_headers(answer.headers, settings.cookies.families)
+    headers, refused = boundary.response_headers(answer.headers)
     if refused:
         # A malicious or confused upstream could switch the user's browser to another session (or sign
         # it out): the line is dropped, and the operator told which name, never the value.
@@ -267,14 +266,18 @@ def abort(request: web.Request, route: Route, what: str, exc: BaseException) -> 
 
 
 async def forward(
-    request: web.Request, route: Route, upstream: Upstream, settings: Forwarding, identity: Mapping[str, str]
+    request: web.Request,
+    route: Route,
+    upstream: Upstream,
+    boundary: UpstreamBoundary,
+    identity: Mapping[str, str],
 ) -> web.StreamResponse:
     """Proxy one request to ``route``'s upstream, streaming both ways."""
     url = target_url(request, route, upstream)
     if url is None:
         bad = error_response(request, BAD_PATH.status, BAD_PATH.title, BAD_PATH.message, BAD_PATH.code)
         return unread_answer(request, bad)
-    headers = outgoing_headers(request, route, settings, identity, websocket=False)
+    headers = outgoing_headers(request, route, boundary, identity, websocket=False)
     body = LimitedBody(request.content, route.config.max_body) if request.body_exists else None
     if body is not None and expects_continue(request):
         await send_continue(request)
@@ -293,10 +296,10 @@ async def forward(
             if _small_answer(request, answer):
                 # Read whole and sent in one write: no streaming machinery for a page of a few KB.
                 small = web.Response(status=answer.status, reason=answer.reason, body=await answer.read())
-                small.headers.extend(answer_headers(request, route, settings, answer))
+                small.headers.extend(answer_headers(request, route, boundary, answer))
                 return small
             response = web.StreamResponse(status=answer.status, reason=answer.reason)
-            response.headers.extend(answer_headers(request, route, settings, answer))
+            response.headers.extend(answer_headers(request, route, boundary, answer))
             await _stream_down(request, route, answer, response)
             return response
     except (aiohttp.ClientError, TimeoutError, RequestBodyTooLarge) as exc:

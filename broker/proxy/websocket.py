@@ -20,7 +20,7 @@ from yarl import URL
 
 from broker.http.responses import SESSION_KEY, error_response, request_id_of
 from broker.ops.events import audit
-from broker.proxy.boundary import Forwarding
+from broker.proxy.boundary import UpstreamBoundary
 from broker.proxy.forward import BAD_PATH, failure_for, failure_response, outgoing_headers, target_url
 from broker.proxy.routing import Route
 from broker.proxy.upstream import Upstream
@@ -109,7 +109,11 @@ def requested_protocols(request: web.Request) -> list[str]:
 
 
 async def relay(
-    request: web.Request, route: Route, upstream: Upstream, settings: Forwarding, identity: Mapping[str, str]
+    request: web.Request,
+    route: Route,
+    upstream: Upstream,
+    boundary: UpstreamBoundary,
+    identity: Mapping[str, str],
 ) -> web.StreamResponse:
     """Open the upstream WebSocket, accept the client's, and pass messages both ways until one closes."""
     url = target_url(request, route, upstream)
@@ -120,9 +124,9 @@ async def relay(
             request, 400, "Not a WebSocket handshake", "The upgrade request is incomplete.", "bad_websocket"
         )
     origin = request.headers.get("Origin")
-    if not origin_allowed(origin, settings.scheme, request.host, route.config.websocket_origins):
+    if not origin_allowed(origin, boundary.scheme, request.host, route.config.websocket_origins):
         return refuse_origin(request, route, origin or "")
-    headers = outgoing_headers(request, route, settings, identity, websocket=True)
+    headers = outgoing_headers(request, route, boundary, identity, websocket=True)
     config = route.config
     try:
         # ws_connect has no per-request timeout for the handshake: bound it here instead.

@@ -49,6 +49,29 @@ def connection_limits(config: BrokerConfig) -> ConnectionLimits:
     )
 
 
+async def serve_guarded(
+    app: web.Application, config: BrokerConfig, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, GuardedTCPSite]:
+    """Serve ``app`` on ``host:port`` with the connection bounds ``config`` sets (header timeout, cap,
+    keep-alive): ``broker run`` and ``make demo`` alike, so a slow client is bounded wherever it connects."""
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        shutdown_timeout=config.server.shutdown_timeout,
+        # Idle between requests; aiohttp's timer also closes a connection whose next request head has not
+        # completed this long after the last answer (its default, an hour, kept silent sockets open).
+        keepalive_timeout=config.server.keepalive_timeout,
+    )
+    await runner.setup()
+    site = GuardedTCPSite(runner, host, port, connection_limits(config), reuse_port=reuse_port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, site
+
+
 async def serve_until_stopped(
     config: BrokerConfig,
     config_path: Path,

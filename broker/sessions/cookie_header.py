@@ -18,7 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from aiohttp._cookie_helpers import parse_cookie_header  # what aiohttp's ``request.cookies`` uses
+# The one private import of another library, on purpose: nothing public reads a Cookie header this way.
+# ``http.cookies.SimpleCookie`` drops a whole line on one bad crumb (a session cookie beside it would go
+# unread, yet another parser upstream could still read it); aiohttp's public ``BaseRequest.cookies`` is a
+# name -> decoded value mapping that keeps only the last of a repeated name and not the value as sent, so
+# the upstream's Cookie header could not be rebuilt from it, nor every crumb stripped. This is the function
+# behind ``request.cookies``; ``tests/sessions/test_cookie_header.py`` fails if an upgrade moves it or
+# changes its reading, and it is used only by ``parse_cookie_lines``.
+from aiohttp._cookie_helpers import parse_cookie_header
 
 # Browsers give these prefixes meaning (RFC 6265bis section 4.1.3); a name differing only by one is
 # another cookie to a browser, but the same family to us.

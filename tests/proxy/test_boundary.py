@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from broker.proxy.boundary import HeaderFilter, is_websocket_upgrade, response_headers, upstream_headers
+from broker.config.load import load_config_text
+from broker.proxy.boundary import (
+    HeaderFilter,
+    UpstreamBoundary,
+    is_websocket_upgrade,
+    response_headers,
+    upstream_headers,
+)
 from broker.proxy.websocket import relayable_close_code
+from broker.sessions.cookie import CookiePolicy
+from tests.support.stack import gateway_config
 
 
 def headers(*pairs: tuple[str, str]) -> CIMultiDictProxy[str]:
@@ -78,3 +90,31 @@ def test_response_hop_by_hop_dropped_and_every_set_cookie_kept() -> None:
 )
 def test_close_codes_are_relayed_when_they_may_be_sent(received: int | None, sent: int) -> None:
     assert relayable_close_code(received) == sent
+
+
+def test_the_boundary_built_from_the_config_owns_both_directions(tmp_path: Path) -> None:
+    raw = gateway_config(8080, "http://127.0.0.1:1", "http://127.0.0.1:2", "memory", tmp_path / "key.pem")
+    raw["signing"]["assertion_header"] = "X-Acme-Assertion"
+    raw["routes"][0]["headers"] = {"X-Wiki-Login": "preferred_username"}
+    raw["server"]["strip_request_headers"] = ["X-Legacy-*"]
+    environ = {"TEST_CONTOSO_SECRET": "x", "TEST_FABRIKAM_SECRET": "x"}
+    config = load_config_text(yaml.safe_dump(raw), environ=environ, file_exists=lambda _path: True)
+    cookies = CookiePolicy.for_public_url(config.sessions.cookie_name, config.server.public_url)
+    boundary = UpstreamBoundary.from_config(config, cookies)
+    broker_cookie = sorted(cookies.families)[0]
+    sent = boundary.request_headers(
+        headers(
+            ("x_acme_assertion", "forged"),  # the configured assertion header, in another spelling
+            ("X-Wiki-Login", "forged"),  # a route's identity header
+            ("X-Legacy-User", "forged"),  # a configured prefix
+            ("Cookie", f"{broker_cookie}=ticket; app=1"),
+            ("Accept", "text/html"),
+        ),
+        {"X-Wiki-Login": "adele"},
+    )
+    assert sorted(sent.items()) == [("Accept", "text/html"), ("Cookie", "app=1"), ("X-Wiki-Login", "adele")]
+    answer, refused = boundary.response_headers(
+        headers(("Set-Cookie", f"{broker_cookie}=evil; Path=/"), ("Set-Cookie", "app=2"))
+    )
+    assert answer.getall("Set-Cookie") == ["app=2"]
+    assert refused == [broker_cookie]

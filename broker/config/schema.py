@@ -70,6 +70,12 @@ DEFAULT_LOGIN_RATE_BURST = 30
 # Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
 DEFAULT_MAX_PENDING_LOGINS = 100_000
 
+# Forward-auth without a session: "status" answers 401 naming the login URL (nginx redirects with its
+# error_page); "redirect" answers a browser 302 to the login (Traefik, Caddy pass it through). API clients
+# always get 401. The verify URL's ``?login=`` overrides it per ingress.
+VerifyLogin = Literal["status", "redirect"]
+DEFAULT_VERIFY_LOGIN: VerifyLogin = "status"
+
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
 SecretMethod = Literal["post", "basic"]
@@ -331,6 +337,7 @@ class RouteConfig(ConfigModel):
     max_body: Annotated[
         Int, AfterValidator(formats.at_least(0, "must be 0 (no limit) or a number of bytes"))
     ] = DEFAULT_MAX_BODY
+    verify_login: VerifyLogin = DEFAULT_VERIFY_LOGIN
 
 
 class BrokerConfig(ConfigModel):

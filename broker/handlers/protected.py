@@ -14,20 +14,15 @@ import logging
 
 from aiohttp import web
 
-from broker.gateway import Gateway, gateway_of
+from broker.gateway import gateway_of
+from broker.handlers.access import Ambiguous, Outcome, admit, find_route, forbidden, login_target
 from broker.handlers.login import alias_code as login_alias_code
-from broker.handlers.login import login_path, render_company_page
-from broker.handlers.session import current_session
-from broker.http import paths
-from broker.http.pages import views
+from broker.handlers.login import render_company_page
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, request_id_of, wants_html
-from broker.identity.policy import decide_access
-from broker.ops.events import audit
 from broker.proxy.boundary import is_websocket_upgrade
 from broker.proxy.forward import body_too_large, declared_too_large, forward, unread_answer
-from broker.proxy.routing import AmbiguousRoute, Route, matching_path
+from broker.proxy.routing import Route, matching_path
 from broker.proxy.websocket import relay
-from broker.sessions.model import Session
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +30,14 @@ log = logging.getLogger(__name__)
 async def handle(request: web.Request) -> web.StreamResponse:
     """Route, authenticate, authorise and proxy one request."""
     gw = gateway_of(request)
-    path = matching_path(request.raw_path)
-    if path is None:
-        return _ambiguous(request)
     if request.method in ("GET", "HEAD") and gw.config.server.login_aliases:
-        code = login_alias_code(gw.config.server.login_aliases, path)
+        path = matching_path(request.raw_path)
+        code = login_alias_code(gw.config.server.login_aliases, path) if path is not None else None
         if code is not None:
             return await render_company_page(request, gw, code)
     try:
-        route = gw.routes.match(request.host, path)
-    except AmbiguousRoute:
+        route, path = find_route(gw, request.host, request.raw_path)
+    except Ambiguous:
         # The upstream could read this spelling as another route's path (case, trailing dots, look-alikes).
         return _ambiguous(request)
     request[ROUTE_LABEL_KEY] = route.label if route is not None else "unrouted"
@@ -53,26 +46,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request, 404, "No application here", "This address is not served by the gateway.", "no_route"
         )
     upgrade = is_websocket_upgrade(request.headers)
-    mode = route.config.auth
-    anonymous_ok = route.admits_anonymous(path)
-    if anonymous_ok and ";" in request.raw_path.split("?", 1)[0]:
-        anonymous_ok = _public_when_read_literally(gw, request)
-    session = None
-    if not anonymous_ok or mode == "optional":
-        session = await current_session(gw, request)
-    if session is None and mode == "enforce" and not anonymous_ok:
+    admission = await admit(gw, request, route, request.host, path, request.raw_path)
+    if admission.outcome is Outcome.LOGIN_REQUIRED:
         return unread_answer(request, _login_required(request, route, upgrade))
-    if session is not None and not anonymous_ok:
-        decision = decide_access(route, session)
-        if not decision.allowed:
-            audit(
-                "access_denied",
-                who=session.user_key,
-                company=session.login_code,
-                why=decision.reason,
-                route=route.label,
-            )
-            return unread_answer(request, _forbidden(request, session, decision.reason))
+    if admission.outcome is Outcome.FORBIDDEN:
+        assert admission.session is not None
+        return unread_answer(request, forbidden(request, admission.session, admission.reason))
     if declared_too_large(request, route):
         return body_too_large(request, route)
     if upgrade and not route.config.websockets:
@@ -83,27 +62,16 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "This application is not configured to accept WebSocket connections through the gateway.",
             "websockets_disabled",
         )
+    session = admission.session
     added = (
         gw.identity.for_request(session, route, request.host, gw.clock())
-        if session is not None and not anonymous_ok
+        if session is not None and not admission.anonymous
         else {}
     )
     upstream = gw.upstreams.for_route(route.index)
     if upgrade:
         return await relay(request, route, upstream, gw.forwarding, added)
     return await forward(request, route, upstream, gw.forwarding, added)
-
-
-def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:
-    """With ``;`` parameters in the path, a request is anonymous only if the literal reading is public too."""
-    literal = matching_path(request.raw_path, strip_params=False)
-    if literal is None:
-        return False
-    try:
-        route = gw.routes.match(request.host, literal)
-    except AmbiguousRoute:
-        return False
-    return route is not None and route.admits_anonymous(literal)
 
 
 def _ambiguous(request: web.Request) -> web.StreamResponse:
@@ -122,9 +90,7 @@ def _ambiguous(request: web.Request) -> web.StreamResponse:
 def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.StreamResponse:
     """Browsers go to the route's company login (or the chooser); API clients and WebSocket upgrades
     get 401 JSON."""
-    rd = request.rel_url.raw_path_qs if request.method in ("GET", "HEAD") else "/"
-    code = route.login_code
-    target = login_path(code, rd) if code else paths.with_return_to(paths.LOGIN, rd)
+    target = login_target(route, request.method, request.rel_url.raw_path_qs)
     if wants_html(request) and request.method in ("GET", "HEAD") and not upgrade:
         raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
     response = error_response(
@@ -132,28 +98,3 @@ def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.St
     )
     response.headers["WWW-Authenticate"] = f'Broker realm="entra-broker", login="{target}"'
     return response
-
-
-def _forbidden(request: web.Request, session: Session, reason: str) -> web.StreamResponse:
-    """403 that says which company the user is signed in with and offers to switch."""
-    message = (
-        f"You are signed in as {session.name or session.preferred_username} with the company login "
-        f"'{session.login_code}', which may not use this application ({reason})."
-    )
-    if wants_html(request):
-        return views.simple(
-            "You don't have access",
-            message,
-            403,
-            request_id_of(request),
-            link=(paths.LOGOUT, "Switch account"),
-        )
-    return web.json_response(
-        {
-            "error": "forbidden",
-            "message": message,
-            "login_code": session.login_code,
-            "request_id": request_id_of(request),
-        },
-        status=403,
-    )

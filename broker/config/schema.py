@@ -18,6 +18,7 @@ from pydantic.config import JsonDict
 from broker.config import formats
 from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text, secret_file_keys
 from broker.config.formats import GUID, LISTEN, MIN_SESSION_SECRET_KEY_BYTES, MULTI_TENANT_IDS
+from broker.grammar.path_folding import upstream_origin
 
 __all__ = ["DURATION", "Duration", "MIN_SESSION_SECRET_KEY_BYTES", "MULTI_TENANT_IDS", "SECRET"]
 
@@ -312,7 +313,8 @@ class RouteConfig(ConfigModel):
     """One protected (or public) upstream, matched by host and path prefix."""
 
     host: Text
-    upstream: Annotated[Text, AfterValidator(formats.upstream)]
+    # None: an auth-only route, answered by /.auth/verify for an ingress that serves the app itself.
+    upstream: Annotated[Text, AfterValidator(formats.upstream)] | None = None
     path: Annotated[Text, AfterValidator(formats.route_path)] = "/"
     auth: AuthMode = "enforce"
     login: Text | None = None
@@ -338,6 +340,11 @@ class RouteConfig(ConfigModel):
         Int, AfterValidator(formats.at_least(0, "must be 0 (no limit) or a number of bytes"))
     ] = DEFAULT_MAX_BODY
     verify_login: VerifyLogin = DEFAULT_VERIFY_LOGIN
+
+    @property
+    def upstream_key(self) -> str:
+        """The upstream's origin (its routes fold paths alike); ``""`` for auth-only routes."""
+        return upstream_origin(self.upstream) if self.upstream else ""
 
 
 class BrokerConfig(ConfigModel):

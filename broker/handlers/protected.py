@@ -68,6 +68,11 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if session is not None and not admission.anonymous
         else {}
     )
+    if route.config.upstream is None:
+        # An auth-only route: its app is served by an ingress that asks /.auth/verify, not through here.
+        return error_response(
+            request, 404, "No application here", "This address is not served by the gateway.", "no_route"
+        )
     upstream = gw.upstreams.for_route(route.index)
     if upgrade:
         return await relay(request, route, upstream, gw.forwarding, added)

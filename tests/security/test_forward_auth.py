@@ -23,13 +23,16 @@ from tests.support.ingress import running_caddy, running_nginx
 from tests.support.stack import ADELE, Stack, running_stack
 
 TRUSTED_LOOPBACK = {"trusted_proxies": ["127.0.0.1/32"]}
+AUTH_ONLY = {"host": "127.0.0.1", "path": "/ingress-only/", "allow": {"login_codes": ["contoso"]}}
 SPOOFED = {"X-Broker-Assertion": "forged.jwt.value", "X-Remote-User": "mallory@contoso.example"}
 
 
 @pytest.fixture
 async def trusted_stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    """The whole product with the ingress (loopback) trusted to call verify."""
-    async with running_stack("memory", tmp_path, {}, server=TRUSTED_LOOPBACK) as stack:
+    """The whole product with the ingress (loopback) trusted to call verify, and an auth-only route."""
+    async with running_stack(
+        "memory", tmp_path, {}, server=TRUSTED_LOOPBACK, routes_extra=[AUTH_ONLY]
+    ) as stack:
         yield stack
 
 
@@ -156,6 +159,11 @@ async def test_verify_answers(trusted_stack: Stack) -> None:
             assert resp.status == 400, bad
         resp = await ask_verify(browser, stack, {"X-Forwarded-Uri": "/" + "a" * 9000})
         assert resp.status == 400
+        # An auth-only route: answered for the ingress, never proxied by the broker itself.
+        resp = await ask_verify(browser, stack, {"X-Original-URL": f"{stack.gateway_url}/ingress-only/a"})
+        assert resp.status == 200 and "X-Broker-Assertion" in resp.headers
+        status, _ = await stack.whoami(browser, "/ingress-only/a")
+        assert status == 404
         # A public path: allowed, and no identity sent even for a signed-in user.
         resp = await ask_verify(browser, stack, {"X-Original-URL": f"{stack.gateway_url}/public/x"})
         assert resp.status == 200 and "X-Broker-Assertion" not in resp.headers

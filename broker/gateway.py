@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from urllib.parse import urlsplit
 
@@ -20,12 +20,13 @@ from aiohttp import web
 from broker.config.schema import BrokerConfig, TenantConfig
 from broker.http.redirects import ReturnTargets
 from broker.identity.assertion import AssertionSigner
+from broker.identity.bearer import BearerAuthenticator
 from broker.identity.headers import IdentityHeaders
 from broker.identity.login_rate import LoginRateLimiter
 from broker.identity.refresh import SessionRefresher
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
-from broker.proxy.boundary import Forwarding
+from broker.proxy.boundary import Forwarding, HeaderFilter
 from broker.proxy.routing import RouteTable, split_host
 from broker.proxy.upstream import UpstreamClients
 from broker.sessions.cookie import CookiePolicy
@@ -76,6 +77,18 @@ class Gateway:
     def pending_logins(self) -> PendingLogins:
         """Login state between ``/start`` and the callback, capped (``sessions.max_pending_logins``)."""
         return PendingLogins(self.sessions.store, self.config.sessions.max_pending_logins, self.sessions.keys)
+
+    @cached_property
+    def bearer(self) -> BearerAuthenticator:
+        """Access tokens validated for API routes, cached until they expire (a reload starts afresh)."""
+        return BearerAuthenticator(self.config.tenants, self.discovery)
+
+    @cached_property
+    def bearer_forwarding(self) -> Forwarding:
+        """The forwarding rules for bearer calls: the ``Authorization`` header is not passed upstream."""
+        dropped = self.forwarding.dropped
+        names = dropped.names | {"authorization"}
+        return replace(self.forwarding, dropped=HeaderFilter(names, dropped.prefixes))
 
     @cached_property
     def login_limiter(self) -> LoginRateLimiter:

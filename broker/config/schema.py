@@ -77,6 +77,8 @@ DEFAULT_MAX_PENDING_LOGINS = 100_000
 VerifyLogin = Literal["status", "redirect"]
 DEFAULT_VERIFY_LOGIN: VerifyLogin = "status"
 
+DEFAULT_API_FORWARD_TOKEN = False
+
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
 SecretMethod = Literal["post", "basic"]
@@ -309,6 +311,21 @@ class UpstreamPathsConfig(ConfigModel):
     windows: Bool = DEFAULT_UPSTREAM_WINDOWS_PATHS  # trailing dots and spaces dropped: /admin./ is /admin/
 
 
+class ApiConfig(ConfigModel):
+    """What a route accepts as ``Authorization: Bearer`` (Entra access tokens for this API)."""
+
+    # The token's ``aud`` must be one of these: the App ID URI (v1 tokens) and/or the app ID (v2 tokens).
+    audiences: Annotated[
+        list[Text], AfterValidator(formats.not_empty("at least one audience (App ID URI or app ID)"))
+    ]
+    # Delegated tokens (a user, ``scp``) need one of these; none listed: delegated tokens are refused.
+    scopes: list[Text] = Field(default_factory=list)
+    # App-only tokens (``idtyp=app``, ``roles``) need one of these; none listed: app-only tokens are refused.
+    app_roles: list[Text] = Field(default_factory=list)
+    # The bearer token itself goes upstream only when asked (the signed assertion carries the identity).
+    forward_token: Bool = DEFAULT_API_FORWARD_TOKEN
+
+
 class RouteConfig(ConfigModel):
     """One protected (or public) upstream, matched by host and path prefix."""
 
@@ -340,6 +357,7 @@ class RouteConfig(ConfigModel):
         Int, AfterValidator(formats.at_least(0, "must be 0 (no limit) or a number of bytes"))
     ] = DEFAULT_MAX_BODY
     verify_login: VerifyLogin = DEFAULT_VERIFY_LOGIN
+    api: ApiConfig | None = None
 
     @property
     def upstream_key(self) -> str:

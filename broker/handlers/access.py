@@ -7,21 +7,26 @@ call ``find_route`` and ``admit`` so one config can mix both modes and they neve
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
 
 from aiohttp import web
 
+from broker.errors import InvalidToken
 from broker.gateway import Gateway
 from broker.handlers.login import login_path
 from broker.handlers.session import current_session
 from broker.http import paths
 from broker.http.pages import views
 from broker.http.responses import request_id_of, wants_html
+from broker.identity.bearer import bearer_token, decide_api_access
 from broker.identity.policy import decide_access
 from broker.ops.events import audit
 from broker.proxy.routing import AmbiguousRoute, Route, matching_path
 from broker.sessions.model import Session
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(Enum):
@@ -30,6 +35,8 @@ class Outcome(Enum):
     ALLOW = "allow"
     LOGIN_REQUIRED = "login_required"
     FORBIDDEN = "forbidden"
+    INVALID_TOKEN = "invalid_token"  # a bearer token that failed validation (RFC 6750 401)
+    INSUFFICIENT_SCOPE = "insufficient_scope"  # a valid bearer token without the API's scope/role (403)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class Admission:
     session: Session | None = None
     anonymous: bool = False
     reason: str = ""
+    bearer: bool = False  # authenticated by an access token (no session, nothing stored)
 
 
 class Ambiguous(Exception):
@@ -73,6 +81,10 @@ async def admit(
     anonymous_ok = route.admits_anonymous(path)
     if anonymous_ok and ";" in raw_path.split("?", 1)[0]:
         anonymous_ok = _public_when_read_literally(gw, host, raw_path)
+    if not anonymous_ok and route.config.api is not None:
+        token = bearer_token(request.headers)
+        if token is not None:
+            return await _admit_bearer(gw, route, token)
     session = None
     if not anonymous_ok or mode == "optional":
         session = await current_session(gw, request)
@@ -90,6 +102,49 @@ async def admit(
             )
             return Admission(Outcome.FORBIDDEN, session, reason=decision.reason)
     return Admission(Outcome.ALLOW, session, anonymous=anonymous_ok or session is None)
+
+
+async def _admit_bearer(gw: Gateway, route: Route, token: str) -> Admission:
+    """An API caller: the token validated (cached), then the API's scopes/roles and the route's policy."""
+    api = route.config.api
+    assert api is not None
+    try:
+        principal, caller = await gw.bearer.authenticate(token, route, gw.clock())
+    except InvalidToken as exc:
+        # The log names the rule; the caller only hears "invalid_token" (RFC 6750 3.1).
+        log.info("bearer token refused", extra={"why": str(exc), "route": route.label})
+        return Admission(Outcome.INVALID_TOKEN, reason=str(exc))
+    decision = decide_api_access(api, caller)
+    if decision.allowed:
+        decision = decide_access(route, principal)
+    if not decision.allowed:
+        audit(
+            "access_denied",
+            who=principal.user_key,
+            company=principal.login_code,
+            why=decision.reason,
+            route=route.label,
+            client=caller.client_id,
+        )
+        return Admission(Outcome.INSUFFICIENT_SCOPE, principal, reason=decision.reason, bearer=True)
+    return Admission(Outcome.ALLOW, principal, bearer=True)
+
+
+def bearer_refusal(request: web.Request, route: Route, admission: Admission) -> web.Response:
+    """RFC 6750 section 3: 401 ``invalid_token`` (never which check failed) or 403 ``insufficient_scope``."""
+    api = route.config.api
+    if admission.outcome is Outcome.INVALID_TOKEN:
+        status, error, description = 401, "invalid_token", "The access token is not valid for this API."
+        challenge = f'Bearer realm="entra-broker", error="{error}", error_description="{description}"'
+    else:
+        status, error, description = 403, "insufficient_scope", "The access token does not grant this API."
+        wanted = " ".join([*(api.scopes if api else []), *(api.app_roles if api else [])])
+        challenge = f'Bearer realm="entra-broker", error="{error}", scope="{wanted}"'
+    return web.json_response(
+        {"error": error, "error_description": description, "request_id": request_id_of(request)},
+        status=status,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )
 
 
 def _public_when_read_literally(gw: Gateway, host: str, raw_path: str) -> bool:

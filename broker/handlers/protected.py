@@ -15,7 +15,15 @@ import logging
 from aiohttp import web
 
 from broker.gateway import gateway_of
-from broker.handlers.access import Ambiguous, Outcome, admit, find_route, forbidden, login_target
+from broker.handlers.access import (
+    Ambiguous,
+    Outcome,
+    admit,
+    bearer_refusal,
+    find_route,
+    forbidden,
+    login_target,
+)
 from broker.handlers.login import alias_code as login_alias_code
 from broker.handlers.login import render_company_page
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, request_id_of, wants_html
@@ -49,6 +57,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     admission = await admit(gw, request, route, request.host, path, request.raw_path)
     if admission.outcome is Outcome.LOGIN_REQUIRED:
         return unread_answer(request, _login_required(request, route, upgrade))
+    if admission.outcome in (Outcome.INVALID_TOKEN, Outcome.INSUFFICIENT_SCOPE):
+        return unread_answer(request, bearer_refusal(request, route, admission))
     if admission.outcome is Outcome.FORBIDDEN:
         assert admission.session is not None
         return unread_answer(request, forbidden(request, admission.session, admission.reason))
@@ -74,9 +84,12 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request, 404, "No application here", "This address is not served by the gateway.", "no_route"
         )
     upstream = gw.upstreams.for_route(route.index)
+    api = route.config.api
+    # A bearer token stays at the broker unless the route asks for it: the assertion carries the identity.
+    forwarding = gw.bearer_forwarding if admission.bearer and api and not api.forward_token else gw.forwarding
     if upgrade:
-        return await relay(request, route, upstream, gw.forwarding, added)
-    return await forward(request, route, upstream, gw.forwarding, added)
+        return await relay(request, route, upstream, forwarding, added)
+    return await forward(request, route, upstream, forwarding, added)
 
 
 def _ambiguous(request: web.Request) -> web.StreamResponse:
@@ -102,4 +115,6 @@ def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.St
         request, 401, "Sign-in required", "Sign in to use this application.", "login_required"
     )
     response.headers["WWW-Authenticate"] = f'Broker realm="entra-broker", login="{target}"'
+    if route.config.api is not None:
+        response.headers.add("WWW-Authenticate", 'Bearer realm="entra-broker"')  # RFC 6750 section 3
     return response

@@ -21,7 +21,15 @@ import logging
 from aiohttp import web
 
 from broker.gateway import Gateway, gateway_of
-from broker.handlers.access import Ambiguous, Outcome, admit, find_route, forbidden, login_target
+from broker.handlers.access import (
+    Ambiguous,
+    Outcome,
+    admit,
+    bearer_refusal,
+    find_route,
+    forbidden,
+    login_target,
+)
 from broker.http import paths
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, wants_html
 from broker.ops.events import audit
@@ -78,6 +86,8 @@ async def _decide(gw: Gateway, request: web.Request, original: OriginalRequest) 
         asked = request.query.get("login", "")
         mode = asked if asked in LOGIN_MODES else route.config.verify_login
         return _login_required(request, original, target, redirect=mode == "redirect")
+    if admission.outcome in (Outcome.INVALID_TOKEN, Outcome.INSUFFICIENT_SCOPE):
+        return bearer_refusal(request, route, admission)
     if admission.outcome is Outcome.FORBIDDEN:
         assert admission.session is not None
         return forbidden(request, admission.session, admission.reason)

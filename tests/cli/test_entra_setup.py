@@ -38,6 +38,11 @@ routes:
   - {host: "*.apps.example.com", upstream: "http://10.0.0.7", allow: {login_codes: [contoso]}}
   - {host: fab.example.com, upstream: "http://10.0.0.8", allow: {login_codes: [fabrikam]}}
   - {host: status.example.com, upstream: "http://10.0.0.9", auth: public}
+  - host: wiki.example.com
+    path: /api/
+    upstream: "http://10.0.0.5"
+    allow: {login_codes: [contoso]}
+    api: {audiences: ["api://wiki"], scopes: [Wiki.Read], app_roles: [Wiki.Sync]}
 """
 
 
@@ -101,3 +106,15 @@ def test_json_for_a_certificate_company(config_file: Path, capsys: pytest.Captur
 def test_unknown_code(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert broker_cli(["entra-setup", "nope", "--config", str(config_file)]) == 1
     assert "unknown login code" in capsys.readouterr().err
+
+
+def test_routes_accepting_tokens_add_expose_an_api_and_application_roles(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run(["entra-setup", "contoso", "--config", str(config_file)], capsys)
+    assert "**Expose an API**" in out and "`api://wiki`" in out and "`Wiki.Read`" in out
+    assert "**App roles for applications**" in out
+    app_roles = json.loads(out.split("```json\n")[2].split("```")[0])
+    assert [(r["value"], r["allowedMemberTypes"]) for r in app_roles] == [("Wiki.Sync", ["Application"])]
+    fabrikam = run(["entra-setup", "fabrikam", "--config", str(config_file)], capsys)
+    assert "Expose an API" not in fabrikam  # its routes accept no tokens

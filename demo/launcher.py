@@ -91,6 +91,32 @@ def _print_welcome(public_url: str, tenants: Mapping[str, TenantConfig], idp_con
             print(f"  {tenant.display_name:<12} {user.name:<18} {user.username:<26} {_describe(user)}")
     print(f"\nTry: open {public_url}/ , sign in as a Contoso user, see your identity on the whoami page;")
     print(f"     then sign out at {public_url}/.auth/logout (host {host}).\n")
+    for line in api_curl_lines(public_url, idp_config):
+        print(line)
+
+
+def api_curl_lines(public_url: str, idp_config: DevIdpConfig) -> list[str]:
+    """A curl line that gets an app-only token from the dev IdP and calls the demo API with it."""
+    for tenant in idp_config.tenants:
+        for api_client in tenant.clients:
+            if api_client.api is None:
+                continue
+            for caller_id in api_client.api.app_roles:
+                caller = tenant.find_client(caller_id)
+                if caller is None:
+                    continue
+                token_url = f"{DEVIDP_PUBLIC_URL}/{tenant.tenant_id}/oauth2/v2.0/token"
+                scope = f"{api_client.api.app_id_uri}/.default"
+                return [
+                    "Call the API as an application (client credentials):",
+                    f"  TOKEN=$(curl -s {token_url} -d grant_type=client_credentials "
+                    f"-d client_id={caller_id} -d client_secret={caller.client_secret} -d scope={scope} "
+                    "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+                    f'  curl -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" '
+                    f"{public_url}/api/",
+                    "",
+                ]
+    return []
 
 
 def build_parser() -> argparse.ArgumentParser:

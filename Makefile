@@ -33,6 +33,7 @@ typecheck: $(VENV)/.installed-test
 pytest: $(VENV)/.installed-test
 	@scripts/ensure-redis.sh
 	@scripts/ensure-chromium.sh
+	@scripts/ensure-ingresses.sh
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -145,6 +145,8 @@ EOF
 
 # The dev IdP with its own small directory: Contoso, one confidential client whose redirect URIs are the
 # gateway's callback and mod_auth_openidc's redirect URI on localhost (loopback ports are ignored).
+# CONTOSO_CLIENT_EXTRA (optional): lines added to that client (8-space indent), e.g. an ``api:``;
+# EXTRA_CLIENTS (optional): more client list items (6-space indent).
 start_devidp() { on_some_port "$WORK/devidp.log" start_devidp_once; }
 
 start_devidp_once() {
@@ -166,6 +168,7 @@ tenants:
           - http://localhost:8080/.auth/callback
           - http://localhost:8080/redirect_uri
         post_logout_redirect_uris: [http://localhost:8080/.auth/logout/done]
+${CONTOSO_CLIENT_EXTRA:-}${EXTRA_CLIENTS:-}
     users:
       - oid: 5d1f6b2a-8c3e-4f7a-9b0d-1e2c3a4b5d6e
         name: Adele Vance
@@ -183,7 +186,8 @@ EOF
 }
 
 # The gateway: Redis store, server.workers (default 2), /pub/ public and / enforced, both to nginx.
-# EXTRA_ROUTES (optional): YAML list items appended to routes: (same 2-space indent as those above).
+# EXTRA_ROUTES (optional): YAML list items appended to routes: (same 2-space indent as those above);
+# EXTRA_SERVER (optional): lines added to server: (2-space indent).
 start_gateway() { on_some_port "$WORK/gateway.log" start_gateway_once; }
 
 start_gateway_once() {
@@ -196,6 +200,7 @@ server:
   listen: 127.0.0.1:$GW_PORT
   workers: ${GW_WORKERS:-2}
   access_log: ${ACCESS_LOG:-true}
+${EXTRA_SERVER:-}
 sessions:
   store: redis://127.0.0.1:$REDIS_PORT/0
   secret_keys: [$(head -c 32 /dev/urandom | base64)]

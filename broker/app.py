@@ -24,7 +24,7 @@ from broker.config.schema import BrokerConfig
 from broker.config.validate import decode_secret_key
 from broker.errors import ConfigError, ConfigProblem
 from broker.gateway import GATEWAY, Gateway, GatewayHolder
-from broker.handlers import callback, login, logout, protected, service
+from broker.handlers import callback, login, logout, protected, service, verify
 from broker.http import paths
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.headers import IdentityHeaders
@@ -312,5 +312,7 @@ def add_routes(app: web.Application) -> None:
     r.add_get(paths.ME, service.me)
     r.add_get(paths.HEALTHZ, service.healthz)
     r.add_get(paths.READYZ, service.readyz)
+    r.add_route("*", paths.VERIFY, verify.verify)
+    r.add_route("*", paths.VERIFY + "/{tail:.*}", verify.verify)
     r.add_route("*", paths.AUTH_PREFIX + "{tail:.*}", service.reserved_not_found)
     r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=forward.defer_continue)

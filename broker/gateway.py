@@ -20,6 +20,7 @@ from aiohttp import web
 from broker.config.schema import BrokerConfig, TenantConfig
 from broker.http.redirects import ReturnTargets
 from broker.identity.assertion import AssertionSigner
+from broker.identity.bearer import BearerAuthenticator
 from broker.identity.headers import IdentityHeaders
 from broker.identity.login_rate import LoginRateLimiter
 from broker.identity.refresh import SessionRefresher
@@ -68,6 +69,11 @@ class Gateway:
         return split_host(host) == self.public_host() or self.routes.routes_host(host)
 
     @cached_property
+    def bearer_boundary(self) -> UpstreamBoundary:
+        """The boundary for bearer calls: the ``Authorization`` header is not passed upstream."""
+        return self.boundary.without_authorization()
+
+    @cached_property
     def return_targets(self) -> ReturnTargets:
         """Where absolute return URLs may point: the origins this config serves (built once per config)."""
         return ReturnTargets.served(self.config.server.public_url, (r.host for r in self.config.routes))
@@ -76,6 +82,11 @@ class Gateway:
     def pending_logins(self) -> PendingLogins:
         """Login state between ``/start`` and the callback, capped (``sessions.max_pending_logins``)."""
         return PendingLogins(self.sessions.store, self.config.sessions.max_pending_logins, self.sessions.keys)
+
+    @cached_property
+    def bearer(self) -> BearerAuthenticator:
+        """Access tokens validated for API routes, cached until they expire (a reload starts afresh)."""
+        return BearerAuthenticator(self.config.tenants, self.discovery)
 
     @cached_property
     def login_limiter(self) -> LoginRateLimiter:

@@ -28,6 +28,7 @@ from broker.config.load import load_config
 from broker.config.schema import BrokerConfig, TenantConfig
 from broker.identity.assertion import generate_es256_pem
 from broker.ops.logging import configure_logging
+from broker.server.connection_limits import GuardedTCPSite
 from broker.server.serve import serve_guarded
 from demo import create_demo_app
 from devidp import DevIdpConfig, DevUser, create_devidp_app, load_devidp_config
@@ -63,17 +64,16 @@ class PortBusy(Exception):
 
 async def serve(
     app: web.Application, config: BrokerConfig, port: DemoPort, number: int, host: str = LOOPBACK
-) -> web.AppRunner:
+) -> tuple[web.AppRunner, GuardedTCPSite]:
     """Serve one of the demo's apps through the connection guard of ``broker run`` (header timeout,
     connection cap, keep-alive from the gateway's config): a slow client is bounded in ``make demo`` too.
     A taken port is one clear line (``PortBusy``), never a traceback."""
     try:
-        runner, _site = await serve_guarded(app, config, host, number)
+        return await serve_guarded(app, config, host, number)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortBusy(port, number) from None
         raise
-    return runner
 
 
 async def run_demo(config_path: Path, idp_config_path: Path) -> int:
@@ -91,11 +91,11 @@ async def run_demo(config_path: Path, idp_config_path: Path) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        runners.append(await serve(create_devidp_app(idp_config, idp_url), config, IDP_PORT, idp_port))
+        runners.append((await serve(create_devidp_app(idp_config, idp_url), config, IDP_PORT, idp_port))[0])
         backend = create_demo_app(f"http://127.0.0.1:{port}/.auth/jwks.json", public_url, None)
-        runners.append(await serve(backend, config, BACKEND_PORT, backend_port))
+        runners.append((await serve(backend, config, BACKEND_PORT, backend_port))[0])
         gateway = create_app(config, config_path.parent)
-        runners.append(await serve(gateway, config, GATEWAY_PORT, int(port), host))
+        runners.append((await serve(gateway, config, GATEWAY_PORT, int(port), host))[0])
         _print_welcome(public_url, config.tenants, idp_config, idp_url, backend_port)
         await stop.wait()
         print("\nstopping ...")
@@ -139,6 +139,32 @@ def _print_welcome(
             print(f"  {tenant.display_name:<12} {user.name:<18} {user.username:<26} {_describe(user)}")
     print(f"\nTry: open {public_url}/ , sign in as a Contoso user, see your identity on the whoami page;")
     print(f"     then sign out at {public_url}/.auth/logout (host {host}).\n")
+    for line in api_curl_lines(public_url, idp_config, idp_url):
+        print(line)
+
+
+def api_curl_lines(public_url: str, idp_config: DevIdpConfig, idp_url: str) -> list[str]:
+    """A curl line that gets an app-only token from the dev IdP and calls the demo API with it."""
+    for tenant in idp_config.tenants:
+        for api_client in tenant.clients:
+            if api_client.api is None:
+                continue
+            for caller_id in api_client.api.app_roles:
+                caller = tenant.find_client(caller_id)
+                if caller is None:
+                    continue
+                token_url = f"{idp_url}/{tenant.tenant_id}/oauth2/v2.0/token"
+                scope = f"{api_client.api.app_id_uri}/.default"
+                return [
+                    "Call the API as an application (client credentials):",
+                    f"  TOKEN=$(curl -s {token_url} -d grant_type=client_credentials "
+                    f"-d client_id={caller_id} -d client_secret={caller.client_secret} -d scope={scope} "
+                    "| python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+                    f'  curl -H "Authorization: Bearer $TOKEN" -H "Accept: application/json" '
+                    f"{public_url}/api/",
+                    "",
+                ]
+    return []
 
 
 def build_parser() -> argparse.ArgumentParser:

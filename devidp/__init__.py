@@ -17,12 +17,13 @@ from devidp.app import create_devidp_app
 from devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, TOKEN_FAULTS
 from devidp.keys import SigningKey, SigningKeys
 from devidp.loader import DevIdpConfigError, load_devidp_config
-from devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser
+from devidp.model import DevApi, DevClient, DevIdpConfig, DevTenant, DevUser
 
 __all__ = [
     "AUTHORIZE_ERRORS",
     "TOKEN_ERRORS",
     "TOKEN_FAULTS",
+    "DevApi",
     "DevClient",
     "DevIdpConfig",
     "DevIdpConfigError",

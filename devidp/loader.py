@@ -13,7 +13,7 @@ from cryptography import x509
 from broker.config.env import expand_env
 from broker.errors import ConfigProblem, MissingEnvironmentVariable
 from devidp.failures import AUTHORIZE_ERRORS, TOKEN_ERRORS, code_problem, token_fault_problem
-from devidp.model import DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
+from devidp.model import DevApi, DevClient, DevIdpConfig, DevTenant, DevUser, is_guid
 
 T = TypeVar("T")
 
@@ -30,8 +30,10 @@ _CLIENT_KEYS = frozenset(
         "token_error",
         "multi_tenant",
         "app_specific_keys",
+        "api",
     }
 )
+_API_KEYS = frozenset({"app_id_uri", "scopes", "access_token_version", "app_roles"})
 _USER_KEYS = frozenset(
     {
         "oid",
@@ -220,8 +222,9 @@ def _read_client(reader: _Reader, value: object, path: str) -> DevClient | None:
     secret = reader.string(data, "client_secret", path, required=not has_certificate)
     redirect_uris = reader.strings(data, "redirect_uris", path)
     logout_uris = reader.strings(data, "post_logout_redirect_uris", path)
-    if not redirect_uris:
-        reader.problem(f"{path}.redirect_uris", "at least one redirect URI is required")
+    api = _read_api(reader, data["api"], _join(path, "api")) if "api" in data else None
+    # An app without redirect URIs is a daemon: it can only use the client_credentials grant (the
+    # authorize endpoint matches no redirect URI for it).
     for key, uris in (("redirect_uris", redirect_uris), ("post_logout_redirect_uris", logout_uris)):
         for i, uri in enumerate(uris):
             parts = urlsplit(uri)
@@ -245,6 +248,30 @@ def _read_client(reader: _Reader, value: object, path: str) -> DevClient | None:
         token_error=token_error,
         multi_tenant=multi_tenant,
         app_specific_keys=app_specific_keys,
+        api=api,
+    )
+
+
+def _read_api(reader: _Reader, value: object, path: str) -> DevApi | None:
+    """ "Expose an API": App ID URI, scopes, accessTokenAcceptedVersion, app roles granted to apps."""
+    data = reader.mapping(value, path, _API_KEYS)
+    if data is None:
+        return None
+    uri = reader.string(data, "app_id_uri", path)
+    version = data.get("access_token_version", 2)
+    if version not in (1, 2):
+        reader.problem(_join(path, "access_token_version"), "must be 1 or 2")
+    grants = data.get("app_roles", {})
+    if not isinstance(grants, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(r, str) for r in v)
+        for k, v in grants.items()
+    ):
+        reader.problem(_join(path, "app_roles"), "must map client IDs to lists of role values")
+        grants = {}
+    if uri is None:
+        return None
+    return DevApi(
+        uri, reader.strings(data, "scopes", path), int(version), {str(k): list(v) for k, v in grants.items()}
     )
 
 

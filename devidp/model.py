@@ -18,6 +18,18 @@ GROUPS_CLAIM_LIMIT = 200
 
 
 @dataclass
+class DevApi:
+    """ "Expose an API" on an app registration: its App ID URI, scopes, token version and app roles."""
+
+    app_id_uri: str
+    scopes: list[str] = field(default_factory=list)
+    # accessTokenAcceptedVersion in the app manifest: 1 (sts.windows.net issuer, App ID URI audience) or 2.
+    access_token_version: int = 2
+    # App roles granted to other applications (client ID -> role values): "App roles for applications".
+    app_roles: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
 class DevClient:
     """An app registration (a confidential Web client) in one tenant."""
 
@@ -34,6 +46,8 @@ class DevClient:
     multi_tenant: bool = False
     # Sign this app's ID tokens with a key of its own, published only at keys?appid= (claims mapping).
     app_specific_keys: bool = False
+    # The API this app exposes (access tokens for it: delegated with scp, app-only with roles).
+    api: DevApi | None = None
 
     def certificates(self) -> list[x509.Certificate]:
         """The registered certificates (a PEM bundle may hold several, e.g. during a rollover)."""

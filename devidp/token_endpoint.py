@@ -12,6 +12,7 @@ from aiohttp import web
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
 from devidp import errors
+from devidp.api_tokens import DEFAULT_SUFFIX, app_only_claims, delegated_claims, find_api
 from devidp.client_auth import authenticate_client, basic_credentials
 from devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, json_error, json_response
 from devidp.errors import AadstsError
@@ -47,6 +48,8 @@ async def token(request: web.Request) -> web.Response:
         _, client = authenticate_client(idp, request, authority, params)
         if grant_type == "authorization_code":
             body = _redeem_code(idp, authority, client, params)
+        elif grant_type == "client_credentials":
+            body = _client_credentials(idp, authority, client, params)
         elif grant_type == "refresh_token":
             body, user = _refresh(idp, authority, client, params)
             if user.refresh_delay > 0:
@@ -141,6 +144,28 @@ def _refresh(
     return _tokens(idp, home, client, user, grant.scopes, grant.sid, nonce=None), user
 
 
+def _client_credentials(
+    idp: DevIdp, authority: Authority, client: DevClient, params: Mapping[str, str]
+) -> dict[str, Any]:
+    """App-only: ``scope={App ID URI}/.default`` at a tenant's endpoint (never /organizations)."""
+    scope = _required(params, "scope")
+    if authority.tenant is None or not scope.endswith(DEFAULT_SUFFIX) or " " in scope:
+        raise errors.invalid_request("client_credentials needs a tenant and one scope ending in '/.default'.")
+    found = find_api(authority.tenant, scope)
+    if found is None:
+        raise errors.invalid_request(f"No application in the directory exposes the scope '{scope}'.")
+    claims = app_only_claims(
+        found[0], authority.tenant, idp.issuer(authority.tenant), client.client_id, idp.clock()
+    )
+    logger.info("client credentials granted", extra={"client_id": client.client_id})
+    return {
+        "token_type": "Bearer",
+        "expires_in": TOKEN_LIFETIME,
+        "ext_expires_in": TOKEN_LIFETIME,
+        "access_token": sign(idp.keys, claims),
+    }
+
+
 def _current_user(idp: DevIdp, tenant_id: str, oid: str) -> tuple[DevTenant, DevUser]:
     # Claims come from the directory as it is now, so edits (renamed user, new roles) show up on refresh.
     home = idp.config.find_tenant_by_id(tenant_id)
@@ -148,6 +173,22 @@ def _current_user(idp: DevIdp, tenant_id: str, oid: str) -> tuple[DevTenant, Dev
     if home is None or user is None:
         raise errors.grant_invalid()
     return home, user
+
+
+def _access_claims(
+    idp: DevIdp, tenant: DevTenant, client: DevClient, user: DevUser, sign_in: SignIn, now: float
+) -> dict[str, Any]:
+    """A sign-in that asked for an API's scopes gets a token for that API (Entra: one resource per token);
+    otherwise one for Graph."""
+    for scope in sign_in.scopes:
+        found = find_api(tenant, scope)
+        if found is not None:
+            api_client = found[0]
+            wanted = [f[1] for s in sign_in.scopes if (f := find_api(tenant, s)) and f[0] is api_client]
+            return delegated_claims(
+                api_client, tenant, idp.issuer(tenant), client.client_id, user, wanted, now
+            )
+    return access_token_claims(sign_in, now)
 
 
 def _tokens(
@@ -168,7 +209,7 @@ def _tokens(
         "scope": " ".join(granted_scopes(scopes)),
         "expires_in": TOKEN_LIFETIME,
         "ext_expires_in": TOKEN_LIFETIME,
-        "access_token": sign(idp.keys, access_token_claims(sign_in, now)),
+        "access_token": sign(idp.keys, _access_claims(idp, tenant, client, user, sign_in, now)),
     }
     # Entra issues refresh tokens only when offline_access was granted.
     if "offline_access" in scopes:

@@ -66,6 +66,11 @@ class Guide:
     sign_in_urls: list[str] = field(default_factory=list)
     prerequisites: list[str] = field(default_factory=lambda: list(PREREQUISITES))
     troubleshooting: list[dict[str, str]] = field(default_factory=list)
+    # Routes of this company that accept access tokens (``api:``): what to expose and which app roles
+    # client applications (daemons, scripts) are granted.
+    api_audiences: list[str] = field(default_factory=list)
+    api_scopes: list[str] = field(default_factory=list)
+    application_roles: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _company_hosts(config: BrokerConfig, code: str) -> tuple[list[str], list[str]]:
@@ -159,12 +164,59 @@ def build_guide(config: BrokerConfig, code: str, base_dir: Path) -> Guide:
         {"code": f"AADSTS{number}", "what": explain("", number).title, "fix": explain("", number).admin}
         for number in explained_codes()
     ]
+    _add_api(guide, config, code, tenant)
     return guide
+
+
+def _add_api(guide: Guide, config: BrokerConfig, code: str, tenant: TenantConfig) -> None:
+    """ "Expose an API" and "App roles for applications" when routes of this company accept tokens."""
+    apis = [
+        r.api
+        for r in config.routes
+        if r.api is not None and (not r.allow.login_codes or code in r.allow.login_codes)
+    ]
+    guide.api_audiences = sorted({a for api in apis for a in api.audiences})
+    guide.api_scopes = sorted({s for api in apis for s in api.scopes})
+    guide.application_roles = [
+        {
+            "allowedMemberTypes": ["Application"],
+            "description": f"{tenant.display_name}: applications calling the API as '{value}'",
+            "displayName": value,
+            "id": str(uuid.uuid5(APP_ROLE_NAMESPACE, f"{code}/app/{value}")),
+            "isEnabled": True,
+            "value": value,
+        }
+        for value in sorted({v for api in apis for v in api.app_roles})
+    ]
 
 
 def to_json(guide: Guide) -> str:
     """The guide as JSON (for automation)."""
     return json.dumps(asdict(guide), indent=2)
+
+
+def _api_steps(guide: Guide) -> list[str]:
+    """The "Expose an API" and "App roles for applications" steps (none when no route accepts tokens)."""
+    if not guide.api_audiences:
+        return []
+    uris = [a for a in guide.api_audiences if a != guide.client_id]
+    steps = [
+        "   **Expose an API** (routes of this company accept access tokens):",
+        "   - Application ID URI: " + (", ".join(f"`{u}`" for u in uris) or f"`api://{guide.client_id}`"),
+        "   - Add a scope for each of: " + (", ".join(f"`{s}`" for s in guide.api_scopes) or "(none needed)"),
+        "   - **Manifest**: `accessTokenAcceptedVersion` 2 (the gateway accepts v1 and v2 tokens).",
+    ]
+    if guide.application_roles:
+        steps += [
+            "   **App roles for applications** (client credentials): create these roles, then grant them to "
+            "each calling app (its **API permissions > My APIs > Application permissions**, admin consent):",
+            "",
+            "```json",
+            json.dumps(guide.application_roles, indent=2),
+            "```",
+            "",
+        ]
+    return steps
 
 
 def to_markdown(guide: Guide) -> str:
@@ -230,6 +282,7 @@ def to_markdown(guide: Guide) -> str:
         "7. **Enterprise applications > (this app) > Properties**: *Assignment required?* "
         + _assignment(guide),
         "   Then **Users and groups**: assign people (and their app roles).",
+        *_api_steps(guide),
         *_send_back(guide),
         "",
         "## Where users sign in",

@@ -18,6 +18,7 @@ from pydantic.config import JsonDict
 from broker.config import formats
 from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text, secret_file_keys
 from broker.config.formats import GUID, LISTEN, MIN_SESSION_SECRET_KEY_BYTES, MULTI_TENANT_IDS
+from broker.grammar.path_folding import upstream_origin
 
 __all__ = ["DURATION", "Duration", "MIN_SESSION_SECRET_KEY_BYTES", "MULTI_TENANT_IDS", "SECRET"]
 
@@ -76,6 +77,14 @@ DEFAULT_LOGIN_RATE_PER_SECOND = 10.0
 DEFAULT_LOGIN_RATE_BURST = 30
 # Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
 DEFAULT_MAX_PENDING_LOGINS = 100_000
+
+# Forward-auth without a session: "status" answers 401 naming the login URL (nginx redirects with its
+# error_page); "redirect" answers a browser 302 to the login (Traefik, Caddy pass it through). API clients
+# always get 401. The verify URL's ``?login=`` overrides it per ingress.
+VerifyLogin = Literal["status", "redirect"]
+DEFAULT_VERIFY_LOGIN: VerifyLogin = "status"
+
+DEFAULT_API_FORWARD_TOKEN = False
 
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
@@ -309,11 +318,27 @@ class UpstreamPathsConfig(ConfigModel):
     windows: Bool = DEFAULT_UPSTREAM_WINDOWS_PATHS  # trailing dots and spaces dropped: /admin./ is /admin/
 
 
+class ApiConfig(ConfigModel):
+    """What a route accepts as ``Authorization: Bearer`` (Entra access tokens for this API)."""
+
+    # The token's ``aud`` must be one of these: the App ID URI (v1 tokens) and/or the app ID (v2 tokens).
+    audiences: Annotated[
+        list[Text], AfterValidator(formats.not_empty("at least one audience (App ID URI or app ID)"))
+    ]
+    # Delegated tokens (a user, ``scp``) need one of these; none listed: delegated tokens are refused.
+    scopes: list[Text] = Field(default_factory=list)
+    # App-only tokens (``idtyp=app``, ``roles``) need one of these; none listed: app-only tokens are refused.
+    app_roles: list[Text] = Field(default_factory=list)
+    # The bearer token itself goes upstream only when asked (the signed assertion carries the identity).
+    forward_token: Bool = DEFAULT_API_FORWARD_TOKEN
+
+
 class RouteConfig(ConfigModel):
     """One protected (or public) upstream, matched by host and path prefix."""
 
     host: Text
-    upstream: Annotated[Text, AfterValidator(formats.upstream)]
+    # None: an auth-only route, answered by /.auth/verify for an ingress that serves the app itself.
+    upstream: Annotated[Text, AfterValidator(formats.upstream)] | None = None
     path: Annotated[Text, AfterValidator(formats.route_path)] = "/"
     auth: AuthMode = "enforce"
     login: Text | None = None
@@ -338,6 +363,13 @@ class RouteConfig(ConfigModel):
     max_body: Annotated[
         Int, AfterValidator(formats.at_least(0, "must be 0 (no limit) or a number of bytes"))
     ] = DEFAULT_MAX_BODY
+    verify_login: VerifyLogin = DEFAULT_VERIFY_LOGIN
+    api: ApiConfig | None = None
+
+    @property
+    def upstream_key(self) -> str:
+        """The upstream's origin (its routes fold paths alike); ``""`` for auth-only routes."""
+        return upstream_origin(self.upstream) if self.upstream else ""
 
 
 class TracingConfig(ConfigModel):

@@ -21,7 +21,7 @@ from broker.config import schema
 from broker.config.formats import SECRET_KEY_HOW
 from broker.config.formats import decode_secret_key as decode_secret_key
 from broker.config.formats import is_loopback_http as is_loopback_http
-from broker.grammar.path_folding import upstream_origin, widest_fold
+from broker.grammar.path_folding import widest_fold
 
 KeyPath = tuple[str | int, ...]
 M = TypeVar("M", bound=schema.ConfigModel)
@@ -185,7 +185,7 @@ def _folded_route_key(route: schema.RouteConfig) -> tuple[str, str, str] | None:
     # Routes to one upstream whose prefixes fold together: the gateway would refuse (400) every path under
     # them as ambiguous, so say so at load time.
     path = widest_fold(route.path.rstrip("/") or "/") if route.path.startswith("/") else None
-    return None if path is None else (route.host.lower(), upstream_origin(route.upstream), path)
+    return None if path is None else (route.host.lower(), route.upstream_key, path)
 
 
 def _check_route_overlaps(parts: Sections) -> Iterator[tuple[KeyPath, str]]:

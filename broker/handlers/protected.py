@@ -14,21 +14,25 @@ import logging
 
 from aiohttp import web
 
-from broker.gateway import Gateway, gateway_of
+from broker.gateway import gateway_of
+from broker.handlers.access import (
+    Admission,
+    Ambiguous,
+    Outcome,
+    admit,
+    bearer_refusal,
+    find_route,
+    forbidden,
+    login_target,
+)
 from broker.handlers.login import alias_code as login_alias_code
-from broker.handlers.login import login_path, render_company_page
-from broker.handlers.session import current_session
-from broker.http import paths
-from broker.http.pages import views
+from broker.handlers.login import render_company_page
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, request_id_of, wants_html
-from broker.identity.policy import decide_access
-from broker.ops.events import audit
 from broker.ops.tracing import annotate
 from broker.proxy.boundary import is_websocket_upgrade
 from broker.proxy.forward import body_too_large, declared_too_large, forward, unread_answer
-from broker.proxy.routing import AmbiguousRoute, Route, matching_path
+from broker.proxy.routing import Route, matching_path
 from broker.proxy.websocket import relay
-from broker.sessions.model import Session
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +46,14 @@ DECISION_DENIED = {"broker.decision": "denied"}
 async def handle(request: web.Request) -> web.StreamResponse:
     """Route, authenticate, authorise and proxy one request."""
     gw = gateway_of(request)
-    path = matching_path(request.raw_path)
-    if path is None:
-        return _ambiguous(request)
     if request.method in ("GET", "HEAD") and gw.config.server.login_aliases:
-        code = login_alias_code(gw.config.server.login_aliases, path)
+        path = matching_path(request.raw_path)
+        code = login_alias_code(gw.config.server.login_aliases, path) if path is not None else None
         if code is not None:
             return await render_company_page(request, gw, code)
     try:
-        route = gw.routes.match(request.host, path)
-    except AmbiguousRoute:
+        route, path = find_route(gw, request.host, request.raw_path)
+    except Ambiguous:
         # The upstream could read this spelling as another route's path (case, trailing dots, look-alikes).
         return _ambiguous(request)
     request[ROUTE_LABEL_KEY] = route.label if route is not None else "unrouted"
@@ -60,30 +62,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request, 404, "No application here", "This address is not served by the gateway.", "no_route"
         )
     upgrade = is_websocket_upgrade(request.headers)
-    mode = route.config.auth
-    anonymous_ok = route.admits_anonymous(path)
-    if anonymous_ok and ";" in request.raw_path.split("?", 1)[0]:
-        anonymous_ok = _public_when_read_literally(gw, request)
-    session = None
-    if not anonymous_ok or mode == "optional":
-        session = await current_session(gw, request)
-    if session is None and mode == "enforce" and not anonymous_ok:
-        annotate(DECISION_LOGIN_REQUIRED)
+    admission = await admit(gw, request, route, request.host, path, request.raw_path)
+    annotate(_decision(admission))
+    if admission.outcome is Outcome.LOGIN_REQUIRED:
         return unread_answer(request, _login_required(request, route, upgrade))
-    if session is not None and not anonymous_ok:
-        decision = decide_access(route, session)
-        annotate(DECISION_ALLOWED if decision.allowed else DECISION_DENIED)
-        if not decision.allowed:
-            audit(
-                "access_denied",
-                who=session.user_key,
-                company=session.login_code,
-                why=decision.reason,
-                route=route.label,
-            )
-            return unread_answer(request, _forbidden(request, session, decision.reason))
-    elif anonymous_ok:
-        annotate(DECISION_PUBLIC)
+    if admission.outcome in (Outcome.INVALID_TOKEN, Outcome.INSUFFICIENT_SCOPE):
+        return unread_answer(request, bearer_refusal(request, route, admission))
+    if admission.outcome is Outcome.FORBIDDEN:
+        assert admission.session is not None
+        return unread_answer(request, forbidden(request, admission.session, admission.reason))
     if declared_too_large(request, route):
         return body_too_large(request, route)
     if upgrade and not route.config.websockets:
@@ -94,27 +81,33 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "This application is not configured to accept WebSocket connections through the gateway.",
             "websockets_disabled",
         )
+    session = admission.session
     added = (
         gw.identity.for_request(session, route, request.host, gw.clock())
-        if session is not None and not anonymous_ok
+        if session is not None and not admission.anonymous
         else {}
     )
+    if route.config.upstream is None:
+        # An auth-only route: its app is served by an ingress that asks /.auth/verify, not through here.
+        return error_response(
+            request, 404, "No application here", "This address is not served by the gateway.", "no_route"
+        )
     upstream = gw.upstreams.for_route(route.index)
+    api = route.config.api
+    # A bearer token stays at the broker unless the route asks for it: the assertion carries the identity.
+    boundary = gw.bearer_boundary if admission.bearer and api and not api.forward_token else gw.boundary
     if upgrade:
-        return await relay(request, route, upstream, gw.boundary, added)
-    return await forward(request, route, upstream, gw.boundary, added)
+        return await relay(request, route, upstream, boundary, added)
+    return await forward(request, route, upstream, boundary, added)
 
 
-def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:
-    """With ``;`` parameters in the path, a request is anonymous only if the literal reading is public too."""
-    literal = matching_path(request.raw_path, strip_params=False)
-    if literal is None:
-        return False
-    try:
-        route = gw.routes.match(request.host, literal)
-    except AmbiguousRoute:
-        return False
-    return route is not None and route.admits_anonymous(literal)
+def _decision(admission: Admission) -> dict[str, str]:
+    """The request span's ``broker.decision`` (tracing): public, login_required, allowed or denied."""
+    if admission.outcome is Outcome.LOGIN_REQUIRED:
+        return DECISION_LOGIN_REQUIRED
+    if admission.outcome is not Outcome.ALLOW:
+        return DECISION_DENIED
+    return DECISION_PUBLIC if admission.anonymous else DECISION_ALLOWED
 
 
 def _ambiguous(request: web.Request) -> web.StreamResponse:
@@ -133,38 +126,13 @@ def _ambiguous(request: web.Request) -> web.StreamResponse:
 def _login_required(request: web.Request, route: Route, upgrade: bool) -> web.StreamResponse:
     """Browsers go to the route's company login (or the chooser); API clients and WebSocket upgrades
     get 401 JSON."""
-    rd = request.rel_url.raw_path_qs if request.method in ("GET", "HEAD") else "/"
-    code = route.login_code
-    target = login_path(code, rd) if code else paths.with_return_to(paths.LOGIN, rd)
+    target = login_target(route, request.method, request.rel_url.raw_path_qs)
     if wants_html(request) and request.method in ("GET", "HEAD") and not upgrade:
         raise web.HTTPFound(target, headers={"Cache-Control": "no-store"})
     response = error_response(
         request, 401, "Sign-in required", "Sign in to use this application.", "login_required"
     )
     response.headers["WWW-Authenticate"] = f'Broker realm="entra-broker", login="{target}"'
+    if route.config.api is not None:
+        response.headers.add("WWW-Authenticate", 'Bearer realm="entra-broker"')  # RFC 6750 section 3
     return response
-
-
-def _forbidden(request: web.Request, session: Session, reason: str) -> web.StreamResponse:
-    """403 that says which company the user is signed in with and offers to switch."""
-    message = (
-        f"You are signed in as {session.name or session.preferred_username} with the company login "
-        f"'{session.login_code}', which may not use this application ({reason})."
-    )
-    if wants_html(request):
-        return views.simple(
-            "You don't have access",
-            message,
-            403,
-            request_id_of(request),
-            link=(paths.LOGOUT, "Switch account"),
-        )
-    return web.json_response(
-        {
-            "error": "forbidden",
-            "message": message,
-            "login_code": session.login_code,
-            "request_id": request_id_of(request),
-        },
-        status=403,
-    )

@@ -20,6 +20,8 @@ WELL_KNOWN_JWKS = "/.well-known/jwks.json"
 ME = "/.auth/me"
 HEALTHZ = "/.auth/healthz"
 READYZ = "/.auth/readyz"
+# Forward-auth: an ingress asks here whether a request may pass (Envoy appends the original path).
+VERIFY = "/.auth/verify"
 
 
 def company_login(code: str) -> str:

@@ -58,6 +58,7 @@ class _StrictJSONPyJWT(jwt.PyJWT):
 
 
 _STRICT_JWT = _StrictJSONPyJWT()
+STRICT_JWT = _STRICT_JWT  # the same strict decoder, for access tokens (``access_tokens.py``)
 
 
 class UnknownSigningKey(InvalidToken):

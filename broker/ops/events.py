@@ -23,7 +23,15 @@ audit_log = logging.getLogger("broker.audit")
 access_log = logging.getLogger("broker.access")
 
 AUDIT_EVENTS = frozenset(
-    {"login_success", "login_failure", "logout", "access_denied", "refresh_failure", "session_revoked"}
+    {
+        "login_success",
+        "login_failure",
+        "logout",
+        "access_denied",
+        "refresh_failure",
+        "session_revoked",
+        "forward_auth_refused",
+    }
 )
 
 

@@ -16,7 +16,7 @@ owns every rule below. Pure: header multidicts in, header multidicts out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, MultiMapping
@@ -229,6 +229,12 @@ class UpstreamBoundary:
     def response_headers(self, incoming: MultiMapping[str]) -> tuple[CIMultiDict[str], list[str]]:
         """The upstream's answer headers as the client gets them, and the broker cookies it tried to set."""
         return response_headers(incoming, self.cookies.families)
+
+    def without_authorization(self) -> UpstreamBoundary:
+        """This boundary, also dropping ``Authorization``: for bearer calls, whose token stays at the broker
+        unless the route asks for it (the signed assertion carries the identity upstream)."""
+        names = self.dropped.names | {fold("Authorization")}
+        return replace(self, dropped=HeaderFilter(names, self.dropped.prefixes))
 
 
 def connection_listed(headers: MultiMapping[str]) -> set[str]:

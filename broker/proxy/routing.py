@@ -29,7 +29,7 @@ from urllib.parse import unquote
 
 from broker.config.schema import RouteConfig
 from broker.grammar.host import host_without_port
-from broker.grammar.path_folding import LITERAL, PathRules, fold, upstream_origin, widest_fold
+from broker.grammar.path_folding import LITERAL, PathRules, fold, widest_fold
 
 
 def normalise_path(path: str) -> str:
@@ -107,7 +107,7 @@ def upstream_rules(routes: list[RouteConfig]) -> dict[str, PathRules]:
     """Per upstream origin, the union of what its routes declare (an upstream folds for all its routes)."""
     rules: dict[str, PathRules] = {}
     for route in routes:
-        origin = upstream_origin(route.upstream)
+        origin = route.upstream_key
         known = rules.get(origin, LITERAL)
         rules[origin] = PathRules(
             case_insensitive=known.case_insensitive or route.upstream_paths.case_insensitive,
@@ -255,7 +255,7 @@ class RouteTable:
         self.routes = [
             Route(i, r, normalise_route_host(r.host), normalise_path(r.path), o, rules[o])
             for i, r in enumerate(routes)
-            for o in (upstream_origin(r.upstream),)
+            for o in (r.upstream_key,)
         ]
         self._exact: dict[str, _PrefixIndex] = {}
         self._suffixes: dict[str, _PrefixIndex] = {}  # "*.example.com" is stored as ".example.com"

@@ -92,13 +92,14 @@ class UpstreamClients:
     def __init__(
         self, routes: Sequence[RouteConfig], base_dir: Path, pool_size: int = DEFAULT_POOL_SIZE
     ) -> None:
-        self._targets = [parse_upstream(r.upstream) for r in routes]
-        self._keys = [pool_key(r, t) for r, t in zip(routes, self._targets, strict=True)]
-        self._timeouts = [route_timeout(r) for r in routes]
+        # Auth-only routes (no upstream: forward-auth) have no client.
+        self._targets = {i: parse_upstream(r.upstream) for i, r in enumerate(routes) if r.upstream}
+        self._keys = {i: pool_key(routes[i], t) for i, t in self._targets.items()}
+        self._timeouts = {i: route_timeout(routes[i]) for i in self._targets}
         self._pool_size = pool_size
         self._contexts: dict[UpstreamTlsConfig, ssl.SSLContext] = {}
         problems: list[ConfigProblem] = []
-        for i, key in enumerate(self._keys):
+        for i, key in self._keys.items():
             if key.tls is None or key.tls in self._contexts:
                 continue
             try:
@@ -121,7 +122,7 @@ class UpstreamClients:
     async def start(self, hooks: Sequence[aiohttp.TraceConfig] = ()) -> None:
         """Open one session per pool (inside the running event loop); ``hooks`` trace its requests
         (the upstream call's span and W3C ``traceparent``, when tracing is on)."""
-        for key in dict.fromkeys(self._keys):
+        for key in dict.fromkeys(self._keys.values()):
             self._sessions[key] = aiohttp.ClientSession(
                 trace_configs=list(hooks) or None,
                 connector=self._connector(key),
@@ -132,7 +133,7 @@ class UpstreamClients:
             )
 
     def for_route(self, index: int) -> Upstream:
-        """The upstream of ``routes[index]``."""
+        """The upstream of ``routes[index]`` (KeyError for an auth-only route: the caller checks)."""
         return Upstream(self._targets[index], self._sessions[self._keys[index]], self._timeouts[index])
 
     async def close(self) -> None:

@@ -75,7 +75,7 @@ def test_entra_setup_on_a_fresh_clone_warns_only_about_its_company(
 def test_check_config_warns_about_every_unset_variable(capsys: pytest.CaptureFixture[str]) -> None:
     assert broker_cli(["check-config", DEMO_CONFIG]) == 0
     out, err = capsys.readouterr()
-    assert "OK (2 companies, 2 routes)" in out
+    assert "OK (2 companies, 3 routes)" in out
     for name in DEMO_VARIABLES:
         assert f"warning: environment variable {name} is not set here" in err
 

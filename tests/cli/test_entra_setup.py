@@ -38,6 +38,11 @@ routes:
   - {host: "*.apps.example.com", upstream: "http://10.0.0.7", allow: {login_codes: [contoso]}}
   - {host: fab.example.com, upstream: "http://10.0.0.8", allow: {login_codes: [fabrikam]}}
   - {host: status.example.com, upstream: "http://10.0.0.9", auth: public}
+  - host: wiki.example.com
+    path: /api/
+    upstream: "http://10.0.0.5"
+    allow: {login_codes: [contoso]}
+    api: {audiences: ["api://wiki"], scopes: [Wiki.Read], app_roles: [Wiki.Sync]}
 """
 
 
@@ -139,3 +144,15 @@ def test_html_is_a_printable_page_with_nothing_unescaped(
     assert out.startswith("<!doctype html>") and "@media print" in out
     assert "<code>https://wiki.example.com/.auth/callback</code>" in out and "<table>" in out
     assert "<b>Ltd</b>" not in out and "&lt;b&gt;Ltd&lt;/b&gt;" in out
+
+
+def test_routes_accepting_tokens_add_expose_an_api_and_application_roles(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = run(["entra-setup", "contoso", "--config", str(config_file)], capsys)
+    assert "**Expose an API**" in out and "`api://wiki`" in out and "`Wiki.Read`" in out
+    assert "**App roles for applications**" in out
+    app_roles = json.loads(out.split("```json\n")[2].split("```")[0])
+    assert [(r["value"], r["allowedMemberTypes"]) for r in app_roles] == [("Wiki.Sync", ["Application"])]
+    fabrikam = run(["entra-setup", "fabrikam", "--config", str(config_file)], capsys)
+    assert "Expose an API" not in fabrikam  # its routes accept no tokens

@@ -45,7 +45,7 @@ routes:
     upstream: http://10.0.0.6
     path: /
   - host: app.example.com
-    path: app
+    path: app  # no upstream: an auth-only (forward-auth) route, valid
   - host: old.example.com
     upstream: http://10.0.0.7
     connect_timeout: 0s
@@ -66,7 +66,6 @@ EXPECTED = [
     "b.yaml:30: routes[0].allow.login_codes[0]: unknown login code 'nobody'",
     "b.yaml:31: routes[0].headers.X-User: unknown claim 'shoe_size' (one of ",
     "b.yaml:32: routes[1]: overlaps routes[0]: same host and path prefix",
-    "b.yaml:35: routes[2]: missing required key 'upstream'",
     "b.yaml:36: routes[2].path: must start with '/'",
     "b.yaml:37: routes[3]: timeouts must be positive (they are never disabled)",
 ]

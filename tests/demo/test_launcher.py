@@ -10,7 +10,7 @@ import pytest
 
 from broker.config.load import load_config
 from demo import create_demo_app
-from demo.launcher import serve
+from demo.launcher import BACKEND_PORT, serve
 from tests.security.test_slow_clients import is_closed
 from tests.support.broker_run import broker_config
 
@@ -27,7 +27,7 @@ async def test_the_demo_closes_a_client_that_never_sends_its_request_head(
         broker_config(tmp_path, "http://127.0.0.1:1", f"{HOST}:0", header_timeout=f"{HEADER_TIMEOUT:g}s")
     )
     backend = create_demo_app("http://127.0.0.1:1/jwks", "http://unused", None)
-    runner, site = await serve(backend, config, HOST, 0)
+    runner, site = await serve(backend, config, BACKEND_PORT, 0, HOST)
     try:
         port = site.port
         reader, writer = await asyncio.open_connection(HOST, port)

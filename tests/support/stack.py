@@ -332,8 +332,9 @@ async def running_stack(
         if tracing is not None:
             raw["tracing"] = tracing
         for extra in routes_extra or []:
-            upstream = str(extra["upstream"]).replace("{backend_url}", backend_url)
-            raw["routes"].append({**extra, "upstream": upstream})
+            if "upstream" in extra:  # auth-only routes (forward-auth) have none
+                extra = {**extra, "upstream": str(extra["upstream"]).replace("{backend_url}", backend_url)}
+            raw["routes"].append(extra)
         text = yaml.safe_dump(raw)
         (tmp_path / "gateway.yaml").write_text(text)
         config = load_config_text(text, "test.yaml", tmp_path, monkey_env)

@@ -28,6 +28,7 @@ from broker.handlers import callback, login, logout, protected, service
 from broker.http import paths
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.headers import IdentityHeaders
+from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
 from broker.middleware import accounting_middleware, error_middleware, request_id_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
@@ -192,9 +193,11 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         floor=services.generations,
         health=services.store_health,
     )
+    routes = RouteTable(config.routes)
     return Gateway(
         config=config,
-        routes=RouteTable(config.routes),
+        routes=routes,
+        policies=RoutePolicies(routes),
         sessions=sessions,
         signer=signer,
         identity=IdentityHeaders(signer, config.signing.assertion_header),

@@ -22,6 +22,7 @@ from broker.http.redirects import ReturnTargets
 from broker.identity.assertion import AssertionSigner
 from broker.identity.headers import IdentityHeaders
 from broker.identity.login_rate import LoginRateLimiter
+from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
@@ -39,6 +40,7 @@ class Gateway:
 
     config: BrokerConfig
     routes: RouteTable
+    policies: RoutePolicies  # each route's access rules, compiled with this config
     sessions: SessionManager
     signer: AssertionSigner
     identity: IdentityHeaders

@@ -10,19 +10,27 @@ across values are in ``validate.py``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, get_origin
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic.config import JsonDict
+from pydantic import AfterValidator, Field
 
 from broker.config import formats
-from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text, secret_file_keys
+from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text
 from broker.config.formats import GUID, LISTEN, MIN_SESSION_SECRET_KEY_BYTES, MULTI_TENANT_IDS
+from broker.config.model import SECRET, ConfigModel
+from broker.config.policy_schema import PolicyConfig
 
-__all__ = ["DURATION", "Duration", "MIN_SESSION_SECRET_KEY_BYTES", "MULTI_TENANT_IDS", "SECRET"]
+__all__ = [
+    "DURATION",
+    "ConfigModel",
+    "Duration",
+    "MIN_SESSION_SECRET_KEY_BYTES",
+    "MULTI_TENANT_IDS",
+    "PolicyConfig",
+    "SECRET",
+]
 
 DURATION = "duration"  # the old marker of duration fields, kept for readers: ``Duration`` holds seconds
-SECRET: JsonDict = {"secret": True}  # a field's ``json_schema_extra``: it may be given as ``<name>_file``
 
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -125,31 +133,6 @@ Rewrite = Annotated[
         formats.starts_with_slash("must be a path starting with '/' (it replaces the matched prefix)")
     ),
 ]
-
-
-class ConfigModel(BaseModel):
-    """A config section: frozen, and every key not in the schema is an error (typos never pass silently)."""
-
-    # defer_build: the validators are built when first used (loading builds BrokerConfig's, nested ones
-    # inline), not at import; this keeps the gateway's start-up within a few percent of the old loader's.
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-    secret_fields: ClassVar[tuple[str, ...]] = ()
-    secret_lists: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        secrets = [name for name, info in cls.model_fields.items() if info.json_schema_extra == SECRET]
-        cls.secret_fields = tuple(secrets)
-        cls.secret_lists = frozenset(n for n in secrets if get_origin(cls.model_fields[n].annotation) is list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_secret_files(cls, data: Any) -> Any:
-        """``<name>_file`` of a secret field: its value is read from that file (see ``fields.SecretFile``)."""
-        if not cls.secret_fields:
-            return data
-        return secret_file_keys(data, cls.secret_fields, cls.secret_lists)
 
 
 class ServerConfig(ConfigModel):
@@ -311,6 +294,8 @@ class RouteConfig(ConfigModel):
     auth: AuthMode = "enforce"
     login: Text | None = None
     allow: AllowConfig = Field(default_factory=AllowConfig)
+    # Rule trees on top of the short form above (both must admit): see docs/policy.md.
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     public_paths: list[PathStartingWithSlash] = Field(default_factory=list)
     headers: dict[HeaderName, Annotated[Text, AfterValidator(formats.header_claim)]] = Field(
         default_factory=dict

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from broker.config import schema
+from broker.config import policy_schema, schema
 from broker.config.formats import SECRET_KEY_HOW
 from broker.config.formats import decode_secret_key as decode_secret_key
 from broker.config.formats import is_loopback_http as is_loopback_http
@@ -128,10 +128,25 @@ def _check_route(i: int, part: Part[schema.RouteConfig], parts: Sections) -> Ite
         for role in r.allow.roles:
             if not any(role in t.value.roles.order for t in parts.tenants.values()):
                 yield (*base, "allow", "roles"), f"role '{role}' is not in any company's roles.order"
+    if part.knows("policy", "path"):
+        yield from _check_policy(base, r)
     if part.knows("read_timeout", "connect_timeout", "idle_timeout") and (
         r.read_timeout <= 0 or r.connect_timeout <= 0 or r.idle_timeout <= 0
     ):
         yield base, "timeouts must be positive (they are never disabled)"
+
+
+def _check_policy(base: KeyPath, route: schema.RouteConfig) -> Iterator[tuple[KeyPath, str]]:
+    """Rule trees bounded in depth; ``path`` tests only under the route (others could never match)."""
+    prefix = route.path.rstrip("/") or "/"
+    for kind, rules in (("allow", route.policy.allow), ("deny", route.policy.deny)):
+        for i, rule in enumerate(rules):
+            at: KeyPath = (*base, "policy", kind, i)
+            if policy_schema.depth(rule) > policy_schema.MAX_POLICY_DEPTH:
+                yield at, f"nested deeper than {policy_schema.MAX_POLICY_DEPTH} levels"
+            for path in policy_schema.paths_in(rule):
+                if not (prefix == "/" or path == prefix or path.startswith(prefix + "/")):
+                    yield at, f"path {path!r} is not under the route's path {route.path!r}"
 
 
 def _check_workers_share_sessions(parts: Sections) -> Iterator[tuple[KeyPath, str]]:

@@ -15,16 +15,18 @@ import logging
 from aiohttp import web
 
 from broker.gateway import Gateway, gateway_of
+from broker.grammar.path_folding import fold
 from broker.handlers.login import alias_code as login_alias_code
 from broker.handlers.login import login_path, render_company_page
 from broker.handlers.session import current_session
 from broker.http import paths
 from broker.http.pages import views
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, request_id_of, wants_html
-from broker.identity.policy import decide_access
+from broker.identity.policy_rules import Decision, RequestFacts, method_overridden
 from broker.ops.events import audit
 from broker.proxy.boundary import is_websocket_upgrade
 from broker.proxy.forward import body_too_large, declared_too_large, forward, unread_answer
+from broker.proxy.forwarded import client_address
 from broker.proxy.routing import AmbiguousRoute, Route, matching_path
 from broker.proxy.websocket import relay
 from broker.sessions.model import Session
@@ -63,13 +65,14 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if session is None and mode == "enforce" and not anonymous_ok:
         return unread_answer(request, _login_required(request, route, upgrade))
     if session is not None and not anonymous_ok:
-        decision = decide_access(route, session)
+        decision = _decide(gw, request, route, session, path)
         if not decision.allowed:
             audit(
                 "access_denied",
                 who=session.user_key,
                 company=session.login_code,
                 why=decision.reason,
+                rule=decision.rule,
                 route=route.label,
             )
             return unread_answer(request, _forbidden(request, session, decision.reason))
@@ -92,6 +95,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if upgrade:
         return await relay(request, route, upstream, gw.forwarding, added)
     return await forward(request, route, upstream, gw.forwarding, added)
+
+
+def _decide(gw: Gateway, request: web.Request, route: Route, session: Session, path: str) -> Decision:
+    """The route's compiled rules on this request (the policy stage)."""
+    policy = gw.policies[route.index]
+    if policy.tests_method and method_overridden(list(request.headers.keys())):
+        # The upstream might act on the overriding method, which no rule saw: refused, never guessed.
+        return Decision(False, "method-override headers are not accepted here", "method-override")
+    client = (
+        client_address(request.remote, request.headers.getall("X-Forwarded-For", []), gw.forwarding.trusted)
+        if policy.needs_client
+        else None
+    )
+    return policy.decide(RequestFacts(session, request.method, fold(path, route.rules), client))
 
 
 def _public_when_read_literally(gw: Gateway, request: web.Request) -> bool:

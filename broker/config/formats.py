@@ -281,3 +281,13 @@ def at_least(low: int, message: str) -> Callable[[int], int]:
         return value
 
     return check
+
+
+CLAIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}\*?$")
+
+
+def claim_name(value: str) -> str:
+    """An ID-token claim name (``upn``, ``extn.costCenter``, ``xms_pdl``), or a ``prefix*`` of names."""
+    if not CLAIM_NAME.match(value):
+        raise problem(f"not a claim name {value!r}")
+    return value

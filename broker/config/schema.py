@@ -77,6 +77,9 @@ DEFAULT_LOGIN_RATE_PER_SECOND = 10.0
 DEFAULT_LOGIN_RATE_BURST = 30
 # Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
 DEFAULT_MAX_PENDING_LOGINS = 100_000
+# ID-token claims a session keeps beyond the broker's own fields: none unless the company asks (each costs
+# room in every session record).
+DEFAULT_KEEP_CLAIMS: tuple[str, ...] = ()
 
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
@@ -255,6 +258,10 @@ class TenantConfig(ConfigModel):
     listed: Bool = False
     clock_skew: ClockSkew = DEFAULT_CLOCK_SKEW
     roles: RolesConfig = Field(default_factory=RolesConfig)
+    # ID-token claims the session keeps for header expressions and policy rules (``extn.*`` by prefix).
+    keep_claims: list[Annotated[Text, AfterValidator(formats.claim_name)]] = Field(
+        default_factory=lambda: list(DEFAULT_KEEP_CLAIMS)
+    )
 
 
 class AllowConfig(ConfigModel):

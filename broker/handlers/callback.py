@@ -23,6 +23,7 @@ from broker.handlers.login import binding_hash, login_path
 from broker.http import paths
 from broker.http.pages import views
 from broker.http.responses import request_id_of
+from broker.identity.claim_keeping import kept_claims
 from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc import errors as aadsts
 from broker.oidc.client import redeem_code
@@ -244,6 +245,7 @@ def _session_from_claims(
         tid=str(claims["tid"]),
         oid=str(claims["oid"]),
         **identity_from_claims(tenant.roles, claims, groups),
+        claims=kept_claims(tenant.keep_claims, claims),
         sid=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         login_hint=claims.get("login_hint") if isinstance(claims.get("login_hint"), str) else None,
         refresh_token=refresh_token,

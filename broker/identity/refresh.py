@@ -31,6 +31,7 @@ from broker.errors import (
     SessionEnded,
     SessionStoreUnavailable,
 )
+from broker.identity.claim_keeping import kept_claims
 from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc.client import refresh_tokens
 from broker.oidc.credentials import ClientCredential
@@ -184,6 +185,7 @@ class SessionRefresher:
         return replace(
             session,
             **identity,
+            claims=kept_claims(tenant.keep_claims, claims),
             # Entra rotates refresh tokens: keep the new one (the old one may stop working at any time).
             refresh_token=tokens.refresh_token or refresh_token,
             id_token_expires_at=float(claims["exp"]),

@@ -1,0 +1,55 @@
+"""Which ID-token claims a session keeps (a company's ``keep_claims``), bounded so a session stays small.
+
+Called at sign-in and at every refresh alike, so a claim changed at Entra is seen after the next refresh.
+A Redis session record must stay under 4 KB (``bench/session_size.py``): each kept string is cut at
+``MAX_CLAIM_CHARS``, a list at ``MAX_CLAIM_ITEMS`` strings, and claims past ``MAX_KEPT_BYTES`` of JSON are
+dropped (in the order the company lists them: the first ones are the ones it needs most).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MAX_CLAIM_CHARS = 256
+MAX_CLAIM_ITEMS = 32
+MAX_KEPT_BYTES = 1024
+# Claims the session holds anyway or must never hold (token material, replay-relevant values).
+NEVER_KEPT = frozenset({"nonce", "at_hash", "c_hash", "aud", "iss", "exp", "iat", "nbf", "sid", "login_hint"})
+
+
+def _bounded(value: Any) -> Any:
+    """A claim value cut to size; None for shapes no header or rule can use (objects)."""
+    if isinstance(value, str):
+        return value[:MAX_CLAIM_CHARS]
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, list):
+        return [v[:MAX_CLAIM_CHARS] for v in value if isinstance(v, str)][:MAX_CLAIM_ITEMS]
+    return None
+
+
+def wanted(name: str, keep: Sequence[str]) -> bool:
+    """Whether ``keep`` names this claim: exactly, or by a ``prefix*`` pattern (``extn.*``)."""
+    if name in NEVER_KEPT:
+        return False
+    return any(name == k or (k.endswith("*") and name.startswith(k[:-1])) for k in keep)
+
+
+def kept_claims(keep: Sequence[str], claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims to seal with the session: those ``keep`` names, each bounded, within the byte budget."""
+    kept: dict[str, Any] = {}
+    used = 2
+    for name, value in claims.items():
+        if not wanted(name, keep):
+            continue
+        bounded = _bounded(value)
+        if bounded is None:
+            continue
+        size = len(json.dumps({name: bounded}, separators=(",", ":")).encode())
+        if used + size > MAX_KEPT_BYTES:
+            continue
+        kept[name] = bounded
+        used += size
+    return kept

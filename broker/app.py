@@ -27,6 +27,7 @@ from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service
 from broker.http import paths
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
+from broker.identity.claim_mapping import HeaderMaps
 from broker.identity.headers import IdentityHeaders
 from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
@@ -200,7 +201,7 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         policies=RoutePolicies(routes),
         sessions=sessions,
         signer=signer,
-        identity=IdentityHeaders(signer, config.signing.assertion_header),
+        identity=IdentityHeaders(signer, config.signing.assertion_header, maps=HeaderMaps(config)),
         cookie=cookie,
         discovery=services.discovery,
         idp_http=services.idp_http,

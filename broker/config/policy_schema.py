@@ -152,3 +152,9 @@ def paths_in(condition: Condition) -> list[str]:
     """Every path prefix a tree tests."""
     own = list(condition.path or [])
     return own + [p for child in condition.children() for p in paths_in(child)]
+
+
+def claims_in(condition: Condition) -> list[str]:
+    """Every claim name a tree's ``claim`` tests read."""
+    own = [condition.claim.name] if condition.claim is not None else []
+    return own + [c for child in condition.children() for c in claims_in(child)]

@@ -80,6 +80,11 @@ DEFAULT_MAX_PENDING_LOGINS = 100_000
 # ID-token claims a session keeps beyond the broker's own fields: none unless the company asks (each costs
 # room in every session record).
 DEFAULT_KEEP_CLAIMS: tuple[str, ...] = ()
+# Identity header values that are not printable ASCII: RFC 8187 (UTF-8''...) or raw UTF-8 (control
+# characters are never sent raw either way); longer values are not sent (never cut: that changes who).
+DEFAULT_HEADER_NON_ASCII: HeaderNonAscii = "rfc8187"
+DEFAULT_HEADER_MAX_LENGTH = 1024
+MAX_HEADER_LENGTH = 8192
 
 AuthMode = Literal["enforce", "optional", "public"]
 ResponseMode = Literal["form_post", "query"]
@@ -88,6 +93,7 @@ Prompt = Literal["login", "select_account", "consent", "none"]
 GroupsOverage = Literal["deny", "graph"]
 EntraLogout = Literal["offer", "always", "never"]
 WithoutRefreshToken = Literal["id_token", "session"]
+HeaderNonAscii = Literal["rfc8187", "utf8"]
 
 # "id_token": a session without a refresh token ends when its ID token expires (nothing can re-validate the
 # user, so revocation at Entra is seen within the token's lifetime, about an hour). "session": it lasts
@@ -130,6 +136,10 @@ ClientId = Annotated[
     Text, AfterValidator(formats.matches(GUID, "must be the application (client) ID GUID (got {value!r})"))
 ]
 PathStartingWithSlash = Annotated[Text, AfterValidator(formats.starts_with_slash("must start with '/'"))]
+HeaderExpression = Annotated[Text, AfterValidator(formats.header_expression)]
+HeaderMaxLength = Annotated[
+    Int, AfterValidator(formats.between(16, MAX_HEADER_LENGTH, f"must be between 16 and {MAX_HEADER_LENGTH}"))
+]
 Rewrite = Annotated[
     Text,
     AfterValidator(
@@ -259,6 +269,9 @@ class TenantConfig(ConfigModel):
     clock_skew: ClockSkew = DEFAULT_CLOCK_SKEW
     roles: RolesConfig = Field(default_factory=RolesConfig)
     # ID-token claims the session keeps for header expressions and policy rules (``extn.*`` by prefix).
+    # Header expressions every route sends for this company's users (a route's own header of the same name
+    # replaces it): docs/identity-mapping.md.
+    headers: dict[HeaderName, HeaderExpression] = Field(default_factory=dict)
     keep_claims: list[Annotated[Text, AfterValidator(formats.claim_name)]] = Field(
         default_factory=lambda: list(DEFAULT_KEEP_CLAIMS)
     )
@@ -304,8 +317,15 @@ class RouteConfig(ConfigModel):
     # Rule trees on top of the short form above (both must admit): see docs/policy.md.
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     public_paths: list[PathStartingWithSlash] = Field(default_factory=list)
-    headers: dict[HeaderName, Annotated[Text, AfterValidator(formats.header_claim)]] = Field(
-        default_factory=dict
+    headers: dict[HeaderName, HeaderExpression] = Field(default_factory=dict)
+    header_non_ascii: HeaderNonAscii = DEFAULT_HEADER_NON_ASCII
+    header_max_length: Annotated[
+        Int,
+        AfterValidator(formats.between(16, MAX_HEADER_LENGTH, f"must be between 16 and {MAX_HEADER_LENGTH}")),
+    ] = DEFAULT_HEADER_MAX_LENGTH
+    # Kept claims the signed assertion carries too, under their own names (never the reserved ones).
+    assertion_claims: list[Annotated[Text, AfterValidator(formats.assertion_claim)]] = Field(
+        default_factory=list
     )
     audience: Text | None = None
     upstream_paths: UpstreamPathsConfig = Field(default_factory=UpstreamPathsConfig)

@@ -12,11 +12,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from broker.config.formats import claim_kept
+
 MAX_CLAIM_CHARS = 256
 MAX_CLAIM_ITEMS = 32
 MAX_KEPT_BYTES = 1024
-# Claims the session holds anyway or must never hold (token material, replay-relevant values).
-NEVER_KEPT = frozenset({"nonce", "at_hash", "c_hash", "aud", "iss", "exp", "iat", "nbf", "sid", "login_hint"})
 
 
 def _bounded(value: Any) -> Any:
@@ -30,19 +30,12 @@ def _bounded(value: Any) -> Any:
     return None
 
 
-def wanted(name: str, keep: Sequence[str]) -> bool:
-    """Whether ``keep`` names this claim: exactly, or by a ``prefix*`` pattern (``extn.*``)."""
-    if name in NEVER_KEPT:
-        return False
-    return any(name == k or (k.endswith("*") and name.startswith(k[:-1])) for k in keep)
-
-
 def kept_claims(keep: Sequence[str], claims: Mapping[str, Any]) -> dict[str, Any]:
     """The claims to seal with the session: those ``keep`` names, each bounded, within the byte budget."""
     kept: dict[str, Any] = {}
     used = 2
     for name, value in claims.items():
-        if not wanted(name, keep):
+        if not claim_kept(name, keep):
             continue
         bounded = _bounded(value)
         if bounded is None:

@@ -116,6 +116,8 @@ def protected_header_names(config: BrokerConfig) -> frozenset[str]:
     names = {config.signing.assertion_header}
     for route in config.routes:
         names |= set(route.headers)
+    for tenant in config.tenants.values():
+        names |= set(tenant.headers)  # a company's default headers reach every route its users use
     return frozenset(names)
 
 

@@ -83,7 +83,10 @@ async def finance(tmp_path: Path) -> AsyncIterator[Stack]:
         tmp_path,
         {},
         idp_config=directory(),
-        contoso={"keep_claims": ["onpremisessamaccountname", "upn", "employeeid"]},
+        contoso={
+            "keep_claims": ["onpremisessamaccountname", "upn", "employeeid"],
+            "headers": {"X-Employee-Number": "claims.employeeid"},
+        },
         server={"trusted_proxies": ["127.0.0.0/8"]},
         routes_extra=[FINANCE_ROUTE],
     ) as stack:
@@ -153,6 +156,9 @@ async def test_a_pre_encoded_claim_is_encoded_again(finance: Stack) -> None:
 
 
 async def test_a_value_over_the_maximum_length_is_not_sent_rather_than_cut(finance: Stack) -> None:
-    status, seen = await visit(finance, LONG.username, **IN_OFFICE)
+    # When the broker sends no value (too long, or a claim the user lacks), the client's own never passes:
+    # neither for a route's header nor for the company's default header.
+    spoofed = {"Remote-User": "CONTOSO\\admin", "X-Employee-Number": "E00001"}
+    status, seen = await visit(finance, LONG.username, **IN_OFFICE, **spoofed)
     assert status == 200
-    assert "Remote-User" not in seen["headers"]
+    assert "Remote-User" not in seen["headers"] and "X-Employee-Number" not in seen["headers"]

@@ -158,3 +158,14 @@ def claims_in(condition: Condition) -> list[str]:
     """Every claim name a tree's ``claim`` tests read."""
     own = [condition.claim.name] if condition.claim is not None else []
     return own + [c for child in condition.children() for c in claims_in(child)]
+
+
+def tests_used(conditions: list[Condition]) -> frozenset[str]:
+    """Every test any of these trees uses (one walk; ``uses`` asks for one test)."""
+    found: set[str] = set()
+    pending = list(conditions)
+    while pending:
+        condition = pending.pop()
+        found.update(condition.keys())
+        pending.extend(condition.children())
+    return frozenset(found) - set(BRANCHES)

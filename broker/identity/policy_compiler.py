@@ -11,8 +11,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
+from typing import Any
 
-from broker.config.policy_schema import TESTS, ClaimTest, Condition, PolicyRule, uses
+from broker.config.policy_schema import ClaimTest, Condition, PolicyRule, tests_used
 from broker.config.schema import AllowConfig, RouteConfig
 from broker.grammar.path_folding import LITERAL, PathRules, fold
 from broker.identity.policy_rules import (
@@ -40,7 +41,9 @@ SHORT_FORM_REFUSALS = {
 def short_form_condition(allow: AllowConfig, dimension: str) -> Condition:
     """One list of the short form as the rule tree it means (``groups: [a, b]`` is ``group: [a, b]``)."""
     test = {"login_codes": "login_code", "roles": "role", "groups": "group", "users": "user"}[dimension]
-    return Condition.model_validate({test: list(getattr(allow, dimension))})
+    # Built from values the schema validated already (model_validate would check them again per route).
+    values: dict[str, Any] = {test: list(getattr(allow, dimension))}
+    return Condition.model_construct(None, **values)
 
 
 def short_form_rules(allow: AllowConfig) -> list[tuple[str, Condition]]:
@@ -125,10 +128,6 @@ def compile_condition(condition: Condition, rules: PathRules = LITERAL) -> Node:
     return _test(condition, rules)
 
 
-def _tests_in(conditions: Sequence[Condition]) -> frozenset[str]:
-    return frozenset(t for t in TESTS if any(uses(c, t) for c in conditions))
-
-
 def compile_route(config: RouteConfig, rules: PathRules = LITERAL) -> RoutePolicy:
     """A route's short form and rules, compiled."""
     policy = config.policy
@@ -142,7 +141,7 @@ def compile_route(config: RouteConfig, rules: PathRules = LITERAL) -> RoutePolic
             Rule(r.name or f"{kind}[{i}]", compile_condition(r, rules)) for i, r in enumerate(rules_)
         )
 
-    tests = _tests_in([*policy.allow, *policy.deny])
+    tests = tests_used([*policy.allow, *policy.deny])
     return RoutePolicy(
         deny=named(policy.deny, "deny"),
         required=required,

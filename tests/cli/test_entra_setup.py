@@ -108,7 +108,8 @@ def test_kept_claims_become_optional_claims_or_a_claims_mapping_with_warnings(
 ) -> None:
     text = config_file.read_text().replace(
         "    groups_overage: graph\n",
-        "    groups_overage: graph\n    keep_claims: [upn, ctry, onpremisessamaccountname, employeeid, name]\n",
+        "    groups_overage: graph\n"
+        "    keep_claims: [upn, ctry, onpremisessamaccountname, employeeid, name]\n",
     )
     config_file.write_text(text)
     guide = json.loads(

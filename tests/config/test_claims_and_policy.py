@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -101,4 +102,16 @@ def test_claims_not_kept_and_paths_outside_the_route_are_reported() -> None:
         "b.yaml:19: routes[0].policy.allow[0]: claim 'ctry' is not kept by any company reaching this route: "
         "add it to keep_claims",
         "b.yaml:20: routes[0].policy.allow[1]: path '/other/admin' is not under the route's path '/app/'",
+    ]
+
+
+def test_rule_trees_are_bounded_in_depth() -> None:
+    deep: dict[str, object] = {"group": "g"}
+    for _ in range(9):
+        deep = {"not": deep}
+    text = UNKEPT.split("    headers:")[0] + "    policy: {deny: [" + json.dumps(deep) + "]}\n"
+    with pytest.raises(ConfigError) as info:
+        load_config_text(text, "b.yaml", Path("."), {}, file_exists=lambda _: True)
+    assert [str(p) for p in info.value.problems] == [
+        "b.yaml:15: routes[0].policy.deny[0]: nested deeper than 8 levels"
     ]

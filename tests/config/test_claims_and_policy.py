@@ -113,5 +113,5 @@ def test_rule_trees_are_bounded_in_depth() -> None:
     with pytest.raises(ConfigError) as info:
         load_config_text(text, "b.yaml", Path("."), {}, file_exists=lambda _: True)
     assert [str(p) for p in info.value.problems] == [
-        "b.yaml:15: routes[0].policy.deny[0]: nested deeper than 8 levels"
+        "b.yaml:14: routes[0].policy.deny[0]: nested deeper than 8 levels"
     ]

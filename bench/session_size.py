@@ -5,7 +5,10 @@ the ID token's claims, not the token, which the broker does not keep), stores it
 SessionManager in a throw-away redis-server on a free loopback port, and prints the bytes of each key it
 writes (``MEMORY USAGE``) and the total; then the ``used_memory`` each further session adds.
 
-    .venv/bin/python bench/session_size.py
+    .venv/bin/python bench/session_size.py [--kept-claims]
+
+``--kept-claims``: the session also keeps claims up to the whole kept-claims budget (``keep_claims``,
+``broker/identity/claim_keeping.py``), the largest a session with kept claims can be.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import redis.asyncio as redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from broker.identity.claim_keeping import kept_claims  # noqa: E402
 from broker.sessions.manager import SessionManager  # noqa: E402
 from broker.sessions.model import Session  # noqa: E402
 from broker.sessions.redis_store import RedisStore  # noqa: E402
@@ -47,7 +51,20 @@ def entra_sized_session() -> Session:
         refresh_token="0.A" + secrets.token_urlsafe(1120),  # Entra refresh tokens are opaque, ~1.5 KB
         id_token_expires_at=time.time() + 3600,
         csrf=secrets.token_urlsafe(24),
+        claims=full_kept_claims() if "--kept-claims" in sys.argv else {},
     )
+
+
+def full_kept_claims() -> dict[str, object]:
+    """Claims as a company keeping many would have them, cut to the kept-claims budget as sign-in does."""
+    claims = {
+        "upn": "adele.vance@contoso.com",
+        "onpremisessamaccountname": "adele.vance",
+        "employeeid": "E10042",
+        "ctry": "FR",
+        **{f"extn.attribute{n}": secrets.token_hex(40) for n in range(20)},
+    }
+    return kept_claims(["upn", "onpremisessamaccountname", "employeeid", "ctry", "extn.*"], claims)
 
 
 async def measure(url: str) -> None:

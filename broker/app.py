@@ -27,7 +27,9 @@ from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service, verify
 from broker.http import paths
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
+from broker.identity.claim_mapping import HeaderMaps
 from broker.identity.headers import IdentityHeaders
+from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
 from broker.middleware import (
     accounting_middleware,
@@ -183,12 +185,14 @@ def build_gateway(prepared: Prepared, services: Services) -> Gateway:
         floor=services.generations,
         health=services.store_health,
     )
+    routes = RouteTable(config.routes)
     return Gateway(
         config=config,
-        routes=RouteTable(config.routes),
+        routes=routes,
+        policies=RoutePolicies(routes),
         sessions=sessions,
         signer=signer,
-        identity=IdentityHeaders(signer, config.signing.assertion_header),
+        identity=IdentityHeaders(signer, config.signing.assertion_header, maps=HeaderMaps(config)),
         cookie=cookie,
         discovery=services.discovery,
         idp_http=services.idp_http,

@@ -23,6 +23,7 @@ from broker.identity.assertion import AssertionSigner
 from broker.identity.bearer import BearerAuthenticator
 from broker.identity.headers import IdentityHeaders
 from broker.identity.login_rate import LoginRateLimiter
+from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
 from broker.oidc.credentials import ClientCredential
 from broker.oidc.discovery import DiscoveryCache
@@ -40,6 +41,7 @@ class Gateway:
 
     config: BrokerConfig
     routes: RouteTable
+    policies: RoutePolicies  # each route's access rules, compiled with this config
     sessions: SessionManager
     signer: AssertionSigner
     identity: IdentityHeaders

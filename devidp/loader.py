@@ -44,6 +44,7 @@ _USER_KEYS = frozenset(
         "family_name",
         "roles",
         "groups",
+        "claims",
         "token_fault",
         "authorize_error",
         "groups_overage",
@@ -308,6 +309,22 @@ def _read_certificate_file(reader: _Reader, data: dict[str, Any], path: str) -> 
         return None
 
 
+def _read_claims(reader: _Reader, data: dict[str, Any], path: str) -> dict[str, str | list[str]]:
+    """A user's optional claims: name -> string or list of strings."""
+    raw = data.get("claims", {})
+    where = _join(path, "claims")
+    if not isinstance(raw, dict):
+        reader.problem(where, "must be a mapping of claim name to value")
+        return {}
+    claims: dict[str, str | list[str]] = {}
+    for name, value in raw.items():
+        if isinstance(value, list):
+            claims[str(name)] = reader.strings(raw, str(name), where)
+        elif (text := reader.string(raw, str(name), where)) is not None:
+            claims[str(name)] = text
+    return claims
+
+
 def _read_user(reader: _Reader, value: object, path: str) -> DevUser | None:
     data = reader.mapping(value, path, _USER_KEYS)
     if data is None:
@@ -324,6 +341,7 @@ def _read_user(reader: _Reader, value: object, path: str) -> DevUser | None:
         family_name=reader.string(data, "family_name", path, required=False),
         roles=reader.strings(data, "roles", path),
         groups=reader.strings(data, "groups", path),
+        claims=_read_claims(reader, data, path),
         token_fault=reader.checked(data, "token_fault", path, token_fault_problem),
         authorize_error=reader.checked(
             data, "authorize_error", path, lambda v: code_problem(v, AUTHORIZE_ERRORS)

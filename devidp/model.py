@@ -81,6 +81,9 @@ class DevUser:
     family_name: str | None = None
     roles: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    # Optional and directory-extension claims this user's ID tokens carry when the app asks for them in
+    # Entra's token configuration (upn, onpremisessamaccountname, employeeid, extn.*...).
+    claims: dict[str, str | list[str]] = field(default_factory=dict)
     # How this user's ID tokens are broken on purpose (see devidp.policy.TOKEN_FAULTS).
     token_fault: str | None = None
     # An AADSTS code sent to the app instead of a code when this user signs in (policy.AUTHORIZE_ERRORS).

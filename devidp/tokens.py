@@ -80,6 +80,8 @@ def id_token_claims(sign_in: SignIn, now: float, nonce: str | None) -> dict[str,
         "groups": None if user.has_group_overage else list(user.groups) or None,
     }
     claims.update({name: value for name, value in optional.items() if value is not None})
+    # A user's optional claims never replace the token's own (iss, aud, tid, oid...).
+    claims.update({name: value for name, value in user.claims.items() if name not in claims})
     if user.has_group_overage:
         claims.update(group_overage_claims(sign_in.graph_url, user.oid))
     return claims

@@ -35,6 +35,24 @@ PREREQUISITES = (
 )
 
 OPTIONAL_CLAIMS = ("email", "given_name", "family_name", "login_hint", "sid")
+# ID-token claims Entra adds from Token configuration > Add optional claim (learn.microsoft.com,
+# "Optional claims reference"); anything else a company keeps needs a claims-mapping policy.
+ENTRA_OPTIONAL_ID_CLAIMS = frozenset(
+    {
+        "acct", "auth_time", "ctry", "email", "family_name", "given_name", "in_corp", "ipaddr", "login_hint",
+        "onprem_sid", "pwd_exp", "pwd_url", "sid", "tenant_ctry", "tenant_region_scope", "upn",
+        "verified_primary_email", "verified_secondary_email", "xms_pdl", "xms_pl", "xms_tpl",
+    }
+)  # fmt: skip
+# Emitted by the default v2.0 ID token already (nothing to add).
+DEFAULT_ID_CLAIMS = frozenset({"name", "preferred_username", "oid", "tid", "roles", "groups", "sub", "ver"})
+# Claims with a value only for users synced from on-premises Active Directory (Entra Connect / Cloud Sync).
+ON_PREMISES_CLAIMS = frozenset(
+    {
+        "onprem_sid", "onpremisessamaccountname", "onpremisesdomainname", "onpremisessecurityidentifier",
+        "onpremisesuserprincipalname", "netbiosname", "dnsdomainname", "onpremisesdistinguishedname",
+    }
+)  # fmt: skip
 # Stable app-role ids: the same company and role value always produce the same GUID, so pasting the
 # manifest again updates roles instead of duplicating them.
 APP_ROLE_NAMESPACE = uuid.UUID("5d7f2c4e-9b1a-4c3d-8e6f-0a1b2c3d4e5f")
@@ -71,6 +89,8 @@ class Guide:
     api_audiences: list[str] = field(default_factory=list)
     api_scopes: list[str] = field(default_factory=list)
     application_roles: list[dict[str, Any]] = field(default_factory=list)
+    mapped_claims: list[str] = field(default_factory=list)  # need a claims-mapping policy
+    claim_warnings: list[str] = field(default_factory=list)
 
 
 def _company_hosts(config: BrokerConfig, code: str) -> tuple[list[str], list[str]]:
@@ -165,6 +185,7 @@ def build_guide(config: BrokerConfig, code: str, base_dir: Path) -> Guide:
         for number in explained_codes()
     ]
     _add_api(guide, config, code, tenant)
+    _kept_claims(guide, tenant)
     return guide
 
 
@@ -188,6 +209,29 @@ def _add_api(guide: Guide, config: BrokerConfig, code: str, tenant: TenantConfig
         }
         for value in sorted({v for api in apis for v in api.app_roles})
     ]
+
+
+def _kept_claims(guide: Guide, tenant: TenantConfig) -> None:
+    """What the admin must add so the ID token carries every claim the company keeps."""
+    for claim in tenant.keep_claims:
+        if claim in DEFAULT_ID_CLAIMS or claim in guide.optional_claims:
+            continue
+        if claim in ENTRA_OPTIONAL_ID_CLAIMS:
+            guide.optional_claims.append(claim)
+        else:
+            guide.mapped_claims.append(claim)
+        if claim in ON_PREMISES_CLAIMS:
+            guide.claim_warnings.append(
+                f"claim '{claim}' has a value only for users synced from on-premises Active Directory "
+                "(Entra Connect or Cloud Sync); cloud-only users arrive without it (use default(...))"
+            )
+    if guide.mapped_claims and not tenant.app_specific_keys:
+        guide.claim_warnings.append(
+            "claims from a claims-mapping policy ("
+            + ", ".join(guide.mapped_claims)
+            + ") make Entra sign this app's tokens with its own keys: set app_specific_keys: true for this "
+            "company, or every sign-in fails (AADSTS50146 without acceptMappedClaims)"
+        )
 
 
 def to_json(guide: Guide) -> str:
@@ -263,6 +307,14 @@ def to_markdown(guide: Guide) -> str:
     ]
     if guide.groups_claim:
         lines.append(f"   - **Add groups claim**: {guide.groups_claim}.")
+    if guide.mapped_claims:
+        lines.append(
+            "   - **Enterprise applications > (this app) > Single sign-on > Attributes & Claims** (a claims-"
+            "mapping policy; directory extensions as `extn.<name>`): "
+            + ", ".join(f"`{c}`" for c in guide.mapped_claims)
+            + "."
+        )
+    lines += [f"   - **Warning:** {warning}" for warning in guide.claim_warnings]
     lines += [
         "5. **API permissions > Microsoft Graph > Delegated**: "
         + ", ".join(f"`{p}`" for p in guide.api_permissions)

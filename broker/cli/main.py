@@ -1,4 +1,4 @@
-"""``broker run | check-config | entra-setup | sessions | keygen``: the gateway's commands alone.
+"""``broker run | check-config | entra-setup | sessions | policy | keygen``: the gateway's commands alone.
 
 The development identity provider and the demo are not here: they are their own packages
 (``python -m devidp``, ``python -m demo``), which the production image does not contain.
@@ -182,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     from broker.cli.sessions import add_parser as add_sessions_parser
 
     add_sessions_parser(sub)
+
+    from broker.cli.policy import add_parser as add_policy_parser
+
+    add_policy_parser(sub)
 
     keygen = sub.add_parser(
         "keygen",

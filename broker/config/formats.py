@@ -10,11 +10,12 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 from broker.config.fields import problem
+from broker.grammar.claim_expression import ExpressionError, parse_expression
 from broker.grammar.path_folding import widest_fold
 from broker.http import paths
 
@@ -161,10 +162,26 @@ def header_name(value: str) -> str:
     return value
 
 
-def header_claim(value: str) -> str:
-    """A claim the broker can put in a header."""
-    if value not in HEADER_CLAIMS:
-        raise problem(f"unknown claim '{value}' (one of {', '.join(sorted(HEADER_CLAIMS))})")
+def header_expression(value: str) -> str:
+    """A header expression (``claims.upn | strip_domain | upper``); a plain field name is one too."""
+    try:
+        parse_expression(value)
+    except ExpressionError as exc:
+        raise problem(str(exc)) from None
+    return value
+
+
+# What the assertion carries already (or must: issuer, audience, times): never replaced by a kept claim.
+ASSERTION_RESERVED = HEADER_CLAIMS | {"iss", "aud", "iat", "exp", "nbf", "jti"}
+
+
+def assertion_claim(value: str) -> str:
+    """A kept claim the assertion may carry under its own name."""
+    claim_name(value)
+    if value.endswith("*"):
+        raise problem("name one claim (no '*')")
+    if value in ASSERTION_RESERVED:
+        raise problem(f"'{value}' is one of the assertion's own claims")
     return value
 
 
@@ -281,3 +298,24 @@ def at_least(low: int, message: str) -> Callable[[int], int]:
         return value
 
     return check
+
+
+CLAIM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}\*?$")
+
+
+def claim_name(value: str) -> str:
+    """An ID-token claim name (``upn``, ``extn.costCenter``, ``xms_pdl``), or a ``prefix*`` of names."""
+    if not CLAIM_NAME.match(value):
+        raise problem(f"not a claim name {value!r}")
+    return value
+
+
+# Claims a session holds anyway or must never keep (token material, replay-relevant values).
+NEVER_KEPT = frozenset({"nonce", "at_hash", "c_hash", "aud", "iss", "exp", "iat", "nbf", "sid", "login_hint"})
+
+
+def claim_kept(name: str, keep: Sequence[str]) -> bool:
+    """Whether a ``keep_claims`` list names this claim: exactly, or by a ``prefix*`` pattern (``extn.*``)."""
+    if name in NEVER_KEPT:
+        return False
+    return any(name == k or (k.endswith("*") and name.startswith(k[:-1])) for k in keep)

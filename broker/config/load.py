@@ -101,7 +101,8 @@ def _schema_type_at(path: KeyPath) -> Any:
     for part in path:
         current = _unwrap(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(str(part))
+            fields = {info.alias or name: info for name, info in current.model_fields.items()}
+            info = fields.get(str(part))
             if info is None:
                 return None
             current = info.annotation
@@ -128,7 +129,9 @@ def _problem_of(error: ErrorDetails) -> tuple[KeyPath, str]:
     if kind == "extra_forbidden":
         model = _schema_type_at(path[:-1])
         allowed = (
-            sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+            sorted(info.alias or name for name, info in model.model_fields.items())
+            if isinstance(model, type) and issubclass(model, BaseModel)
+            else []
         )
         return path, f"unknown key (allowed: {', '.join(allowed)})"
     if kind == "literal_error":

@@ -10,20 +10,28 @@ across values are in ``validate.py``.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, get_origin
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
-from pydantic.config import JsonDict
+from pydantic import AfterValidator, Field
 
 from broker.config import formats
-from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text, secret_file_keys
+from broker.config.fields import Bool, Duration, Float, Int, SecretText, Text
 from broker.config.formats import GUID, LISTEN, MIN_SESSION_SECRET_KEY_BYTES, MULTI_TENANT_IDS
+from broker.config.model import SECRET, ConfigModel
+from broker.config.policy_schema import PolicyConfig
 from broker.grammar.path_folding import upstream_origin
 
-__all__ = ["DURATION", "Duration", "MIN_SESSION_SECRET_KEY_BYTES", "MULTI_TENANT_IDS", "SECRET"]
+__all__ = [
+    "DURATION",
+    "ConfigModel",
+    "Duration",
+    "MIN_SESSION_SECRET_KEY_BYTES",
+    "MULTI_TENANT_IDS",
+    "PolicyConfig",
+    "SECRET",
+]
 
 DURATION = "duration"  # the old marker of duration fields, kept for readers: ``Duration`` holds seconds
-SECRET: JsonDict = {"secret": True}  # a field's ``json_schema_extra``: it may be given as ``<name>_file``
 
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
@@ -77,6 +85,14 @@ DEFAULT_LOGIN_RATE_PER_SECOND = 10.0
 DEFAULT_LOGIN_RATE_BURST = 30
 # Outstanding login states per store (each about 0.7-1 KB for 10 minutes): about 100 MB at most.
 DEFAULT_MAX_PENDING_LOGINS = 100_000
+# ID-token claims a session keeps beyond the broker's own fields: none unless the company asks (each costs
+# room in every session record).
+DEFAULT_KEEP_CLAIMS: tuple[str, ...] = ()
+# Identity header values that are not printable ASCII: RFC 8187 (UTF-8''...) or raw UTF-8 (control
+# characters are never sent raw either way); longer values are not sent (never cut: that changes who).
+DEFAULT_HEADER_NON_ASCII: HeaderNonAscii = "rfc8187"
+DEFAULT_HEADER_MAX_LENGTH = 1024
+MAX_HEADER_LENGTH = 8192
 
 # Forward-auth without a session: "status" answers 401 naming the login URL (nginx redirects with its
 # error_page); "redirect" answers a browser 302 to the login (Traefik, Caddy pass it through). API clients
@@ -93,6 +109,7 @@ Prompt = Literal["login", "select_account", "consent", "none"]
 GroupsOverage = Literal["deny", "graph"]
 EntraLogout = Literal["offer", "always", "never"]
 WithoutRefreshToken = Literal["id_token", "session"]
+HeaderNonAscii = Literal["rfc8187", "utf8"]
 
 # "id_token": a session without a refresh token ends when its ID token expires (nothing can re-validate the
 # user, so revocation at Entra is seen within the token's lifetime, about an hour). "session": it lasts
@@ -135,37 +152,16 @@ ClientId = Annotated[
     Text, AfterValidator(formats.matches(GUID, "must be the application (client) ID GUID (got {value!r})"))
 ]
 PathStartingWithSlash = Annotated[Text, AfterValidator(formats.starts_with_slash("must start with '/'"))]
+HeaderExpression = Annotated[Text, AfterValidator(formats.header_expression)]
+HeaderMaxLength = Annotated[
+    Int, AfterValidator(formats.between(16, MAX_HEADER_LENGTH, f"must be between 16 and {MAX_HEADER_LENGTH}"))
+]
 Rewrite = Annotated[
     Text,
     AfterValidator(
         formats.starts_with_slash("must be a path starting with '/' (it replaces the matched prefix)")
     ),
 ]
-
-
-class ConfigModel(BaseModel):
-    """A config section: frozen, and every key not in the schema is an error (typos never pass silently)."""
-
-    # defer_build: the validators are built when first used (loading builds BrokerConfig's, nested ones
-    # inline), not at import; this keeps the gateway's start-up within a few percent of the old loader's.
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-    secret_fields: ClassVar[tuple[str, ...]] = ()
-    secret_lists: ClassVar[frozenset[str]] = frozenset()
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        secrets = [name for name, info in cls.model_fields.items() if info.json_schema_extra == SECRET]
-        cls.secret_fields = tuple(secrets)
-        cls.secret_lists = frozenset(n for n in secrets if get_origin(cls.model_fields[n].annotation) is list)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _read_secret_files(cls, data: Any) -> Any:
-        """``<name>_file`` of a secret field: its value is read from that file (see ``fields.SecretFile``)."""
-        if not cls.secret_fields:
-            return data
-        return secret_file_keys(data, cls.secret_fields, cls.secret_lists)
 
 
 class ServerConfig(ConfigModel):
@@ -288,6 +284,13 @@ class TenantConfig(ConfigModel):
     listed: Bool = False
     clock_skew: ClockSkew = DEFAULT_CLOCK_SKEW
     roles: RolesConfig = Field(default_factory=RolesConfig)
+    # ID-token claims the session keeps for header expressions and policy rules (``extn.*`` by prefix).
+    # Header expressions every route sends for this company's users (a route's own header of the same name
+    # replaces it): docs/identity-mapping.md.
+    headers: dict[HeaderName, HeaderExpression] = Field(default_factory=dict)
+    keep_claims: list[Annotated[Text, AfterValidator(formats.claim_name)]] = Field(
+        default_factory=lambda: list(DEFAULT_KEEP_CLAIMS)
+    )
 
 
 class AllowConfig(ConfigModel):
@@ -343,9 +346,18 @@ class RouteConfig(ConfigModel):
     auth: AuthMode = "enforce"
     login: Text | None = None
     allow: AllowConfig = Field(default_factory=AllowConfig)
+    # Rule trees on top of the short form above (both must admit): see docs/policy.md.
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     public_paths: list[PathStartingWithSlash] = Field(default_factory=list)
-    headers: dict[HeaderName, Annotated[Text, AfterValidator(formats.header_claim)]] = Field(
-        default_factory=dict
+    headers: dict[HeaderName, HeaderExpression] = Field(default_factory=dict)
+    header_non_ascii: HeaderNonAscii = DEFAULT_HEADER_NON_ASCII
+    header_max_length: Annotated[
+        Int,
+        AfterValidator(formats.between(16, MAX_HEADER_LENGTH, f"must be between 16 and {MAX_HEADER_LENGTH}")),
+    ] = DEFAULT_HEADER_MAX_LENGTH
+    # Kept claims the signed assertion carries too, under their own names (never the reserved ones).
+    assertion_claims: list[Annotated[Text, AfterValidator(formats.assertion_claim)]] = Field(
+        default_factory=list
     )
     audience: Text | None = None
     upstream_paths: UpstreamPathsConfig = Field(default_factory=UpstreamPathsConfig)

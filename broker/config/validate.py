@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
 
-from broker.config import schema
+from broker.config import formats, policy_schema, schema
 from broker.config.formats import SECRET_KEY_HOW
 from broker.config.formats import decode_secret_key as decode_secret_key
 from broker.config.formats import is_loopback_http as is_loopback_http
+from broker.grammar.claim_expression import parse_expression, references
 from broker.grammar.path_folding import widest_fold
 
 KeyPath = tuple[str | int, ...]
@@ -87,6 +88,11 @@ def _check_tenant(
             yield base, "give either client_secret or certificate, not both"
     if part.knows("roles"):
         yield from _check_roles(base, t.roles)
+    if part.knows("headers", "keep_claims"):
+        for name, text in t.headers.items():
+            for ref in references(parse_expression(text)):
+                if ref.claim and not formats.claim_kept(ref.name, t.keep_claims):
+                    yield (*base, "headers", name), f"claim '{ref.name}' is not in keep_claims"
     if part.knows("certificate") and t.certificate is not None:
         for name in ("key_file", "cert_file"):
             path = parts.base_dir / getattr(t.certificate, name)
@@ -128,10 +134,62 @@ def _check_route(i: int, part: Part[schema.RouteConfig], parts: Sections) -> Ite
         for role in r.allow.roles:
             if not any(role in t.value.roles.order for t in parts.tenants.values()):
                 yield (*base, "allow", "roles"), f"role '{role}' is not in any company's roles.order"
+    if part.knows("policy", "path"):
+        yield from _check_policy(base, r)
+    if part.knows("headers", "policy", "assertion_claims", "allow") and codes is not None:
+        yield from _check_claims_kept(base, r, parts)
     if part.knows("read_timeout", "connect_timeout", "idle_timeout") and (
         r.read_timeout <= 0 or r.connect_timeout <= 0 or r.idle_timeout <= 0
     ):
         yield base, "timeouts must be positive (they are never disabled)"
+
+
+def _check_policy(base: KeyPath, route: schema.RouteConfig) -> Iterator[tuple[KeyPath, str]]:
+    """Rule trees bounded in depth; ``path`` tests only under the route (others could never match)."""
+    prefix = route.path.rstrip("/") or "/"
+    for kind, rules in (("allow", route.policy.allow), ("deny", route.policy.deny)):
+        for i, rule in enumerate(rules):
+            at: KeyPath = (*base, "policy", kind, i)
+            if policy_schema.depth(rule) > policy_schema.MAX_POLICY_DEPTH:
+                yield at, f"nested deeper than {policy_schema.MAX_POLICY_DEPTH} levels"
+            for path in policy_schema.paths_in(rule):
+                if not (prefix == "/" or path == prefix or path.startswith(prefix + "/")):
+                    yield at, f"path {path!r} is not under the route's path {route.path!r}"
+
+
+def _kept_by(tenant: Part[schema.TenantConfig], claim: str) -> bool:
+    return not tenant.knows("keep_claims") or formats.claim_kept(claim, tenant.value.keep_claims)
+
+
+def claims_read(route: schema.RouteConfig) -> Iterator[tuple[KeyPath, str]]:
+    """Every kept claim a route reads, with where: header expressions, policy claim tests, the assertion."""
+    for name, text in route.headers.items():
+        for ref in references(parse_expression(text)):
+            if ref.claim:
+                yield ("headers", name), ref.name
+    for kind, rules in (("allow", route.policy.allow), ("deny", route.policy.deny)):
+        for i, rule in enumerate(rules):
+            for claim in policy_schema.claims_in(rule):
+                if claim not in formats.HEADER_CLAIMS:
+                    yield ("policy", kind, i), claim
+    for i, claim in enumerate(route.assertion_claims):
+        yield ("assertion_claims", i), claim
+
+
+def _check_claims_kept(
+    base: KeyPath, route: schema.RouteConfig, parts: Sections
+) -> Iterator[tuple[KeyPath, str]]:
+    """A claim no company reaching the route keeps is always missing: a typo, or a forgotten keep_claims."""
+    codes = route.allow.login_codes or list(parts.tenants)
+    reaching = [parts.tenants[c] for c in codes if c in parts.tenants]
+    if len(reaching) != len(codes):
+        return  # a company failed to validate: its keep_claims are unknown
+    for at, claim in claims_read(route):
+        if not any(_kept_by(t, claim) for t in reaching):
+            yield (
+                (*base, *at),
+                f"claim '{claim}' is not kept by any company reaching this route: add it to keep_claims",
+            )
 
 
 def _check_workers_share_sessions(parts: Sections) -> Iterator[tuple[KeyPath, str]]:
@@ -261,8 +319,9 @@ def check_warnings(config: schema.BrokerConfig) -> Iterator[tuple[KeyPath, str]]
     for i, route in enumerate(config.routes):
         if route.auth == "public" or _tenants_reaching(route, config.tenants) < 2:
             continue
-        for name, claim in route.headers.items():
-            if claim in MUTABLE_CLAIMS:
+        for name, text in route.headers.items():
+            read = [ref.name for ref in references(parse_expression(text))]
+            for claim in (c for c in read if c in MUTABLE_CLAIMS):
                 yield (
                     ("routes", i, "headers", name),
                     f"claim '{claim}' is mutable and not verified across tenants: on a route users of "

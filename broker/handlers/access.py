@@ -15,14 +15,16 @@ from aiohttp import web
 
 from broker.errors import InvalidToken
 from broker.gateway import Gateway
+from broker.grammar.path_folding import fold
 from broker.handlers.login import login_path
 from broker.handlers.session import current_session
 from broker.http import paths
 from broker.http.pages import views
 from broker.http.responses import request_id_of, wants_html
 from broker.identity.bearer import bearer_token, decide_api_access
-from broker.identity.policy import decide_access
+from broker.identity.policy_rules import Decision, RequestFacts, method_overridden
 from broker.ops.events import audit
+from broker.proxy.forwarded import client_address
 from broker.proxy.routing import AmbiguousRoute, Route, matching_path
 from broker.sessions.model import Session
 
@@ -84,27 +86,28 @@ async def admit(
     if not anonymous_ok and route.config.api is not None:
         token = bearer_token(request.headers)
         if token is not None:
-            return await _admit_bearer(gw, route, token)
+            return await _admit_bearer(gw, request, route, token, path)
     session = None
     if not anonymous_ok or mode == "optional":
         session = await current_session(gw, request)
     if session is None and mode == "enforce" and not anonymous_ok:
         return Admission(Outcome.LOGIN_REQUIRED)
     if session is not None and not anonymous_ok:
-        decision = decide_access(route, session)
+        decision = decide(gw, request, route, session, path)
         if not decision.allowed:
             audit(
                 "access_denied",
                 who=session.user_key,
                 company=session.login_code,
                 why=decision.reason,
+                rule=decision.rule,
                 route=route.label,
             )
             return Admission(Outcome.FORBIDDEN, session, reason=decision.reason)
     return Admission(Outcome.ALLOW, session, anonymous=anonymous_ok or session is None)
 
 
-async def _admit_bearer(gw: Gateway, route: Route, token: str) -> Admission:
+async def _admit_bearer(gw: Gateway, request: web.Request, route: Route, token: str, path: str) -> Admission:
     """An API caller: the token validated (cached), then the API's scopes/roles and the route's policy."""
     api = route.config.api
     assert api is not None
@@ -116,18 +119,35 @@ async def _admit_bearer(gw: Gateway, route: Route, token: str) -> Admission:
         return Admission(Outcome.INVALID_TOKEN, reason=str(exc))
     decision = decide_api_access(api, caller)
     if decision.allowed:
-        decision = decide_access(route, principal)
+        decision = decide(gw, request, route, principal, path)
     if not decision.allowed:
         audit(
             "access_denied",
             who=principal.user_key,
             company=principal.login_code,
             why=decision.reason,
+            rule=decision.rule,
             route=route.label,
             client=caller.client_id,
         )
         return Admission(Outcome.INSUFFICIENT_SCOPE, principal, reason=decision.reason, bearer=True)
     return Admission(Outcome.ALLOW, principal, bearer=True)
+
+
+def decide(gw: Gateway, request: web.Request, route: Route, session: Session, path: str) -> Decision:
+    """The route's compiled rules (``Gateway.policies``, built once per config) on this request's facts:
+    who, the method, the path under the route as its upstream reads it, and the client address as the
+    trusted-proxy rules establish it (only looked up when a rule tests it)."""
+    policy = gw.policies[route.index]
+    if policy.tests_method and method_overridden(list(request.headers.keys())):
+        # The upstream might act on the overriding method, which no rule saw: refused, never guessed.
+        return Decision(False, "method-override headers are not accepted here", "method-override")
+    client = (
+        client_address(request.remote, request.headers.getall("X-Forwarded-For", []), gw.boundary.trusted)
+        if policy.needs_client
+        else None
+    )
+    return policy.decide(RequestFacts(session, request.method, fold(path, route.rules), client))
 
 
 def bearer_refusal(request: web.Request, route: Route, admission: Admission) -> web.Response:

@@ -86,7 +86,7 @@ def generate_es256_pem() -> bytes:
 REUSE_WHILE_REMAINING = 1 / 3
 DEFAULT_CACHE_SIZE = 50_000
 
-CacheKey = tuple[str, str, float, float, str]
+CacheKey = tuple[str, str, float, float, str, tuple[str, ...]]
 
 
 class AssertionSigner:
@@ -108,26 +108,30 @@ class AssertionSigner:
         self._cache: dict[CacheKey, tuple[str, float]] = {}
         self._sweeps = SweepSchedule(cache_size)
 
-    def sign(self, session: Session, audience: str, now: float) -> str:
-        """A short-lived JWT carrying the session's identity for one route's audience (cached)."""
+    def sign(self, session: Session, audience: str, now: float, extra: tuple[str, ...] = ()) -> str:
+        """A short-lived JWT carrying the session's identity for one route's audience (cached); ``extra``
+        names kept claims it carries too (a route's ``assertion_claims``)."""
         key: CacheKey = (
             session.user_key,
             session.login_code,
             session.created_at,
             session.refreshed_at,
             audience,
+            extra,
         )
         cached = self._cache.get(key)
         if cached is not None and cached[1] - now > self._ttl * REUSE_WHILE_REMAINING:
             return cached[0]
-        token = self._sign(session, audience, now)
+        token = self._sign(session, audience, now, extra)
         if self._sweeps.due(len(self._cache), now):
             sweep(self._cache, lambda entry: entry[1], now, self._sweeps.max_entries)
         self._cache[key] = (token, int(now) + self._ttl)
         return token
 
-    def _sign(self, session: Session, audience: str, now: float) -> str:
+    def _sign(self, session: Session, audience: str, now: float, extra: tuple[str, ...] = ()) -> str:
         claims = {
+            # Kept claims first: the broker's own claims below always win (the config refuses the names too).
+            **{name: session.claims[name] for name in extra if name in session.claims},
             **session.public_claims(),
             "iss": self._issuer,
             "aud": audience,

@@ -1,5 +1,5 @@
 """The headers that carry the user's identity upstream on one route: the signed assertion plus the route's
-plain claim headers (``headers: {X-Remote-User: preferred_username}``; lists joined by commas).
+plain identity headers (header expressions over kept claims: ``claim_mapping.py``).
 
 Built once per assertion: the signer hands out the same assertion for a session and audience until a third
 of its lifetime is left, and everything else in these headers is derived from the same session state (a
@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from broker.identity.assertion import AssertionSigner
+from broker.identity.claim_mapping import HeaderMaps
 from broker.ops.caches import SweepSchedule, sweep
 from broker.proxy.routing import Route
 from broker.sessions.model import Session
@@ -23,16 +24,22 @@ class IdentityHeaders:
     """Identity headers per (assertion, route), for one config generation (routes change at reload)."""
 
     def __init__(
-        self, signer: AssertionSigner, assertion_header: str, max_entries: int = DEFAULT_MAX_ENTRIES
+        self,
+        signer: AssertionSigner,
+        assertion_header: str,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        maps: HeaderMaps | None = None,
     ) -> None:
         self.signer = signer
+        self._maps = maps
         self._assertion_header = assertion_header
         self._built: dict[tuple[str, int], tuple[Mapping[str, str], float]] = {}
         self._sweeps = SweepSchedule(max_entries)
 
     def for_request(self, session: Session, route: Route, host: str, now: float) -> Mapping[str, str]:
         """The headers to add to this request to ``route`` on ``host`` (a shared, read-only mapping)."""
-        assertion = self.signer.sign(session, route.audience(host), now)
+        extra = tuple(route.config.assertion_claims)
+        assertion = self.signer.sign(session, route.audience(host), now, extra)
         key = (assertion, route.index)
         entry = self._built.get(key)
         if entry is None:
@@ -43,11 +50,5 @@ class IdentityHeaders:
         return entry[0]
 
     def _build(self, session: Session, route: Route, assertion: str) -> Mapping[str, str]:
-        headers = {self._assertion_header: assertion}
-        claims = session.public_claims()
-        for header, claim in route.config.headers.items():
-            value = claims.get(claim)
-            if value is None:
-                continue
-            headers[header] = ",".join(value) if isinstance(value, list) else str(value)
-        return headers
+        maps = self._maps if self._maps is not None else HeaderMaps.for_route(route.index, route.config)
+        return {self._assertion_header: assertion, **maps.headers(route.index, session)}

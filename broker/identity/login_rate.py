@@ -16,25 +16,15 @@ import math
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from broker.proxy.forwarded import IPNetwork, is_trusted, peer_address
+from broker.proxy.forwarded import IPNetwork, client_address
 
 DEFAULT_MAX_CLIENTS = 100_000
-MAX_FORWARDED_FOR = 4096  # characters of X-Forwarded-For read (a real chain is a handful of addresses)
 UNKNOWN_CLIENT = "unknown"
 
 
 def client_key(peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]) -> str:
     """The address a rate limit applies to, as the trusted-proxy rules establish it."""
-    address = peer_address(peer)
-    if address is not None and is_trusted(peer, trusted):
-        hops = ",".join(forwarded_for)[-MAX_FORWARDED_FOR:].split(",")
-        for hop in reversed(hops):
-            claimed = peer_address(hop.strip())
-            if claimed is None:
-                break  # garbage where a trusted proxy writes an address: count it against the proxy
-            if not any(claimed in network for network in trusted):
-                address = claimed
-                break
+    address = client_address(peer, forwarded_for, trusted)
     if address is None:
         return UNKNOWN_CLIENT
     if isinstance(address, ipaddress.IPv6Address):

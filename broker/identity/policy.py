@@ -1,14 +1,21 @@
-"""Claims -> broker roles, and whether a session may use a route. Pure."""
+"""Claims -> broker roles, and whether a session may use a route. Pure.
+
+``Decision`` is re-exported: the rules themselves are compiled by ``policy_compiler.py`` and evaluated by
+``policy_rules.py``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from broker.config.schema import RolesConfig
+from broker.identity.policy_compiler import compile_route
+from broker.identity.policy_rules import Decision, RequestFacts
 from broker.proxy.routing import Route
 from broker.sessions.model import Session
+
+__all__ = ["Decision", "decide_access", "identity_from_claims", "map_roles", "string_list"]
 
 
 def map_roles(
@@ -49,23 +56,10 @@ def identity_from_claims(rules: RolesConfig, claims: Mapping[str, Any], groups: 
     }
 
 
-@dataclass(frozen=True)
-class Decision:
-    """An access decision with the reason, for the 403 page and the audit log."""
-
-    allowed: bool
-    reason: str = ""
-
-
 def decide_access(route: Route, session: Session) -> Decision:
-    """Every non-empty ``allow`` dimension must admit the session (login code AND role AND group AND user)."""
-    allow = route.config.allow
-    if allow.login_codes and session.login_code not in allow.login_codes:
-        return Decision(False, f"company '{session.login_code}' is not allowed on this route")
-    if allow.roles and not set(allow.roles) & set(session.roles):
-        return Decision(False, "none of your roles is allowed on this route")
-    if allow.groups and not set(allow.groups) & set(session.groups):
-        return Decision(False, "none of your groups is allowed on this route")
-    if allow.users and session.user_key not in allow.users:
-        return Decision(False, "your account is not allowed on this route")
-    return Decision(True)
+    """The route's short form and rules for a session alone (a GET of the route's prefix, client unknown).
+
+    Requests are decided by ``RoutePolicies`` (compiled once per load) on their full ``RequestFacts``; this
+    is for callers that only have a session.
+    """
+    return compile_route(route.config, route.rules).decide(RequestFacts(session, path=route.prefix))

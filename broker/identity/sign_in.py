@@ -24,6 +24,7 @@ import aiohttp
 
 from broker.config.schema import TenantConfig
 from broker.errors import GroupsOverageRefused, NoRoleAssigned, UserChanged
+from broker.identity.claim_keeping import kept_claims
 from broker.identity.policy import identity_from_claims, string_list
 from broker.oidc.client import TokenResponse, redeem_code, refresh_tokens
 from broker.oidc.credentials import ClientCredential
@@ -38,7 +39,8 @@ class SignedIn:
     """What a verified ID token (and Graph, on overage) says about the user."""
 
     claims: Mapping[str, Any]
-    # The session fields the token decides (``policy.identity_from_claims``): names, role, roles, groups.
+    # The session fields the token decides (``policy.identity_from_claims``): names, role, roles, groups,
+    # and the kept claims.
     identity: dict[str, Any]
     tokens: TokenResponse
 
@@ -104,6 +106,8 @@ class CompanySignIn:
             raise UserChanged("refreshed ID token names another user")
         groups = await self.groups(claims, tokens.access_token)
         identity = identity_from_claims(self.tenant.roles, claims, groups)
+        # The claims the company keeps (``keep_claims``: header expressions and rules read them), bounded.
+        identity["claims"] = kept_claims(self.tenant.keep_claims, claims)
         signed_in = SignedIn(claims, identity, tokens)
         if self.tenant.roles.require_role and not identity["roles"]:
             raise NoRoleAssigned(signed_in.user_key)

@@ -184,11 +184,13 @@ SET_COOKIE_HEADERS = ("Set-Cookie", "Set-Cookie2")
 
 
 def identity_header_names(config: BrokerConfig) -> frozenset[str]:
-    """Every header the broker sets from identity (the assertion, each route's ``headers``): clients may
-    never supply any of them."""
+    """Every header the broker sets from identity (the assertion, each route's ``headers``, each company's
+    default ``headers``, which reach every route its users use): clients may never supply any of them."""
     names = {config.signing.assertion_header}
     for route in config.routes:
         names |= set(route.headers)
+    for tenant in config.tenants.values():
+        names |= set(tenant.headers)
     return frozenset(names)
 
 

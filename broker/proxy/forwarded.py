@@ -51,6 +51,31 @@ def is_trusted(peer: str | None, trusted: Sequence[IPNetwork]) -> bool:
     return address is not None and any(address in network for network in trusted)
 
 
+MAX_FORWARDED_FOR = 4096  # characters of X-Forwarded-For read (a real chain is a handful of addresses)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], trusted: Sequence[IPNetwork]
+) -> IPAddress | None:
+    """The client as the trusted-proxy rules establish it: the TCP peer, or, when the peer is a trusted
+    proxy, the nearest ``X-Forwarded-For`` hop that is not itself a trusted proxy.
+
+    Hops to the right were written by our own proxies; anything further left is the client's own claim and
+    never believed. Garbage where a trusted proxy writes an address counts as the proxy itself.
+    """
+    address = peer_address(peer)
+    if address is None or not is_trusted(peer, trusted):
+        return address
+    hops = ",".join(forwarded_for)[-MAX_FORWARDED_FOR:].split(",")
+    for hop in reversed(hops):
+        claimed = peer_address(hop.strip())
+        if claimed is None:
+            return address
+        if not any(claimed in network for network in trusted):
+            return claimed
+    return address
+
+
 def _joined(values: Sequence[str]) -> str:
     """Several header lines of a list-valued header as one value (RFC 9110 section 5.3)."""
     return ", ".join(v.strip() for v in values if v.strip())

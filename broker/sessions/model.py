@@ -37,6 +37,8 @@ class Session:
     role: str | None = None
     roles: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    # The ID-token claims the company keeps (``keep_claims``), bounded at sign-in; sealed with the rest.
+    claims: dict[str, Any] = field(default_factory=dict)
     sid: str | None = None
     login_hint: str | None = None
     refresh_token: str | None = None

@@ -156,3 +156,24 @@ def test_routes_accepting_tokens_add_expose_an_api_and_application_roles(
     assert [(r["value"], r["allowedMemberTypes"]) for r in app_roles] == [("Wiki.Sync", ["Application"])]
     fabrikam = run(["entra-setup", "fabrikam", "--config", str(config_file)], capsys)
     assert "Expose an API" not in fabrikam  # its routes accept no tokens
+
+
+def test_kept_claims_become_optional_claims_or_a_claims_mapping_with_warnings(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = config_file.read_text().replace(
+        "    groups_overage: graph\n",
+        "    groups_overage: graph\n"
+        "    keep_claims: [upn, ctry, onpremisessamaccountname, employeeid, name]\n",
+    )
+    config_file.write_text(text)
+    guide = json.loads(
+        run(["entra-setup", "contoso", "--config", str(config_file), "--format", "json"], capsys)
+    )
+    assert guide["optional_claims"][-2:] == ["upn", "ctry"]
+    assert guide["mapped_claims"] == ["onpremisessamaccountname", "employeeid"]  # name is in every token
+    warnings = " ".join(guide["claim_warnings"])
+    assert "'onpremisessamaccountname' has a value only for users synced from on-premises" in warnings
+    assert "set app_specific_keys: true" in warnings
+    markdown = run(["entra-setup", "contoso", "--config", str(config_file)], capsys)
+    assert "`upn`, `ctry`" in markdown and "Attributes & Claims" in markdown

@@ -26,6 +26,7 @@ from broker.errors import ConfigError, ConfigProblem
 from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service
 from broker.http import paths
+from broker.http.pages.language import page_language_middleware
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.headers import IdentityHeaders
 from broker.identity.refresh import SessionRefresher
@@ -238,7 +239,13 @@ def create_app(
     source = str(config_path) if config_path is not None else ""
     prepared = prepare(config, base_dir, source)
     app = web.Application(
-        middlewares=[request_id_middleware, accounting_middleware, error_middleware], client_max_size=1024**2
+        middlewares=[
+            page_language_middleware,
+            request_id_middleware,
+            accounting_middleware,
+            error_middleware,
+        ],
+        client_max_size=1024**2,
     )
     metrics = Metrics()
     app[METRICS] = metrics

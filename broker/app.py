@@ -26,6 +26,7 @@ from broker.errors import ConfigError, ConfigProblem
 from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service, verify
 from broker.http import paths
+from broker.http.pages.language import page_language_middleware
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.claim_mapping import HeaderMaps
 from broker.identity.headers import IdentityHeaders
@@ -244,7 +245,13 @@ def create_app(
     )
     traced = [tracing_middleware(tracing)] if tracing.tracer is not None else []  # off: not even a check
     app = web.Application(
-        middlewares=[request_id_middleware, *traced, accounting_middleware, error_middleware],
+        middlewares=[
+            page_language_middleware,
+            request_id_middleware,
+            *traced,
+            accounting_middleware,
+            error_middleware,
+        ],
         client_max_size=1024**2,
     )
     metrics = Metrics()

@@ -16,7 +16,7 @@ from devidp.control import rotate_keys, stats, update_user
 from devidp.failures import configuration_problems
 from devidp.graph import get_member_objects, transitive_member_of
 from devidp.keys import SigningKeys
-from devidp.logout import error_lookup, logout
+from devidp.logout import error_lookup, index, logout
 from devidp.metadata import keys as keys_handler
 from devidp.metadata import openid_configuration
 from devidp.model import DevIdpConfig
@@ -55,6 +55,7 @@ def create_devidp_app(
     )
     app = web.Application(middlewares=[_hide_internal_errors])
     app[DEVIDP] = idp
+    app.router.add_get("/", index)
     app.router.add_get("/error", error_lookup)
     app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", openid_configuration)
     app.router.add_get("/{tenant}/discovery/v2.0/keys", keys_handler)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from devidp.context import DEVIDP, NO_STORE, Authority, DevIdp, html_error
 from devidp.errors import AadstsError
-from devidp.pages import error_lookup_page, signed_out_page
+from devidp.pages import error_lookup_page, index_page, signed_out_page
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ def _accepts(idp: DevIdp, authority: Authority, target: str) -> bool:
     # At /organizations and /common only the multi-tenant apps' registrations count.
     clients = (c for t in idp.config.tenants for c in t.clients if c.multi_tenant)
     return any(c.accepts_post_logout_redirect_uri(target) for c in clients)
+
+
+async def index(request: web.Request) -> web.Response:
+    """GET /: the tenants and users this dev IdP serves (the README and the demo banner link here)."""
+    idp = request.app[DEVIDP]
+    return web.Response(text=index_page(idp.public_url, idp.config.tenants), content_type="text/html")
 
 
 async def error_lookup(request: web.Request) -> web.Response:

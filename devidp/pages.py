@@ -40,6 +40,9 @@ button.secondary { margin-top: 24px; padding: 6px 16px; font: inherit; backgroun
 .details { margin-top: 24px; font-size: 12px; color: var(--muted); word-break: break-all; }
 .details dt { font-weight: 600; }
 .details dd { margin: 0 0 6px; }
+.users li { padding: 6px 0; border-top: 1px solid var(--line); }
+.users .name { font-weight: 600; }
+a { color: var(--accent); }
 """
 
 
@@ -180,3 +183,30 @@ def error_lookup_page(code: str) -> str:
         "Microsoft Entra authentication and authorization error codes</a>.</p>"
     )
     return _layout(f"AADSTS{code}", body)
+
+
+def _tenant_summary(public_url: str, tenant: DevTenant) -> str:
+    """One tenant: its name, GUID, discovery document, domains and users (never its client secrets)."""
+    discovery = f"{public_url}/{tenant.tenant_id}/v2.0/.well-known/openid-configuration"
+    users = "".join(
+        f'<li><span class="name">{escape(u.name)}</span> <span class="username">{escape(u.username)}</span>'
+        f"{' ' + _test_note(u) if _test_note(u) else ''}</li>"
+        for u in tenant.users
+    )
+    return (
+        f'<section><h2>{escape(tenant.display_name)}</h2><dl class="details">'
+        f"<dt>Tenant ID</dt><dd><code>{escape(tenant.tenant_id)}</code></dd>"
+        f"<dt>Domains</dt><dd>{escape(', '.join(tenant.domains)) or '–'}</dd>"
+        f'<dt>Discovery</dt><dd><a href="{escape(discovery)}">{escape(discovery)}</a></dd></dl>'
+        f'<ul class="users">{users}</ul></section>'
+    )
+
+
+def index_page(public_url: str, tenants: Sequence[DevTenant]) -> str:
+    """The dev IdP's root (printed by the README and the demo banner): what it serves and who can sign in."""
+    body = (
+        "<h1>Dev IdP</h1>\n"
+        "<p>An Entra-shaped identity provider for development and tests. Its tenants and the accounts "
+        "you can sign in with:</p>\n" + "".join(_tenant_summary(public_url, t) for t in tenants)
+    )
+    return _layout("Dev IdP", body)

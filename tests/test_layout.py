@@ -18,9 +18,16 @@ BROKER = TESTS.parent / "broker"
 # Folders that cut across the packages: attacks end to end, whole flows, the shared fixtures, and the two
 # development packages that sit beside broker/ (devidp/, demo/).
 CROSS_CUTTING = frozenset({"security", "scenarios", "support", "devidp", "demo"})
-# Checks of the repository as a whole: the import layers, this layout, the docs' snippet, the deploy files.
+# Checks of the repository as a whole: the import layers, this layout, the docs' snippet, the deploy files
+# (the image and compose; the Kubernetes manifests against their schema).
 REPOSITORY_CHECKS = frozenset(
-    {"test_architecture.py", "test_layout.py", "test_docs.py", "test_deploy_files.py"}
+    {
+        "test_architecture.py",
+        "test_layout.py",
+        "test_docs.py",
+        "test_deploy_files.py",
+        "test_deploy_kubernetes.py",
+    }
 )
 
 

@@ -319,3 +319,42 @@ def claim_kept(name: str, keep: Sequence[str]) -> bool:
     if name in NEVER_KEPT:
         return False
     return any(name == k or (k.endswith("*") and name.startswith(k[:-1])) for k in keep)
+
+
+# A company's accent colour goes into the pages' <style>, where HTML escaping does not protect: only a plain
+# CSS hex colour (#rgb or #rrggbb) can never close the rule or the element.
+CSS_HEX_COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+# A logo is an https URL whose characters cannot end a CSP source expression (no space, ';', ',', quote),
+# because the page's Content-Security-Policy names that very URL (and nothing else) in img-src.
+LOGO_HTTPS_URL = re.compile(
+    r"^https://[A-Za-z0-9.-]+(?::\d{1,5})?(?:/[A-Za-z0-9._~!$&()*+=:@%/-]*)?(?:\?[A-Za-z0-9._~!$&()*+=:@%/?-]*)?$"
+)
+# Or an image inline, so a gateway without egress can still show it. SVG is safe here: an <img> never
+# runs a document's scripts.
+LOGO_DATA_URL = re.compile(r"^data:image/(?:png|jpeg|gif|webp|svg\+xml);base64,[A-Za-z0-9+/]+={0,2}$")
+MAX_LOGO_URL = 2048
+MAX_LOGO_DATA_URL = 64 * 1024
+
+
+def css_hex_color(value: str) -> str:
+    """``#rgb`` or ``#rrggbb``: the only colour syntax that reaches a page's stylesheet."""
+    if not CSS_HEX_COLOR.match(value):
+        raise problem(f"must be a CSS hex colour like #0b5cad or #08c (got {value!r})")
+    return value
+
+
+def logo_url(value: str) -> str:
+    """An https image URL or a base64 ``data:image/...`` URL, bounded, safe to name in a CSP."""
+    if value.startswith("data:"):
+        if len(value) > MAX_LOGO_DATA_URL or not LOGO_DATA_URL.match(value):
+            raise problem(
+                "a data: logo must be data:image/(png|jpeg|gif|webp|svg+xml);base64,... "
+                f"of at most {MAX_LOGO_DATA_URL // 1024} KiB"
+            )
+        return value
+    if len(value) > MAX_LOGO_URL or not LOGO_HTTPS_URL.match(value):
+        raise problem(
+            "must be an https:// URL (without spaces, quotes, ';' or ',') or a data:image/...;base64 URL "
+            f"(got {value[:80]!r})"
+        )
+    return value

@@ -70,6 +70,8 @@ DEFAULT_UPSTREAM_READ_TIMEOUT = 60.0
 DEFAULT_UPSTREAM_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_BODY = 100 * 1024 * 1024
 DEFAULT_GRAPH_URL = "https://graph.microsoft.com"
+DEFAULT_ACCENT_COLOR: str | None = None  # none: the pages' own blue
+DEFAULT_LOGO_URL: str | None = None  # none: no logo on the company's page
 # How an upstream reads paths. Off by default: the gateway then still refuses (400) any path that a folding
 # upstream would read as another route's path on the same upstream (see ``broker/proxy/routing.py``).
 DEFAULT_UPSTREAM_CASE_INSENSITIVE = False
@@ -151,6 +153,8 @@ TenantGuid = Annotated[Text, AfterValidator(formats.matches(GUID, "must be a ten
 ClientId = Annotated[
     Text, AfterValidator(formats.matches(GUID, "must be the application (client) ID GUID (got {value!r})"))
 ]
+AccentColor = Annotated[Text, AfterValidator(formats.css_hex_color)]
+LogoUrl = Annotated[Text, AfterValidator(formats.logo_url)]
 PathStartingWithSlash = Annotated[Text, AfterValidator(formats.starts_with_slash("must start with '/'"))]
 HeaderExpression = Annotated[Text, AfterValidator(formats.header_expression)]
 HeaderMaxLength = Annotated[
@@ -269,7 +273,8 @@ class TenantConfig(ConfigModel):
     allowed_tenants: list[TenantGuid] = Field(default_factory=list)
     app_specific_keys: Bool = False
     note: Text = ""
-    logo_url: Text | None = None
+    logo_url: LogoUrl | None = DEFAULT_LOGO_URL
+    accent_color: AccentColor | None = DEFAULT_ACCENT_COLOR
     domain_hint: Text | None = None
     email_domains: list[Text] = Field(default_factory=list)
     scopes: Annotated[list[Text], AfterValidator(formats.has_openid)] = Field(

@@ -172,9 +172,9 @@ async def choose(request: web.Request) -> web.StreamResponse:
     """POST /.auth/login: find the company by login code, or by the domain of a work email."""
     gw = gateway_of(request)
     form = await request.post()
-    who = str(form.get("who", ""))[:MAX_LOGIN_HINT].strip().lower()  # an email address fits in 256
+    typed = str(form.get("who", ""))[:MAX_LOGIN_HINT].strip()  # an email address fits in 256
     rd = safe_return_to(str(form.get("rd", "")), gw.return_targets.allows)
-    code = _find_company(gw, who)
+    code = _find_company(gw, typed.lower())
     if code is None:
         return views.chooser(
             rd,
@@ -182,6 +182,7 @@ async def choose(request: web.Request) -> web.StreamResponse:
             request_id_of(request),
             message="We could not find your company. Check the login code or email your administrator "
             "gave you.",
+            who=typed,
         )
     raise web.HTTPSeeOther(login_path(code, rd))
 

@@ -124,7 +124,8 @@ PageCase = Callable[[str], tuple[web.Response, list[str]]]
 
 def _company_login(p: str) -> tuple[web.Response, list[str]]:
     values = [marked(p, n) for n in ("name", "note", "start", "rid")]
-    logo = "https://logo.example/" + marked(p, "logo")
+    # The config admits no markup in a logo URL (formats.logo_url); '&' is allowed and read back as given.
+    logo = "https://logo.example/logo.png?size=48&theme=dark"
     tenant = tenant_with(values[0], values[1], logo)
     return views.company_login(tenant, values[2], values[3]), [*values, logo]
 
@@ -135,8 +136,9 @@ def _unknown_company(p: str) -> tuple[web.Response, list[str]]:
 
 
 def _chooser(p: str) -> tuple[web.Response, list[str]]:
-    values = [marked(p, n) for n in ("rd", "listed-code", "listed-name", "rid", "message")]
-    return views.chooser(values[0], [(values[1], values[2])], values[3], message=values[4]), values
+    values = [marked(p, n) for n in ("rd", "listed-code", "listed-name", "rid", "message", "who")]
+    page = views.chooser(values[0], [(values[1], values[2])], values[3], message=values[4], who=values[5])
+    return page, values
 
 
 def _login_error(p: str) -> tuple[web.Response, list[str]]:

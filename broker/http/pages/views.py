@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from broker.config.schema import TenantConfig
+from broker.http.pages.branding import branding
 from broker.http.pages.render import page
 from broker.oidc.errors import Explanation
 
@@ -16,14 +17,15 @@ MAX_SHOWN_DESCRIPTION = 600
 
 
 def company_login(tenant: TenantConfig, start_url: str, request_id: str) -> web.Response:
-    """The company's own sign-in page: name, logo, note to users and one button."""
+    """The company's own sign-in page: name, logo, note to users and one button, in its accent colour."""
+    brand = branding(tenant.accent_color, tenant.logo_url)
     context = {
         "display_name": tenant.display_name,
-        "logo_url": tenant.logo_url or "",
+        "logo_url": brand.logo_url,
         "note": tenant.note,
         "start_url": start_url,
     }
-    return page("company_login.html", context, request_id=request_id)
+    return page("company_login.html", context, request_id=request_id, branding=brand)
 
 
 def unknown_company(code: str, listed: list[tuple[str, str]], request_id: str) -> web.Response:
@@ -31,9 +33,14 @@ def unknown_company(code: str, listed: list[tuple[str, str]], request_id: str) -
     return page("unknown_company.html", {"code": code, "listed": listed}, status=404, request_id=request_id)
 
 
-def chooser(rd: str, listed: list[tuple[str, str]], request_id: str, message: str = "") -> web.Response:
-    """Where a user types their company login code or work email (home-realm discovery)."""
-    context = {"rd": rd, "listed": listed, "message": message}
+def chooser(
+    rd: str, listed: list[tuple[str, str]], request_id: str, message: str = "", who: str = ""
+) -> web.Response:
+    """Where a user types their company login code or work email (home-realm discovery).
+
+    ``who`` is what the user typed last time, shown again (escaped) so a typo is fixed, not retyped.
+    """
+    context = {"rd": rd, "listed": listed, "message": message, "who": who}
     return page("chooser.html", context, status=404 if message else 200, request_id=request_id)
 
 

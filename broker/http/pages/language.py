@@ -1,0 +1,62 @@
+"""Which language a page is shown in: the browser's ``Accept-Language``, matched against the catalogue.
+
+The choice is made once per request by ``page_language_middleware`` and read by ``render.page``, so the
+handlers that build pages need not carry it (a context variable is per request task, never shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+
+from aiohttp import web
+
+from broker.http.pages.catalogue import DEFAULT_LANGUAGE, LANGUAGES
+
+# Bounds on a client-controlled header: a real browser sends well under 200 characters and a few tags.
+MAX_ACCEPT_LANGUAGE = 512
+MAX_LANGUAGE_RANGES = 16
+
+_PAGE_LANGUAGE: ContextVar[str] = ContextVar("page_language", default=DEFAULT_LANGUAGE)
+
+
+def _quality(params: list[str]) -> float:
+    for param in params:
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                q = float(value.strip())
+            except ValueError:
+                return 0.0
+            return q if 0.0 <= q <= 1.0 else 0.0
+    return 1.0
+
+
+def negotiate(accept_language: str) -> str:
+    """The shipped language the browser prefers most (RFC 9110 §12.5.4 ranges, q-values); else English."""
+    ranked: list[tuple[float, int, str]] = []
+    for index, item in enumerate(accept_language[:MAX_ACCEPT_LANGUAGE].split(",")[:MAX_LANGUAGE_RANGES]):
+        tag, *params = item.split(";")
+        # "fr-CA" asks for French: the primary subtag picks the catalogue's language.
+        primary = tag.strip().lower().split("-", 1)[0]
+        q = _quality(params)
+        if q > 0 and primary in LANGUAGES:
+            ranked.append((-q, index, primary))
+    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
+
+
+def page_language() -> str:
+    """The language of the page being rendered for the current request."""
+    return _PAGE_LANGUAGE.get()
+
+
+@web.middleware
+async def page_language_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Choose the request's page language before any handler or error page renders."""
+    token = _PAGE_LANGUAGE.set(negotiate(request.headers.get("Accept-Language", "")))
+    try:
+        return await handler(request)
+    finally:
+        _PAGE_LANGUAGE.reset(token)

@@ -1,7 +1,7 @@
 """The pages as served: the browser's language, what the chooser keeps, and text never formatted or split.
 
 The layout's rendering (wrapping, alignment, overflow) is checked in real Chromium by
-``tests/browser/test_screenshots.py``; here, what the HTML and headers say.
+``tests/scenarios/browser/test_screenshots.py``; here, what the HTML and headers say.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, BrowserContext, Page, expect
 
 from devidp import DevUser
-from tests.browser.test_browser_login import CHOOSER_LABEL, wait_until_on
+from tests.scenarios.browser.test_browser_login import CHOOSER_LABEL, wait_until_on
 from tests.support.stack import ADELE, Stack, devidp_config, running_stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

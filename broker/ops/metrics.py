@@ -26,6 +26,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -46,6 +47,10 @@ class Metrics:
     registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
 
     def __post_init__(self) -> None:
+        # No ``*_created`` series: one extra series per counter and histogram child that dashboards never
+        # read (OpenMetrics' creation time; Prometheus itself derives resets). The switch is the library's
+        # process-wide one, so it is set before any metric of this registry is made.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         r = self.registry
         self.directory = multiprocess_dir()
         self.requests = Counter(

@@ -9,6 +9,8 @@ owns every rule below. Pure: header multidicts in, header multidicts out.
   token headers other proxies set (legacy apps often still trust them), plus
   ``server.strip_request_headers``. Then the broker adds its own. Every request leaves the broker through
   here, so stripping here covers every route, public ones included.
+- A client's W3C trace context (``traceparent``, ``tracestate``, ``baggage``) passes only from a trusted
+  proxy (``server.trusted_proxies``), tracing on or off: the rule the tracing middleware continues a trace by.
 - The ``Cookie`` header going upstream is the one ``CookiePolicy`` rebuilt without the broker's cookies.
 - No upstream answer may set, overwrite or delete a broker cookie: such ``Set-Cookie`` lines are dropped.
 """
@@ -16,7 +18,8 @@ owns every rule below. Pure: header multidicts in, header multidicts out.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, MultiMapping
@@ -81,6 +84,10 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 RESERVED_PREFIX = "x-broker-"
+# W3C Trace Context (traceparent, tracestate) and W3C Baggage: passed on only from a trusted proxy. Anyone
+# else could pick the trace ids an upstream logs and samples by, or hand it baggage entries (often read as
+# tenant or user hints) that look as if the broker's own hop had set them.
+TRACE_CONTEXT = frozenset({"traceparent", "tracestate", "baggage"})
 # Identity and token headers that other identity-aware proxies set (oauth2-proxy, Authelia, Apache
 # mod_auth_openidc and mod_shib, Azure App Service, Pomerium, Google IAP, AWS ALB, Cloudflare Access,
 # Kong, Grafana's auth proxy, TLS terminators passing client certificates). The broker sets none of them;
@@ -154,6 +161,8 @@ class HeaderFilter:
 
     names: frozenset[str]
     prefixes: tuple[str, ...]
+    # Of ``names``, those a trusted proxy may send (its trace context), unless the config strips them.
+    trusted_may_send: frozenset[str] = field(default=frozenset())
 
     @classmethod
     def build(cls, protected: Iterable[str], extra: Iterable[str] = ()) -> HeaderFilter:
@@ -166,11 +175,22 @@ class HeaderFilter:
             | CLIENT_CLAIMED
             | ANSWERED_BY_BROKER
             | IDENTITY_NAMES
+            | TRACE_CONTEXT
             | set(protected)
             | {e for e in extra if not e.endswith("*")}
         )
         prefixes = IDENTITY_PREFIXES | {e.removesuffix("*") for e in extra if e.endswith("*")}
-        return cls(frozenset(fold(n) for n in names), tuple(sorted({fold(p) for p in prefixes})))
+        stripped_anyway = {fold(n) for n in [*protected, *extra]}
+        return cls(
+            frozenset(fold(n) for n in names),
+            tuple(sorted({fold(p) for p in prefixes})),
+            frozenset(fold(n) for n in TRACE_CONTEXT) - stripped_anyway,
+        )
+
+    @cached_property
+    def from_trusted_proxy(self) -> HeaderFilter:
+        """This filter for a request from a trusted proxy: its trace context passes (made once)."""
+        return HeaderFilter(self.names - self.trusted_may_send, self.prefixes)
 
     def drops(self, folded: str) -> bool:
         """True for a (folded) name that must not reach an upstream."""
@@ -216,13 +236,19 @@ class UpstreamBoundary:
         )
 
     def request_headers(
-        self, incoming: MultiMapping[str], added: Mapping[str, str], *, websocket: bool = False
+        self,
+        incoming: MultiMapping[str],
+        added: Mapping[str, str],
+        *,
+        websocket: bool = False,
+        from_trusted_proxy: bool = False,
     ) -> CIMultiDict[str]:
         """The client's headers as the upstream gets them: filtered, the Cookie header without the broker's
-        cookies, then the broker's ``added`` (forwarding and identity headers)."""
+        cookies, then the broker's ``added`` (forwarding and identity headers). ``from_trusted_proxy``: the
+        peer is in ``server.trusted_proxies``, so its trace context is passed on."""
         return upstream_headers(
             incoming,
-            dropped=self.dropped,
+            dropped=self.dropped.from_trusted_proxy if from_trusted_proxy else self.dropped,
             cookie=self.cookies.cookies(incoming).upstream,
             added=added,
             websocket=websocket,
@@ -236,7 +262,7 @@ class UpstreamBoundary:
         """This boundary, also dropping ``Authorization``: for bearer calls, whose token stays at the broker
         unless the route asks for it (the signed assertion carries the identity upstream)."""
         names = self.dropped.names | {fold("Authorization")}
-        return replace(self, dropped=HeaderFilter(names, self.dropped.prefixes))
+        return replace(self, dropped=replace(self.dropped, names=names))
 
 
 def connection_listed(headers: MultiMapping[str]) -> set[str]:

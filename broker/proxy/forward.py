@@ -208,10 +208,9 @@ def outgoing_headers(
     """The headers of the upstream request: the client's filtered, forwarding headers, identity."""
     # What a client claims about earlier hops is read only when it is a trusted proxy (most deployments
     # trust none: then nothing is gathered).
+    from_trusted_proxy = bool(boundary.trusted) and is_trusted(request.remote, boundary.trusted)
     claimed = (
-        {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS}
-        if boundary.trusted and is_trusted(request.remote, boundary.trusted)
-        else {}
+        {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS} if from_trusted_proxy else {}
     )
     added = {
         **forwarded_headers(Hop(request.remote, request.host, boundary.scheme), claimed, boundary.trusted),
@@ -219,7 +218,9 @@ def outgoing_headers(
     }
     if route.config.preserve_host:
         added["Host"] = request.host
-    return boundary.request_headers(request.headers, {**added, **identity}, websocket=websocket)
+    return boundary.request_headers(
+        request.headers, {**added, **identity}, websocket=websocket, from_trusted_proxy=from_trusted_proxy
+    )
 
 
 def answer_headers(

@@ -1,5 +1,6 @@
 """Each audit event is written where it should be (issue 18): a real sign-in, a replayed callback, a
-denied route, a sign-out, through the whole stack; and every field of every line keeps one JSON type."""
+denied route, a sign-out, a refused refresh, a front-channel logout, a forward-auth call from an untrusted
+peer, through the whole stack; and every field of every line keeps one JSON type."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+import aiohttp
 import pytest
 
 from broker.ops.logging import JsonFormatter
+from tests.scenarios.test_sessions_lifecycle import stored_session, ticket_of
 from tests.support.html import forms
 from tests.support.stack import ADELE, CONTOSO_TID, running_stack
+from tests.support.traffic import OffsetClock
 
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
@@ -74,3 +78,55 @@ async def test_sign_in_replay_denial_and_sign_out_are_audited(
             if value is not None:
                 types[key].add(type(value).__name__)
     assert {key: kinds for key, kinds in types.items() if len(kinds) > 1} == {}
+
+
+async def test_a_refused_refresh_is_audited_as_a_failure_and_a_revocation(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    clock = OffsetClock()
+    async with running_stack("memory", tmp_path, {}, clock=clock) as stack, stack.browser() as browser:
+        await stack.login(browser, "contoso", ADELE.username)
+        # A new dev IdP state knows no refresh token it issued before: invalid_grant, as Entra answers a
+        # revoked one (a password reset, "revoke sessions" in the admin centre).
+        await stack.stop_idp()
+        await stack.start_idp()
+        clock.offset = 56 * 60  # near the ID token's expiry: this request refreshes
+        assert (await stack.whoami(browser, "/"))[0] == 401
+    user = f"{CONTOSO_TID}:{ADELE.oid}"
+    [failure] = events(caplog, "refresh_failure")
+    assert failure["user"] == user and failure["company"] == "contoso" and failure["why"]
+    [revoked] = events(caplog, "session_revoked")
+    assert revoked["user"] == user and revoked["company"] == "contoso" and revoked["why"] == "refresh refused"
+
+
+async def test_a_front_channel_logout_is_audited_with_the_sessions_it_ended(
+    fresh_redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with running_stack(fresh_redis_url, tmp_path, {}) as stack, stack.browser() as browser:
+        await stack.login(browser, "contoso", ADELE.username)
+        session = await stored_session(stack, ticket_of(browser))
+        assert session is not None and session.sid
+        async with aiohttp.ClientSession() as entra:
+            url = f"{stack.gateway_url}/.auth/frontchannel-logout/contoso"
+            for sid in ("unknown-sid", session.sid):  # a sid that ends nothing is not audited
+                async with entra.get(url, params={"sid": sid}) as resp:
+                    assert resp.status == 200
+    [revoked] = events(caplog, "session_revoked")
+    assert revoked["why"] == "Entra front-channel logout" and revoked["company"] == "contoso"
+    assert revoked["count"] == 1
+
+
+async def test_a_forward_auth_call_from_an_untrusted_peer_is_audited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    server = {"trusted_proxies": ["10.0.0.0/8"]}
+    async with running_stack("memory", tmp_path, {}, server=server) as stack, stack.browser() as browser:
+        async with browser.get(
+            f"{stack.gateway_url}/.auth/verify", headers={"X-Original-URL": f"{stack.gateway_url}/docs"}
+        ) as resp:
+            assert resp.status == 400
+    [refused] = events(caplog, "forward_auth_refused")
+    assert refused["why"] == "caller is not in server.trusted_proxies" and refused["peer"] == "127.0.0.1"

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from tests.support.stack import Stack, running_stack
 from tests.support.upstreams import Recorder, recording_app, serve_on
@@ -84,10 +85,13 @@ async def running_target(
     server: dict[str, Any] | None = None,
     routes_more: Sequence[dict[str, Any]] = (),
     store: str = "memory",
+    tracing: dict[str, Any] | None = None,
+    span_exporter: SpanExporter | None = None,
 ) -> AsyncIterator[Target]:
     """The ``target`` stack; ``server`` overrides keys of the server section, ``routes_more`` adds routes
     whose ``upstream`` is ``{recorder}`` (the recording upstream's URL); ``store`` is the session store
-    (``memory`` or a Redis URL: the ``attack_store`` fixture)."""
+    (``memory`` or a Redis URL: the ``attack_store`` fixture); ``tracing`` is the tracing section, its
+    spans handed to ``span_exporter``."""
     app, recorder = recording_app()
     runner, upstream = await serve_on(app)
     routes: list[dict[str, Any]] = [
@@ -102,7 +106,15 @@ async def running_target(
     ]
     routes += [{**r, "upstream": str(r["upstream"]).replace(RECORDER_URL, upstream)} for r in routes_more]
     try:
-        async with running_stack(store, tmp_path, {}, routes_extra=routes, server=server) as stack:
+        async with running_stack(
+            store,
+            tmp_path,
+            {},
+            routes_extra=routes,
+            server=server,
+            tracing=tracing,
+            span_exporter=span_exporter,
+        ) as stack:
             yield Target(stack, recorder)
     finally:
         await runner.cleanup()

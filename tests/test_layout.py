@@ -111,6 +111,6 @@ def test_the_check_sees_a_misplaced_module() -> None:
     ]
     assert misplaced(modules, packages) == [
         "test_new_feature.py: only repository-wide checks sit at the top of tests/",
-        "browser/test_login.py: tests/scenarios/browser/ mirrors no package of broker/",
+        "browser/test_login.py: tests/browser/ mirrors no package of broker/",
         "proxy/nowhere/test_x.py: tests/proxy/nowhere/ mirrors no package of broker/",
     ]

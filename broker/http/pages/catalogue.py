@@ -106,6 +106,14 @@ _FRENCH: Mapping[str, str] = MappingProxyType(
         "Sign out": "Se déconnecter",
         # Requests the gateway refuses (handlers/protected.py, handlers/service.py, middleware.py, proxy/).
         "Bad request": "Requête invalide",
+        # Forward-auth refusals (handlers/verify.py): the ingress shows them when it passes them through.
+        "Access denied": "Accès refusé",
+        "Forward-auth answers only the configured ingress (server.trusted_proxies).": (
+            "L'authentification déléguée ne répond qu'à l'ingress configuré (server.trusted_proxies)."
+        ),
+        "The ingress did not describe the original request (X-Original-URL or X-Forwarded-Uri).": (
+            "L'ingress n'a pas décrit la requête d'origine (X-Original-URL ou X-Forwarded-Uri)."
+        ),
         "This address is not valid (it contains dot segments, backslashes or a spelling the "
         "application could "
         "read as another address).": (

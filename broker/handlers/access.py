@@ -65,7 +65,7 @@ def find_route(gw: Gateway, host: str, raw_path: str) -> tuple[Route | None, str
     if path is None:
         raise Ambiguous(raw_path)
     try:
-        return gw.routes.match(host, path), path
+        return gw.routes.lookup(host, path), path
     except AmbiguousRoute:
         raise Ambiguous(raw_path) from None
 

@@ -17,15 +17,16 @@ owns every rule below. Pure: header multidicts in, header multidicts out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, MultiMapping
 
 from broker.config.schema import BrokerConfig
-from broker.proxy.forwarded import IPNetwork, parse_networks
+from broker.proxy.forwarded import Hop, IPNetwork, forwarded_headers, parse_networks
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.cookie_header import names_set_by
 
@@ -201,6 +202,11 @@ HOP_BY_HOP_FOLDED = frozenset(fold(n) for n in HOP_BY_HOP)
 WEBSOCKET_HANDSHAKE_FOLDED = frozenset(fold(n) for n in WEBSOCKET_HANDSHAKE)
 COOKIE = "cookie"
 SET_COOKIE_HEADERS = ("Set-Cookie", "Set-Cookie2")
+# The forwarding headers of a peer that is no trusted proxy depend on its address and the (validated) Host
+# alone: remembered for this many pairs per boundary (per config), instead of parsing the address and the
+# Host and formatting four headers on every request. Both keys are short (an address; a Host the request
+# middleware bounded to 300 characters), so the memo stays under a megabyte whatever clients send.
+FORWARDING_MEMO = 1024
 
 
 def identity_header_names(config: BrokerConfig) -> frozenset[str]:
@@ -223,6 +229,26 @@ class UpstreamBoundary:
     cookies: CookiePolicy
     scheme: str
     trusted: tuple[IPNetwork, ...] = ()
+    _own_forwarding: Callable[[str | None, str], Mapping[str, str]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        remembered = lru_cache(maxsize=FORWARDING_MEMO)(self._forwarding_of)
+        object.__setattr__(self, "_own_forwarding", remembered)
+
+    def _forwarding_of(self, peer: str | None, host: str) -> Mapping[str, str]:
+        return MappingProxyType(forwarded_headers(Hop(peer, host, self.scheme), {}, self.trusted))
+
+    def forwarding(
+        self, peer: str | None, host: str, claimed: Mapping[str, list[str]] | None
+    ) -> Mapping[str, str]:
+        """The ``X-Forwarded-*`` and ``Forwarded`` headers for a request from ``peer`` to ``host``.
+        ``claimed``: what a trusted proxy said about earlier hops (None: the peer is not one, and everything
+        a client claimed is replaced by what the broker saw; that answer is remembered, read-only)."""
+        if claimed is not None:
+            return forwarded_headers(Hop(peer, host, self.scheme), claimed, self.trusted)
+        return self._own_forwarding(peer, host)
 
     @classmethod
     def from_config(cls, config: BrokerConfig, cookies: CookiePolicy) -> UpstreamBoundary:

@@ -245,8 +245,9 @@ class UpstreamBoundary:
     ) -> Mapping[str, str]:
         """The ``X-Forwarded-*`` and ``Forwarded`` headers for a request from ``peer`` to ``host``.
         ``claimed``: what a trusted proxy said about earlier hops (None: the peer is not one, and everything
-        a client claimed is replaced by what the broker saw; that answer is remembered, read-only)."""
-        if claimed is not None:
+        a client claimed is replaced by what the broker saw; that answer is remembered, read-only, and is
+        also the answer for a trusted proxy that claimed nothing)."""
+        if claimed is not None and any(claimed.values()):
             return forwarded_headers(Hop(peer, host, self.scheme), claimed, self.trusted)
         return self._own_forwarding(peer, host)
 

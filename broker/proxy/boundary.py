@@ -85,6 +85,10 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 RESERVED_PREFIX = "x-broker-"
+# ``HeaderFilter.kept`` remembers this many header names per filter, each of at most MEMO_MAX_NAME characters
+# (longer ones, which no browser sends, are folded each time): under 100 KB whatever clients send.
+NAME_MEMO = 1024
+MEMO_MAX_NAME = 64
 # W3C Trace Context (traceparent, tracestate) and W3C Baggage: passed on only from a trusted proxy. Anyone
 # else could pick the trace ids an upstream logs and samples by, or hand it baggage entries (often read as
 # tenant or user hints) that look as if the broker's own hop had set them.
@@ -196,6 +200,22 @@ class HeaderFilter:
     def drops(self, folded: str) -> bool:
         """True for a (folded) name that must not reach an upstream."""
         return folded in self.names or folded.startswith(self.prefixes)
+
+    @cached_property
+    def _kept_names(self) -> Callable[[str], str | None]:
+        return lru_cache(maxsize=NAME_MEMO)(self._kept)
+
+    def _kept(self, name: str) -> str | None:
+        folded = fold(name)
+        return None if self.drops(folded) else folded
+
+    def kept(self, name: str) -> str | None:
+        """A header name as sent: its folded spelling when this filter lets it pass, else None. Remembered
+        per filter (per config) for names of up to ``MEMO_MAX_NAME`` characters: a browser sends the same
+        dozen names on every request."""
+        if len(name) > MEMO_MAX_NAME:
+            return self._kept(name)
+        return self._kept_names(name)
 
 
 HOP_BY_HOP_FOLDED = frozenset(fold(n) for n in HOP_BY_HOP)
@@ -320,11 +340,12 @@ def upstream_headers(
     client's Cookie lines are never passed as they are.
     """
     listed = connection_listed(incoming)
+    kept = dropped.kept
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        folded = fold(name)
+        folded = kept(name)
         if (
-            dropped.drops(folded)
+            folded is None
             or folded in listed
             or folded == COOKIE
             or (websocket and folded in WEBSOCKET_HANDSHAKE_FOLDED)

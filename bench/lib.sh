@@ -243,7 +243,8 @@ gateway_cookie() {
   "$PY" "$REPO/bench/login.py" --gateway "$GW_URL" --code contoso --user "$BENCH_USER"
 }
 
-# run_wrk LABEL URL [wrk args...]: runs wrk, prints nothing, sets R_RPS R_P50 R_P99 R_ERR (ms for latency),
+# run_wrk LABEL URL [wrk args...]: runs wrk, prints nothing, sets R_RPS R_P50 R_P99 R_ERR (ms for latency)
+# and R_REQS (requests completed),
 # and appends "LABEL|rps|p50|p99|errors" to $WORK/results.
 run_wrk() {
   local label="$1" url="$2"
@@ -253,7 +254,7 @@ run_wrk() {
     cat "$out" >&2
     return 1
   }
-  read -r R_RPS R_P50 R_P99 R_ERR < <(awk '
+  read -r R_RPS R_P50 R_P99 R_ERR R_REQS < <(awk '
     function ms(v) {
       if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
       if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
@@ -265,7 +266,8 @@ run_wrk() {
     /^Requests\/sec:/ { rps = $2 }
     /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
     /Non-2xx or 3xx responses:/ { err += $5 }
-    END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, err }' "$out")
+    / requests in / { reqs = $1 }
+    END { printf "%.0f %.2f %.2f %d %d\n", rps, p50, p99, err, reqs }' "$out")
   if [[ -n "${SHOW_WRK:-}" ]]; then cat "$out" >&2; fi
   echo "$label|$R_RPS|$R_P50|$R_P99|$R_ERR" >>"$WORK/results"
 }
@@ -399,4 +401,20 @@ expect_status() { # expect_status LABEL EXPECTED CURL-ARGS...: exits when the an
   shift 2
   code=$(curl -s -o /dev/null -w '%{http_code}' "$@")
   [[ $code == "$expected" ]] || { log "$label: HTTP $code, expected $expected"; exit 1; }
+}
+
+# cpu_ticks PID: CPU time (user + system, clock ticks) of PID and its children (a gateway and its workers).
+cpu_ticks() {
+  local pid total=0
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    # utime and stime: fields 14 and 15, counted after the command name (which may hold spaces).
+    total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+  done
+  echo "$total"
+}
+
+# cpu_us_per_request TICKS REQUESTS: microseconds of CPU per request (robust to other work on the machine,
+# unlike req/s: a shared VM slows every process, but a request still costs about the same CPU).
+cpu_us_per_request() {
+  awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
 }

@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Side by side: Apache httpd 2.4 (event MPM) + mod_auth_openidc with a Redis cache vs the gateway (Redis
-# store, 2 workers), same nginx backend, same dev IdP, same wrk load, in alternation.
+# Every target of issue 19 side by side, in one run: Apache httpd 2.4 (event MPM) + mod_auth_openidc with a
+# Redis cache vs the gateway (Redis store, 2 workers), same nginx backend, same dev IdP, same wrk load.
 #
 #   bench/compare_mod_auth_openidc.sh              # 3 rounds x 10 s per side
 #   DURATION=5 ROUNDS=3 bench/compare_mod_auth_openidc.sh   # THREADS, CONNECTIONS, SHOW_WRK=1, KEEP_WORK=1
 #   ACCESS_LOG=false bench/compare_mod_auth_openidc.sh      # neither side writes an access log
+#   VERIFY_CACHE_SECONDS=5                                  # TTL of the nginx verify cache target
+#
+# In alternation, ROUNDS times: mod_auth_openidc authenticated, the gateway authenticated (proxy mode), the
+# gateway's public route (the backend answers both gateway routes with the same page: checked). Then once
+# each: Apache as a plain proxy, nginx auth_request + the gateway's /.auth/verify (forward-auth), the same
+# with the documented nginx cache of verify answers (docs/forward-auth.md), /.auth/verify alone with a hot
+# session, and a hot bearer client on an api: route. Last, every target of the issue with its ratio.
+#
+# The gateway trusts 127.0.0.1 (server.trusted_proxies: the forward-auth nginx asks verify from there); wrk
+# sends no forwarding headers, so proxy mode is measured as for a direct client.
 #
 # Both sides log every request by default, each as it ships: Apache a combined-format access log,
 # the gateway its JSON access log (server.access_log), both to files in the temp dir.
@@ -26,9 +36,12 @@ if [[ ! -e /usr/lib/apache2/modules/mod_auth_openidc.so ]]; then
   need_apt /nonexistent-force-install libapache2-mod-auth-openidc
 fi
 
+with_bearer_client
+EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
 start_redis
 start_nginx
 start_devidp
+EXTRA_ROUTES="$(bearer_route)"
 start_gateway
 
 # --- Apache + mod_auth_openidc -------------------------------------------------------------------------
@@ -142,11 +155,32 @@ if [[ -n $MOD_FAIL ]]; then
   echo "=> measuring the gateway only"
 fi
 
-echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, authenticated GET / proxied to nginx, $ROUNDS rounds in alternation"
-echo "Apache $(apache2 -v | sed -n 's/^Server version: //p') event MPM + mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null) (Redis cache) vs gateway (${GW_WORKERS:-2} workers, Redis store)"
+# Forward-auth (nginx auth_request -> /.auth/verify), without and with the opt-in verify cache; bearer.
+TOKEN="$(bearer_token)"
+GW_COOKIE_NAME="${GW_COOKIE%%=*}"
+FA_NAME=fa-nginx start_fa_nginx
+FA_PLAIN_URL="$FA_URL"
+CACHE_SECONDS="${VERIFY_CACHE_SECONDS:-5}"
+FA_NAME=fa-nginx-cached FA_CACHE_SECONDS="$CACHE_SECONDS" start_fa_nginx
+FA_CACHED_URL="$FA_URL"
+expect_status "nginx auth_request" 200 -H "Cookie: $GW_COOKIE" "$FA_PLAIN_URL/"
+expect_status "nginx auth_request, anonymous" 401 "$FA_PLAIN_URL/"
+expect_status "nginx auth_request + cache" 200 -H "Cookie: $GW_COOKIE" "$FA_CACHED_URL/"
+expect_status "nginx auth_request + cache, anonymous" 401 "$FA_CACHED_URL/"
+expect_status "verify alone" 200 -H "Cookie: $GW_COOKIE" -H "X-Original-URL: http://localhost/" "$GW_URL/.auth/verify"
+expect_status "bearer" 200 -H "Authorization: Bearer $TOKEN" "$GW_URL/api/"
+# Authenticated and public must get the same answer from the backend, so the ratio measures the gateway.
+AUTH_SIZE=$(curl -s -o /dev/null -w '%{size_header}+%{size_download}' -H "Cookie: $GW_COOKIE" "$GW_URL/")
+PUB_SIZE=$(curl -s -o /dev/null -w '%{size_header}+%{size_download}' "$GW_URL/pub/")
+[[ ${AUTH_SIZE#*+} == "${PUB_SIZE#*+}" ]] || { log "bodies differ: / $AUTH_SIZE, /pub/ $PUB_SIZE bytes"; exit 1; }
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency; authenticated GET / proxied to nginx, $ROUNDS rounds in alternation"
+echo "Apache $(apache2 -v | sed -n 's/^Server version: //p') event MPM + mod_auth_openidc $(dpkg-query -W -f='${Version}' libapache2-mod-auth-openidc 2>/dev/null) (Redis cache) vs gateway (${GW_WORKERS:-2} workers, Redis store, access log ${ACCESS_LOG:-true})"
+echo "answer sizes (headers+body bytes): gateway / with session $AUTH_SIZE, /pub/ $PUB_SIZE"
 machine_line
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 print_header
-MOD_SUM=0 GW_SUM=0 MOD_P99S=() GW_P99S=()
+MOD_SUM=0 GW_SUM=0 PUB_SUM=0 MOD_P99S=() GW_P99S=()
 for round in $(seq "$ROUNDS"); do
   if [[ -z $MOD_FAIL ]]; then
     run_wrk "mod_auth_openidc#$round" "$AP_URL/" -H "Cookie: $MOD_COOKIE"
@@ -158,22 +192,50 @@ for round in $(seq "$ROUNDS"); do
   print_row "gateway, round $round"
   GW_SUM=$((GW_SUM + R_RPS))
   GW_P99S+=("$R_P99")
+  run_wrk "gateway-public#$round" "$GW_URL/pub/"
+  print_row "gateway public route, round $round"
+  PUB_SUM=$((PUB_SUM + R_RPS))
 done
 run_wrk apache-noauth "$AP_URL/noauth/"
 print_row "Apache plain proxy, no auth"
-run_wrk gateway-public "$GW_URL/pub/"
-print_row "gateway public route, no auth"
+run_wrk forward-auth "$FA_PLAIN_URL/" -H "Cookie: $GW_COOKIE"
+print_row "nginx auth_request -> verify"
+FA_RPS=$R_RPS FA_P99=$R_P99
+run_wrk forward-auth-cached "$FA_CACHED_URL/" -H "Cookie: $GW_COOKIE"
+print_row "same, nginx verify cache ${CACHE_SECONDS}s"
+FAC_RPS=$R_RPS FAC_P99=$R_P99
+run_wrk verify "$GW_URL/.auth/verify" -H "Cookie: $GW_COOKIE" -H "X-Original-URL: http://localhost/"
+print_row "/.auth/verify alone (hot session)"
+VERIFY_RPS=$R_RPS VERIFY_P99=$R_P99
+run_wrk bearer "$GW_URL/api/" -H "Authorization: Bearer $TOKEN"
+print_row "bearer hot client (api: route)"
+BEARER_RPS=$R_RPS BEARER_P99=$R_P99
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 GW_RPS=$((GW_SUM / ROUNDS))
+PUB_RPS=$((PUB_SUM / ROUNDS))
 GW_P99=$(median "${GW_P99S[@]}")
-echo "gateway:          mean $GW_RPS req/s, median p99 $GW_P99 ms"
-if [[ -z $MOD_FAIL ]]; then
-  MOD_RPS=$((MOD_SUM / ROUNDS))
-  MOD_P99=$(median "${MOD_P99S[@]}")
-  echo "mod_auth_openidc: mean $MOD_RPS req/s, median p99 $MOD_P99 ms"
-  echo "gateway / mod_auth_openidc req/s: $(ratio "$GW_RPS" "$MOD_RPS")   (issue 7 target >= 2)"
-  echo "gateway / mod_auth_openidc p99:   $(ratio "$GW_P99" "$MOD_P99")   (issue 7 target <= 0.5)"
-else
+echo "gateway:          mean $GW_RPS req/s, median p99 $GW_P99 ms; public route mean $PUB_RPS req/s"
+if [[ -n $MOD_FAIL ]]; then
   echo "mod_auth_openidc: not measured (see above)"
+  echo "authenticated / public req/s: $(ratio "$GW_RPS" "$PUB_RPS")   (target >= 0.92)"
   exit 2
 fi
+MOD_RPS=$((MOD_SUM / ROUNDS))
+MOD_P99=$(median "${MOD_P99S[@]}")
+echo "mod_auth_openidc: mean $MOD_RPS req/s, median p99 $MOD_P99 ms"
+# target LABEL VALUE OP GOAL: one line of the summary, "met" when VALUE OP GOAL holds.
+target() {
+  awk -v label="$1" -v v="$2" -v op="$3" -v goal="$4" 'BEGIN {
+    met = (op == ">=") ? (v >= goal) : (v <= goal)
+    printf "%-58s %7s   %s %-5s %s\n", label, v, op, goal, met ? "met" : "NOT met" }'
+}
+echo "issue 19 targets (ratios of this run)"
+target "1. proxy mode req/s, gateway / mod_auth_openidc" "$(ratio "$GW_RPS" "$MOD_RPS")" ">=" 3
+target "1. proxy mode p99, gateway / mod_auth_openidc" "$(ratio "$GW_P99" "$MOD_P99")" "<=" 0.33
+target "2. authenticated / public route req/s (same answer)" "$(ratio "$GW_RPS" "$PUB_RPS")" ">=" 0.92
+target "3. forward-auth (nginx + verify) / mod_auth_openidc" "$(ratio "$FA_RPS" "$MOD_RPS")" ">=" 5
+target "3. forward-auth + nginx verify cache / mod_auth_openidc" "$(ratio "$FAC_RPS" "$MOD_RPS")" ">=" 10
+echo "3. /.auth/verify alone, hot session                        $VERIFY_RPS req/s, p99 $VERIFY_P99 ms"
+target "4. bearer hot client / mod_auth_openidc" "$(ratio "$BEARER_RPS" "$MOD_RPS")" ">=" 3
+echo "   (forward-auth p99 $FA_P99 ms, with cache $FAC_P99 ms, bearer $BEARER_P99 ms; mod_auth_openidc $MOD_P99 ms)"

@@ -187,14 +187,16 @@ EOF
 
 # The gateway: Redis store, server.workers (default 2), /pub/ public and / enforced, both to nginx.
 # EXTRA_ROUTES (optional): YAML list items appended to routes: (same 2-space indent as those above);
-# EXTRA_SERVER (optional): lines added to server: (2-space indent).
-start_gateway() { on_some_port "$WORK/gateway.log" start_gateway_once; }
+# EXTRA_SERVER (optional): lines added to server: (2-space indent); GW_NAME (optional): names its config
+# and log files, so several gateways can run side by side (each watches its own config file).
+start_gateway() { on_some_port "$WORK/gateway${GW_NAME:+-$GW_NAME}.log" start_gateway_once; }
 
 start_gateway_once() {
   GW_PORT=$(port_to_try)
   GW_URL="http://localhost:$GW_PORT"
-  "$BROKER" keygen --out "$WORK/assertion.pem" >/dev/null
-  cat >"$WORK/broker.yaml" <<EOF
+  GW_CONFIG="$WORK/broker${GW_NAME:+-$GW_NAME}.yaml"
+  "$BROKER" keygen --out "$WORK/assertion${GW_NAME:+-$GW_NAME}.pem" >/dev/null
+  cat >"$GW_CONFIG" <<EOF
 server:
   public_url: $GW_URL
   listen: 127.0.0.1:$GW_PORT
@@ -207,7 +209,7 @@ sessions:
   idle_timeout: 8h
   lifetime: 24h
 signing:
-  keys: [$WORK/assertion.pem]
+  keys: [$WORK/assertion${GW_NAME:+-$GW_NAME}.pem]
 tenants:
   contoso:
     display_name: Contoso Ltd
@@ -231,8 +233,8 @@ routes:
     auth: enforce
     headers: {X-Remote-User: preferred_username}
 EOF
-  if [[ -n ${EXTRA_ROUTES:-} ]]; then printf '%s\n' "$EXTRA_ROUTES" >>"$WORK/broker.yaml"; fi
-  "$BROKER" run --config "$WORK/broker.yaml" >"$WORK/gateway.log" 2>&1 &
+  if [[ -n ${EXTRA_ROUTES:-} ]]; then printf '%s\n' "$EXTRA_ROUTES" >>"$GW_CONFIG"; fi
+  "$BROKER" run --config "$GW_CONFIG" >"$WORK/gateway${GW_NAME:+-$GW_NAME}.log" 2>&1 &
   PIDS+=($!)
   wait_http "$GW_URL/.auth/readyz" 30 "${PIDS[-1]}"
 }
@@ -241,7 +243,8 @@ gateway_cookie() {
   "$PY" "$REPO/bench/login.py" --gateway "$GW_URL" --code contoso --user "$BENCH_USER"
 }
 
-# run_wrk LABEL URL [wrk args...]: runs wrk, prints nothing, sets R_RPS R_P50 R_P99 R_ERR (ms for latency),
+# run_wrk LABEL URL [wrk args...]: runs wrk, prints nothing, sets R_RPS R_P50 R_P99 R_ERR (ms for latency)
+# and R_REQS (requests completed),
 # and appends "LABEL|rps|p50|p99|errors" to $WORK/results.
 run_wrk() {
   local label="$1" url="$2"
@@ -251,7 +254,7 @@ run_wrk() {
     cat "$out" >&2
     return 1
   }
-  read -r R_RPS R_P50 R_P99 R_ERR < <(awk '
+  read -r R_RPS R_P50 R_P99 R_ERR R_REQS < <(awk '
     function ms(v) {
       if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
       if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
@@ -263,7 +266,8 @@ run_wrk() {
     /^Requests\/sec:/ { rps = $2 }
     /Socket errors:/ { gsub(/,/, ""); err += $4 + $6 + $8 + $10 }
     /Non-2xx or 3xx responses:/ { err += $5 }
-    END { printf "%.0f %.2f %.2f %d\n", rps, p50, p99, err }' "$out")
+    / requests in / { reqs = $1 }
+    END { printf "%.0f %.2f %.2f %d %d\n", rps, p50, p99, err, reqs }' "$out")
   if [[ -n "${SHOW_WRK:-}" ]]; then cat "$out" >&2; fi
   echo "$label|$R_RPS|$R_P50|$R_P99|$R_ERR" >>"$WORK/results"
 }
@@ -280,4 +284,137 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 
 machine_line() {
   echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); $(date -u +%Y-%m-%d)"
+}
+
+# --- Forward-auth and bearer pieces (bench/forward_auth.sh, bench/compare_mod_auth_openidc.sh) -------------
+
+# Before start_devidp: a daemon client (client_credentials) holding the app role Bench.Sync on the Contoso
+# client's API api://bench. After start_nginx, bearer_route gives the gateway's api: route (EXTRA_ROUTES).
+with_bearer_client() {
+  DAEMON_ID=5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d
+  DAEMON_SECRET="$("$PY" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  CONTOSO_CLIENT_EXTRA="        api:
+          app_id_uri: api://bench
+          scopes: [Bench.Read]
+          app_roles: {$DAEMON_ID: [Bench.Sync]}"
+  EXTRA_CLIENTS="
+      - client_id: $DAEMON_ID
+        client_secret: $DAEMON_SECRET"
+}
+
+bearer_route() {
+  printf '%s\n' "  - host: localhost
+    path: /api/
+    upstream: http://127.0.0.1:$NGINX_PORT
+    api: {audiences: [\"api://bench\", $CLIENT_ID], app_roles: [Bench.Sync]}"
+}
+
+bearer_token() { # an app-only access token for the daemon client, from the dev IdP
+  curl -s "$IDP_URL/$TENANT_ID/oauth2/v2.0/token" -d grant_type=client_credentials \
+    -d client_id="$DAEMON_ID" -d client_secret="$DAEMON_SECRET" -d scope=api://bench/.default |
+    "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# nginx auth_request in front of the backend, asking the gateway's /.auth/verify (the lines of
+# docs/forward-auth.md). FA_CACHE_SECONDS (optional): the opt-in cache of verify answers keyed by the session
+# cookie (docs/forward-auth.md, "Caching verify answers"), with that TTL. FA_BIND (optional): the source
+# address nginx asks the gateway from (so only it is in server.trusted_proxies, not wrk's 127.0.0.1).
+# Sets FA_URL; each call starts its own nginx (FA_NAME: its folder under $WORK).
+start_fa_nginx() {
+  FA_DIR="$WORK/${FA_NAME:-fa-nginx}"
+  on_some_port "$FA_DIR/stdout.log" start_fa_nginx_once
+  FA_URL="http://localhost:$FA_PORT"
+}
+
+start_fa_nginx_once() {
+  FA_PORT=$(port_to_try)
+  mkdir -p "$FA_DIR/cache"
+  chmod -R a+rwX "$FA_DIR"
+  local cache_http="" cache_location="" bind=""
+  if [[ -n ${FA_CACHE_SECONDS:-} ]]; then
+    cache_http="proxy_cache_path $FA_DIR/cache levels=1 keys_zone=broker_verify:10m max_size=100m inactive=1m use_temp_path=off;
+  map \$http_cookie \$broker_session {
+    \"~(?:^|;)\\s*${GW_COOKIE_NAME:-broker}=(?<session>[^;]+)\" \$session;
+    default \"\";
+  }
+  map \$broker_session \$broker_no_session {
+    \"\" 1;
+    default 0;
+  }"
+    cache_location="proxy_cache broker_verify;
+      proxy_cache_key \"\$broker_session \$request_method \$scheme://\$http_host\$request_uri\";
+      proxy_cache_valid 200 ${FA_CACHE_SECONDS}s;
+      proxy_ignore_headers Cache-Control Expires;
+      proxy_no_cache \$broker_no_session;
+      proxy_cache_bypass \$broker_no_session;"
+  fi
+  if [[ -n ${FA_BIND:-} ]]; then bind="proxy_bind $FA_BIND;"; fi
+  cat >"$FA_DIR/nginx.conf" <<CONF
+worker_processes auto;
+pid $FA_DIR/nginx.pid;
+error_log $FA_DIR/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $FA_DIR/body;
+  proxy_temp_path $FA_DIR/proxy;
+  fastcgi_temp_path $FA_DIR/fastcgi;
+  uwsgi_temp_path $FA_DIR/uwsgi;
+  scgi_temp_path $FA_DIR/scgi;
+  keepalive_requests 1000000;
+  upstream broker { server 127.0.0.1:$GW_PORT; keepalive 64; }
+  upstream app { server 127.0.0.1:$NGINX_PORT; keepalive 64; }
+  $cache_http
+  server {
+    listen 127.0.0.1:$FA_PORT;
+    location = /_broker_verify {
+      internal;
+      $bind
+      proxy_pass http://broker/.auth/verify;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+      $cache_location
+    }
+    location / {
+      auth_request /_broker_verify;
+      auth_request_set \$broker_assertion \$upstream_http_x_broker_assertion;
+      proxy_set_header X-Broker-Assertion \$broker_assertion;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://app;
+    }
+  }
+}
+CONF
+  nginx -c "$FA_DIR/nginx.conf" -g 'daemon off;' >"$FA_DIR/stdout.log" 2>&1 &
+  PIDS+=($!)
+  sleep 0.5
+  kill -0 "${PIDS[-1]}"
+}
+
+expect_status() { # expect_status LABEL EXPECTED CURL-ARGS...: exits when the answer is not EXPECTED
+  local label="$1" expected="$2" code
+  shift 2
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$@")
+  [[ $code == "$expected" ]] || { log "$label: HTTP $code, expected $expected"; exit 1; }
+}
+
+# cpu_ticks PID: CPU time (user + system, clock ticks) of PID and its children (a gateway and its workers).
+cpu_ticks() {
+  local pid total=0
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    # utime and stime: fields 14 and 15, counted after the command name (which may hold spaces).
+    total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0)))
+  done
+  echo "$total"
+}
+
+# cpu_us_per_request TICKS REQUESTS: microseconds of CPU per request (robust to other work on the machine,
+# unlike req/s: a shared VM slows every process, but a request still costs about the same CPU).
+cpu_us_per_request() {
+  awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
 }

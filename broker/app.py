@@ -1,8 +1,8 @@
 """Wiring only: build the gateway's dependencies from a config and register handlers and middleware.
 
-Middleware order: request id first (so every error carries one), the request's span when tracing is on
-(so every later line carries its trace id), metrics (so translated errors are counted with their final
-status), then error translation.
+One middleware (``middleware.request_middleware``), whose stages run in this order: page language, request
+id first (so every error carries one), the request's span when tracing is on (so every later line carries
+its trace id), metrics (so translated errors are counted with their final status), then error translation.
 Handler order: the broker's own ``/.auth/*`` paths, then the proxy catch-all.
 A config reload (``reload.py``) swaps the per-config ``Gateway``; ``Services`` live as long as the app.
 """
@@ -26,18 +26,12 @@ from broker.errors import ConfigError, ConfigProblem
 from broker.gateway import GATEWAY, Gateway, GatewayHolder
 from broker.handlers import callback, login, logout, protected, service, verify
 from broker.http import paths
-from broker.http.pages.language import page_language_middleware
 from broker.identity.assertion import AssertionSigner, SigningKey, load_signing_keys
 from broker.identity.claim_mapping import HeaderMaps
 from broker.identity.headers import IdentityHeaders
 from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
-from broker.middleware import (
-    accounting_middleware,
-    error_middleware,
-    request_id_middleware,
-    tracing_middleware,
-)
+from broker.middleware import request_middleware
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.ops.metrics import METRICS, Metrics
@@ -243,17 +237,7 @@ def create_app(
         service_name=config.tracing.service_name,
         exporter=span_exporter,
     )
-    traced = [tracing_middleware(tracing)] if tracing.tracer is not None else []  # off: not even a check
-    app = web.Application(
-        middlewares=[
-            page_language_middleware,
-            request_id_middleware,
-            *traced,
-            accounting_middleware,
-            error_middleware,
-        ],
-        client_max_size=1024**2,
-    )
+    app = web.Application(middlewares=[request_middleware(tracing)], client_max_size=1024**2)
     metrics = Metrics()
     app[METRICS] = metrics
     app[TRACING] = tracing

@@ -1,5 +1,11 @@
-"""Request middleware: a request id on every request, errors turned into clear pages or JSON, every
-request counted and logged, and (``tracing.enabled``) traced.
+"""Request middleware: one layer around every request that chooses the page language, assigns a request id
+(and refuses an invalid Host), turns failures into clear pages or JSON, counts and logs the request, and
+(``tracing.enabled``) opens its span.
+
+One layer, not five: each aiohttp middleware costs a coroutine, an await and a ``functools.partial`` call on
+every request (issue 19), and these stages always run together in this order:
+
+    page language -> request id and Host -> [span] -> accounting (metrics, access line) -> error translation
 
 No exception ever reaches the user as a stack trace: known broker errors map to explained 4xx/5xx
 answers, anything else is logged with its traceback server-side and answered with a plain 500.
@@ -11,6 +17,9 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 
 from aiohttp import HttpVersion10, web
 from aiohttp.typedefs import Handler, Middleware
@@ -18,12 +27,12 @@ from aiohttp.typedefs import Handler, Middleware
 from broker.errors import IdentityProviderUnavailable, SessionStoreUnavailable
 from broker.gateway import gateway_of
 from broker.grammar.host import parse_host
+from broker.http.pages.language import choose_page_language, forget_page_language
 from broker.http.responses import (
     REQUEST_ID_KEY,
     ROUTE_LABEL_KEY,
     SESSION_KEY,
     error_response,
-    request_id_of,
 )
 from broker.ops.events import access_log, current_request_id, current_trace_id, log_access
 from broker.ops.metrics import METRICS
@@ -34,18 +43,20 @@ log = logging.getLogger(__name__)
 
 # Accept a caller's request id only when it is short and plain, so it cannot inject into logs or pages.
 _INCOMING_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
+# Tracing off: the span stage is this shared, stateless no-op (entered any number of times).
+_UNTRACED: AbstractContextManager[None] = nullcontext()
 
 
-@web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+def identify(request: web.Request) -> web.Response | None:
     """Assign (or accept) a request id; it is logged, shown on error pages and passed upstream.
 
-    Requests older than HTTP/1.0, and a Host that is not a valid ``host[:port]``, are refused here, first,
-    before anything else reads the Host.
+    Returns a 400 for a request older than HTTP/1.0 or a Host that is not a valid ``host[:port]``: refused
+    here, first, before anything else reads the Host (such a refusal is neither counted nor logged).
     """
     incoming = request.headers.get("X-Request-Id", "")
-    request[REQUEST_ID_KEY] = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
-    current_request_id.set(request[REQUEST_ID_KEY])
+    request_id = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
+    request[REQUEST_ID_KEY] = request_id
+    current_request_id.set(request_id)
     if request.version < HttpVersion10:
         # HTTP/0.9 has no Host header: routing would fall back to the listening address. Refuse it, as
         # an HTTP/1.1 request without Host is refused.
@@ -54,20 +65,12 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
         # Everything after this (routing, return URLs, X-Forwarded-Host, Forwarded) reads the Host: a value
         # that is not a plain host[:port] (userinfo "a:@evil", spaces, junk ports) is refused here, once.
         return error_response(request, 400, "Bad request", "The Host header is not a valid host.", "bad_host")
-    response = await handler(request)
-    if not response.prepared:
-        response.headers["X-Request-Id"] = request_id_of(request)
-    return response
+    return None
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Translate failures into answers a person (or a client) can act on."""
-    try:
-        return await handler(request)
-    except web.HTTPException:
-        raise
-    except SessionStoreUnavailable as exc:
+def translated(request: web.Request, exc: Exception) -> web.Response:
+    """The answer a person (or a client) can act on for a failure a handler raised."""
+    if isinstance(exc, SessionStoreUnavailable):
         # Counted in broker_session_store_errors_total where it failed (the store boundary), by operation.
         log.error("session store unavailable: %s", exc)
         return error_response(
@@ -77,7 +80,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "The sign-in service cannot reach its session store right now. Please try again in a moment.",
             "session_store_unavailable",
         )
-    except IdentityProviderUnavailable as exc:
+    if isinstance(exc, IdentityProviderUnavailable):
         log.error("identity provider unavailable: %s", exc)
         return error_response(
             request,
@@ -86,41 +89,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             "The gateway cannot reach Microsoft's sign-in service right now. Please try again in a moment.",
             "identity_provider_unavailable",
         )
-    except Exception:
-        log.exception("unhandled error")
-        return error_response(
-            request,
-            500,
-            "Something went wrong",
-            "The gateway hit an unexpected error. Please try again; if it persists, give the request ID "
-            "below to your administrator.",
-            "internal_error",
-        )
+    log.error("unhandled error", exc_info=exc)
+    return error_response(
+        request,
+        500,
+        "Something went wrong",
+        "The gateway hit an unexpected error. Please try again; if it persists, give the request ID "
+        "below to your administrator.",
+        "internal_error",
+    )
 
 
-# Requests to the broker's own pages are labelled "broker"; proxied ones get their route's name.
-
-
-@web.middleware
-async def accounting_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count and time every request by route and status (until the answer's headers are sent), and write
-    its access-log line (``server.access_log``; queued, never blocking: see ``logging_setup``)."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    finally:
-        elapsed = time.perf_counter() - started
-        metrics = request.app[METRICS]
-        label = request.get(ROUTE_LABEL_KEY, "broker")
-        metrics.answered(label, status, elapsed)
-        if access_log.isEnabledFor(logging.INFO) and gateway_of(request).config.server.access_log:
-            _log_access(request, status, elapsed, label)
+def account(request: web.Request, status: int, elapsed: float) -> None:
+    """Count and time the request by route and status (until the answer's headers are sent), and write its
+    access-log line (``server.access_log``; queued, never blocking: see ``logging_setup``). Requests to the
+    broker's own pages are labelled "broker"; proxied ones get their route's name."""
+    label = request.get(ROUTE_LABEL_KEY, "broker")
+    request.app[METRICS].answered(label, status, elapsed)
+    if access_log.isEnabledFor(logging.INFO) and gateway_of(request).config.server.access_log:
+        _log_access(request, status, elapsed, label)
 
 
 def _log_access(request: web.Request, status: int, elapsed: float, route: str) -> None:
@@ -139,54 +126,100 @@ def _log_access(request: web.Request, status: int, elapsed: float, route: str) -
     )
 
 
+@dataclass
+class Outcome:
+    """The status a request ended with, told to its span when the span closes."""
+
+    status: int = 500
+
+
 # Method names a span may carry (RFC 9110's and WebDAV's); any other is "HTTP": span names stay few.
 _SPAN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "PROPFIND", "MKCOL"}
 )
 
 
-def tracing_middleware(tracing: Tracing) -> Middleware:
-    """One server span per request (added only when tracing is on): named ``METHOD route``, with the route,
+class RequestSpans:
+    """One server span per request (only when tracing is on): named ``METHOD route``, with the route,
     company and decision, the status; its trace id on every log line of the request (``trace_id``)."""
-    from opentelemetry import propagate, trace  # imported only when tracing is on
 
-    tracer = tracing.tracer
-    assert tracer is not None
+    def __init__(self, tracing: Tracing) -> None:
+        from opentelemetry import propagate, trace  # imported only when tracing is on
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        assert tracing.tracer is not None
+        self._tracing = tracing
+        self._tracer = tracing.tracer
+        self._propagate = propagate
+        self._trace = trace
+
+    @contextmanager
+    def opened(self, request: web.Request) -> Iterator[Outcome]:
+        """The request's span, current while it is handled; the caller sets the yielded outcome's status."""
         # A client's traceparent is continued only from a trusted proxy (``server.trusted_proxies``), as
         # X-Forwarded-For is: anyone else could pick our trace ids or force every request to be sampled.
         gateway = gateway_of(request)
         trusted = gateway.boundary.trusted
-        parent = propagate.extract(request.headers) if is_trusted(request.remote, trusted) else None
+        parent = self._propagate.extract(request.headers) if is_trusted(request.remote, trusted) else None
         method = request.method if request.method in _SPAN_METHODS else "HTTP"
+        outcome = Outcome()
+        server = self._trace.SpanKind.SERVER
         with (
-            tracing.serving(),
-            tracer.start_as_current_span(method, context=parent, kind=trace.SpanKind.SERVER) as span,
+            self._tracing.serving(),
+            self._tracer.start_as_current_span(method, context=parent, kind=server) as span,
         ):
             token = current_trace_id.set(trace_id_of(span))
-            status = 500
             try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
+                yield outcome
             finally:
                 current_trace_id.reset(token)
                 route = request.get(ROUTE_LABEL_KEY, "broker")
                 session = request.get(SESSION_KEY)
                 span.update_name(f"{method} {route}")
                 span.set_attribute("http.request.method", method)
-                span.set_attribute("http.response.status_code", status)
+                span.set_attribute("http.response.status_code", outcome.status)
                 span.set_attribute("broker.route", route)
                 # The company: the session's, else a login page's code (only a configured one: bounded).
                 company = session.login_code if session is not None else request.match_info.get("code", "")
                 if company in gateway.config.tenants:
                     span.set_attribute("broker.company", company)
-                if status >= 500:
-                    span.set_status(trace.StatusCode.ERROR)
+                if outcome.status >= 500:
+                    span.set_status(self._trace.StatusCode.ERROR)
+
+
+def request_middleware(tracing: Tracing | None = None) -> Middleware:
+    """The one middleware of the app: every stage of the module docstring, in that order (the span only
+    when ``tracing`` has a tracer: off, not even a check beyond one ``is None``)."""
+    spans = RequestSpans(tracing) if tracing is not None and tracing.tracer is not None else None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        language = choose_page_language(request.headers.get("Accept-Language", ""))
+        try:
+            refusal = identify(request)
+            if refusal is not None:
+                return refusal
+            with spans.opened(request) if spans is not None else _UNTRACED as outcome:
+                started = time.perf_counter()
+                status = 500
+                try:
+                    try:
+                        response = await handler(request)
+                    except web.HTTPException:
+                        raise
+                    except Exception as exc:
+                        response = translated(request, exc)
+                    status = response.status
+                except web.HTTPException as exc:
+                    status = exc.status
+                    raise
+                finally:
+                    account(request, status, time.perf_counter() - started)
+                    if outcome is not None:
+                        outcome.status = status
+            if not response.prepared:
+                response.headers["X-Request-Id"] = request[REQUEST_ID_KEY]
+            return response
+        finally:
+            forget_page_language(language)
 
     return middleware

@@ -61,13 +61,10 @@ def find_route(gw: Gateway, host: str, raw_path: str) -> tuple[Route | None, str
 
     Raises ``Ambiguous`` for a path an upstream could read as another route's (case, dots, look-alikes).
     """
-    path = matching_path(raw_path)
-    if path is None:
+    found = gw.routes.lookup(host, raw_path)
+    if found is None:
         raise Ambiguous(raw_path)
-    try:
-        return gw.routes.match(host, path), path
-    except AmbiguousRoute:
-        raise Ambiguous(raw_path) from None
+    return found
 
 
 async def admit(

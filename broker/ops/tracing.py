@@ -2,7 +2,7 @@
 
 Off by default, and then free: no provider, no middleware, no client hooks; ``span()`` returns one shared
 ``nullcontext`` after a single ContextVar read, so the stages that name a span create no span object.
-On, the request middleware (``broker.middleware.tracing_middleware``) opens the server span and makes this
+On, the request middleware (``broker.middleware.RequestSpans``) opens the server span and makes this
 app's tracer current for the request's task; the stages below it (session load, refresh, token redemption,
 JWKS fetch) open child spans through ``span()``, and the upstream clients' aiohttp trace hooks (the
 opentelemetry aiohttp-client instrumentation, per client session, not patched globally) make the upstream

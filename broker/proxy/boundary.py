@@ -17,15 +17,16 @@ owns every rule below. Pure: header multidicts in, header multidicts out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
+from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from multidict import CIMultiDict, MultiMapping
 
 from broker.config.schema import BrokerConfig
-from broker.proxy.forwarded import IPNetwork, parse_networks
+from broker.proxy.forwarded import Hop, IPNetwork, forwarded_headers, parse_networks
 from broker.sessions.cookie import CookiePolicy
 from broker.sessions.cookie_header import names_set_by
 
@@ -84,6 +85,10 @@ WEBSOCKET_HANDSHAKE = frozenset(
     }
 )
 RESERVED_PREFIX = "x-broker-"
+# ``HeaderFilter.kept`` remembers this many header names per filter, each of at most MEMO_MAX_NAME characters
+# (longer ones, which no browser sends, are folded each time): under 100 KB whatever clients send.
+NAME_MEMO = 1024
+MEMO_MAX_NAME = 64
 # W3C Trace Context (traceparent, tracestate) and W3C Baggage: passed on only from a trusted proxy. Anyone
 # else could pick the trace ids an upstream logs and samples by, or hand it baggage entries (often read as
 # tenant or user hints) that look as if the broker's own hop had set them.
@@ -196,11 +201,32 @@ class HeaderFilter:
         """True for a (folded) name that must not reach an upstream."""
         return folded in self.names or folded.startswith(self.prefixes)
 
+    @cached_property
+    def _kept_names(self) -> Callable[[str], str | None]:
+        return lru_cache(maxsize=NAME_MEMO)(self._kept)
+
+    def _kept(self, name: str) -> str | None:
+        folded = fold(name)
+        return None if self.drops(folded) else folded
+
+    def kept(self, name: str) -> str | None:
+        """A header name as sent: its folded spelling when this filter lets it pass, else None. Remembered
+        per filter (per config) for names of up to ``MEMO_MAX_NAME`` characters: a browser sends the same
+        dozen names on every request."""
+        if len(name) > MEMO_MAX_NAME:
+            return self._kept(name)
+        return self._kept_names(name)
+
 
 HOP_BY_HOP_FOLDED = frozenset(fold(n) for n in HOP_BY_HOP)
 WEBSOCKET_HANDSHAKE_FOLDED = frozenset(fold(n) for n in WEBSOCKET_HANDSHAKE)
 COOKIE = "cookie"
 SET_COOKIE_HEADERS = ("Set-Cookie", "Set-Cookie2")
+# The forwarding headers of a peer that is no trusted proxy depend on its address and the (validated) Host
+# alone: remembered for this many pairs per boundary (per config), instead of parsing the address and the
+# Host and formatting four headers on every request. Both keys are short (an address; a Host the request
+# middleware bounded to 300 characters), so the memo stays under a megabyte whatever clients send.
+FORWARDING_MEMO = 1024
 
 
 def identity_header_names(config: BrokerConfig) -> frozenset[str]:
@@ -223,6 +249,27 @@ class UpstreamBoundary:
     cookies: CookiePolicy
     scheme: str
     trusted: tuple[IPNetwork, ...] = ()
+    _own_forwarding: Callable[[str | None, str], Mapping[str, str]] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        remembered = lru_cache(maxsize=FORWARDING_MEMO)(self._forwarding_of)
+        object.__setattr__(self, "_own_forwarding", remembered)
+
+    def _forwarding_of(self, peer: str | None, host: str) -> Mapping[str, str]:
+        return MappingProxyType(forwarded_headers(Hop(peer, host, self.scheme), {}, self.trusted))
+
+    def forwarding(
+        self, peer: str | None, host: str, claimed: Mapping[str, list[str]] | None
+    ) -> Mapping[str, str]:
+        """The ``X-Forwarded-*`` and ``Forwarded`` headers for a request from ``peer`` to ``host``.
+        ``claimed``: what a trusted proxy said about earlier hops (None: the peer is not one, and everything
+        a client claimed is replaced by what the broker saw; that answer is remembered, read-only, and is
+        also the answer for a trusted proxy that claimed nothing)."""
+        if claimed is not None and any(claimed.values()):
+            return forwarded_headers(Hop(peer, host, self.scheme), claimed, self.trusted)
+        return self._own_forwarding(peer, host)
 
     @classmethod
     def from_config(cls, config: BrokerConfig, cookies: CookiePolicy) -> UpstreamBoundary:
@@ -293,11 +340,12 @@ def upstream_headers(
     client's Cookie lines are never passed as they are.
     """
     listed = connection_listed(incoming)
+    kept = dropped.kept
     out: CIMultiDict[str] = CIMultiDict()
     for name, value in incoming.items():
-        folded = fold(name)
+        folded = kept(name)
         if (
-            dropped.drops(folded)
+            folded is None
             or folded in listed
             or folded == COOKIE
             or (websocket and folded in WEBSOCKET_HANDSHAKE_FOLDED)

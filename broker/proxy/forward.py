@@ -29,7 +29,7 @@ from broker.errors import RequestBodyTooLarge
 from broker.http.responses import error_response, request_id_of
 from broker.ops.metrics import METRICS
 from broker.proxy.boundary import UpstreamBoundary
-from broker.proxy.forwarded import FORWARDED_HEADERS, Hop, forwarded_headers, is_trusted
+from broker.proxy.forwarded import FORWARDED_HEADERS, is_trusted
 from broker.proxy.routing import Route
 from broker.proxy.upstream import Upstream
 from broker.proxy.upstream_url import replacement_for, upstream_url
@@ -210,10 +210,10 @@ def outgoing_headers(
     # trust none: then nothing is gathered).
     from_trusted_proxy = bool(boundary.trusted) and is_trusted(request.remote, boundary.trusted)
     claimed = (
-        {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS} if from_trusted_proxy else {}
+        {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS} if from_trusted_proxy else None
     )
     added = {
-        **forwarded_headers(Hop(request.remote, request.host, boundary.scheme), claimed, boundary.trusted),
+        **boundary.forwarding(request.remote, request.host, claimed),
         "X-Request-Id": request_id_of(request),
     }
     if route.config.preserve_host:

@@ -117,9 +117,10 @@ class SessionManager:
         # Shared with the store: a failed write (Redis full) pauses the bookkeeping writes for a while.
         self.health = health if health is not None else StoreHealth(time.monotonic)
         # Memoised per manager, not per process: a busy browser sends the same ticket on every request, and
-        # the parsed key keeps its storage id (a SHA-256) computed. The result depends on the text alone;
-        # junk only evicts entries (bounded).
-        self._parse_ticket = lru_cache(maxsize=TICKET_MEMO)(parse_ticket)
+        # the key, parsed and bound to this manager's server keys, keeps its storage id (a SHA-256)
+        # computed: neither is redone per request. The result depends on the text (and these fixed keys)
+        # alone; junk only evicts entries (bounded).
+        self._bind = lru_cache(maxsize=TICKET_MEMO)(self._bind_uncached)
 
     def _ttl(self, session: Session, now: float) -> float:
         """Store TTL: whichever comes first, idle expiry or the absolute end of the session."""
@@ -196,8 +197,11 @@ class SessionManager:
         return idle <= min(TOUCH_INTERVAL, self.idle_timeout) and now - session.created_at <= self.lifetime
 
     def bind(self, ticket: str) -> SealKey | None:
-        """The ticket's key, able to open records with this gateway's server keys."""
-        key = self._parse_ticket(ticket)
+        """The ticket's key, able to open records with this gateway's server keys (memoised)."""
+        return self._bind(ticket)
+
+    def _bind_uncached(self, ticket: str) -> SealKey | None:
+        key = parse_ticket(ticket)
         return key.with_server(self.keys) if key is not None else None
 
     async def load(self, ticket: str, now: float) -> tuple[SealKey, Session] | None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from broker.ops.events import ACCESS_FIELDS, access_record, current_request_id
+from broker.ops.events import ACCESS_FIELDS, access_record, current_request_id, current_trace_id
 from broker.ops.logging import JsonFormatter, LogPipeline, configure_logging
 from tests.support.stack import ADELE, CONTOSO_TID, Stack, running_stack
 
@@ -161,6 +161,21 @@ def test_access_lines_are_the_json_of_their_fields(path: str) -> None:
             "event": "access",
             **dict(zip(ACCESS_FIELDS, entry[2:], strict=True)),
         }
+
+
+def test_access_lines_take_a_direct_path_with_the_general_output() -> None:
+    # The formatter writes access records (most lines) by name, not by walking the record: the same line,
+    # byte for byte, as python-json-logger's general path, with and without a trace id.
+    formatter = JsonFormatter()
+    general = JsonFormatter.__mro__[1].format  # python-json-logger's own ``format``
+    for trace_id in ("", "0af7651916cd43dd8448eb211c80319c"):
+        token = current_trace_id.set(trace_id)
+        try:
+            record = record_of((1_700_000_000.25, "req-1", "GET", '/a"\\€', 200, 1.5, "r", "::1", "t:o", "c"))
+        finally:
+            current_trace_id.reset(token)
+        assert formatter.format(record) == general(formatter, record)
+        assert ('"trace_id"' in formatter.format(record)) is bool(trace_id)
 
 
 def record_of(entry: tuple[Any, ...]) -> logging.LogRecord:

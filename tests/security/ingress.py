@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,8 +23,46 @@ from tests.support.ports import HOST, PortTaken, on_some_port, says_port_taken
 COPIED_HEADERS = ("X-Broker-Assertion", "X-Remote-User", "X-Remote-Roles")
 
 
-def nginx_config(port: int, broker: str, backend: str, workdir: Path) -> str:
-    """nginx ``auth_request`` in front of ``backend``, asking ``broker`` (as docs/forward-auth.md shows)."""
+@contextmanager
+def nginx_writable_dir() -> Iterator[Path]:
+    """A folder nginx's unprivileged workers can write in (pytest's ``tmp_path`` is private to its owner)."""
+    with tempfile.TemporaryDirectory(prefix="broker-nginx-") as name:
+        os.chmod(name, 0o755)
+        cache = Path(name) / "cache"
+        cache.mkdir()
+        os.chmod(cache, 0o777)
+        yield cache
+
+
+def verify_cache(cache_dir: Path, cookie_name: str, seconds: int) -> tuple[str, str]:
+    """The opt-in cache of verify answers of docs/forward-auth.md ("Caching verify answers"): the lines of
+    the ``http`` block and those of the verify location, with ``seconds`` as the revocation delay."""
+    http = f"""
+  proxy_cache_path {cache_dir} levels=1 keys_zone=broker_verify:1m max_size=10m inactive=1m
+                   use_temp_path=off;
+  map $http_cookie $broker_session {{
+    "~(?:^|;)\\s*{cookie_name}=(?<session>[^;]+)" $session;
+    default "";
+  }}
+  map $broker_session $broker_no_session {{
+    "" 1;
+    default 0;
+  }}"""
+    location = f"""
+      proxy_cache broker_verify;
+      proxy_cache_key "$broker_session $request_method $scheme://$http_host$request_uri";
+      proxy_cache_valid 200 {seconds}s;
+      proxy_ignore_headers Cache-Control Expires;
+      proxy_no_cache $broker_no_session;
+      proxy_cache_bypass $broker_no_session;"""
+    return http, location
+
+
+def nginx_config(
+    port: int, broker: str, backend: str, workdir: Path, cache: tuple[str, str] = ("", "")
+) -> str:
+    """nginx ``auth_request`` in front of ``backend``, asking ``broker`` (as docs/forward-auth.md shows);
+    ``cache``: ``verify_cache``'s lines (none: every request asks the broker)."""
     temp = "\n".join(
         f"  {kind}_temp_path {workdir}/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -41,7 +80,7 @@ error_log {workdir}/nginx-error.log info;
 events {{ worker_connections 256; }}
 http {{
   access_log off;
-{temp}
+{temp}{cache[0]}
   server {{
     listen {HOST}:{port};
     # The broker's own pages (login, callback, logout) are served by the broker, on this host.
@@ -57,7 +96,7 @@ http {{
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URL $scheme://$http_host$request_uri;
-      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-Method $request_method;{cache[1]}
     }}
     location @broker_login {{
       if ($broker_login = "") {{ return 401; }}
@@ -150,14 +189,17 @@ def _start(
 
 
 @contextmanager
-def running_nginx(workdir: Path, broker: str, backend: str) -> Iterator[str]:
-    """Debian's nginx with ``auth_request`` on a loopback port; yields its base URL."""
+def running_nginx(
+    workdir: Path, broker: str, backend: str, cache: tuple[str, str] = ("", "")
+) -> Iterator[str]:
+    """Debian's nginx with ``auth_request`` on a loopback port (``cache``: see ``verify_cache``); yields its
+    base URL."""
     nginx = binary("nginx", "/usr/sbin/nginx")
     workdir.mkdir(parents=True, exist_ok=True)
 
     def start(port: int) -> tuple[int, subprocess.Popen[bytes]]:
         conf = workdir / f"nginx-{port}.conf"
-        conf.write_text(nginx_config(port, broker, backend, workdir))
+        conf.write_text(nginx_config(port, broker, backend, workdir, cache))
         (workdir / "nginx-error.log").write_text("")
         return port, _start(
             [nginx, "-p", str(workdir), "-c", str(conf), "-e", str(workdir / "nginx-error.log")],

@@ -8,8 +8,10 @@ headers never reach the backend; logout.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -18,7 +20,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.security.ingress import running_caddy, running_nginx
+from tests.security.ingress import nginx_writable_dir, running_caddy, running_nginx, verify_cache
 from tests.support.html import forms
 from tests.support.stack import ADELE, Stack, running_stack
 
@@ -167,3 +169,61 @@ async def test_verify_answers(trusted_stack: Stack) -> None:
         # A public path: allowed, and no identity sent even for a signed-in user.
         resp = await ask_verify(browser, stack, {"X-Original-URL": f"{stack.gateway_url}/public/x"})
         assert resp.status == 200 and "X-Broker-Assertion" not in resp.headers
+
+
+# The opt-in nginx cache of verify answers (docs/forward-auth.md): its TTL is how late a revocation may take
+# effect at the ingress. nginx counts validity in whole seconds, so an answer may live up to a second more.
+VERIFY_CACHE_SECONDS = 3
+NGINX_SECOND = 1.0
+
+
+async def replayed_status(url: str, cookie: str) -> int:
+    """The status a client replaying a copied session cookie gets (no cookie jar: the cookie is the only
+    credential, as a stolen one would be)."""
+    async with (
+        aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client,
+        client.get(url, headers={"Accept": "application/json", "Cookie": cookie}, allow_redirects=False) as r,
+    ):
+        return r.status
+
+
+async def test_nginx_verify_cache_ttl_bounds_revocation_delay(trusted_stack: Stack, tmp_path: Path) -> None:
+    # W1: with nginx caching verify answers by session cookie, a signed-out (revoked) session keeps passing
+    # the ingress for at most the cache's TTL, never longer; an unknown cookie is never served from the cache.
+    stack = trusted_stack
+    with (
+        nginx_writable_dir() as cache_dir,
+        running_nginx(
+            tmp_path / "ingress",
+            stack.gateway_url,
+            stack.backend_url,
+            verify_cache(cache_dir, "broker", VERIFY_CACHE_SECONDS),
+        ) as url,
+    ):
+        via = dataclasses.replace(stack, gateway_url=url)
+        async with via.browser() as browser:
+            await via.login(browser, "contoso", ADELE.username, rd="/docs")
+            jar = browser.cookie_jar.filter_cookies(URL(url))
+            cookie = f"broker={jar['broker'].value}"
+            assert await replayed_status(f"{url}/docs", cookie) == 200  # answered by the broker, now cached
+            cached_at = time.monotonic()
+            await sign_out(via, browser)
+        # The broker itself refuses the revoked session at once ...
+        direct = await replayed_status(f"{stack.gateway_url}/docs", cookie)
+        assert direct == 401
+        # ... and a cookie the cache never saw is asked about, not served from the cache.
+        assert await replayed_status(f"{url}/docs", "broker=v1.unknown.ticket") == 401
+        # The ingress lets it in only while its cached answer lives: the trade-off the recipe documents.
+        statuses: list[tuple[float, int]] = []
+        deadline = cached_at + VERIFY_CACHE_SECONDS + NGINX_SECOND + 2
+        while time.monotonic() < deadline:
+            status = await replayed_status(f"{url}/docs", cookie)
+            statuses.append((time.monotonic() - cached_at, status))
+            if status == 401:
+                break
+            await asyncio.sleep(0.1)
+        assert statuses[0][1] == 200, statuses  # the cache is really in front: revocation is delayed
+        refused_after = next((elapsed for elapsed, status in statuses if status == 401), None)
+        assert refused_after is not None, f"still let in after the cache's TTL: {statuses}"
+        assert refused_after <= VERIFY_CACHE_SECONDS + NGINX_SECOND + 0.5, statuses
+        assert all(status == 200 for _, status in statuses[:-1]), statuses

@@ -1,15 +1,13 @@
 """Which language a page is shown in: the browser's ``Accept-Language``, matched against the catalogue.
 
-The choice is made once per request by ``page_language_middleware`` and read by ``render.page``, so the
-handlers that build pages need not carry it (a context variable is per request task, never shared).
+The choice is made once per request by the request middleware (``choose_page_language``) and read by
+``render.page``, so the handlers that build pages need not carry it (a context variable is per request
+task, never shared).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
-
-from aiohttp import web
+from contextvars import ContextVar, Token
 
 from broker.http.pages.catalogue import DEFAULT_LANGUAGE, LANGUAGES
 
@@ -50,13 +48,12 @@ def page_language() -> str:
     return _PAGE_LANGUAGE.get()
 
 
-@web.middleware
-async def page_language_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Choose the request's page language before any handler or error page renders."""
-    token = _PAGE_LANGUAGE.set(negotiate(request.headers.get("Accept-Language", "")))
-    try:
-        return await handler(request)
-    finally:
-        _PAGE_LANGUAGE.reset(token)
+def choose_page_language(accept_language: str) -> Token[str]:
+    """Choose the request's page language before any handler or error page renders (the request
+    middleware calls this first); hand the token back to ``forget_page_language`` when the request ends."""
+    return _PAGE_LANGUAGE.set(negotiate(accept_language))
+
+
+def forget_page_language(token: Token[str]) -> None:
+    """The request has ended: the next one on this connection's task chooses its own."""
+    _PAGE_LANGUAGE.reset(token)

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Two versions of the gateway side by side, in alternation, on the same Redis, nginx and dev IdP: the ratio
+# of one change, measured so that the machine's drift (other work on a shared VM) hits both alike.
+#
+#   A_PYTHONPATH=/tmp/old bench/ab_gateway.sh        # A: that checkout's broker/ (git archive <commit> |
+#                                                    # tar -x -C /tmp/old), B: this checkout (or B_PYTHONPATH)
+#   DURATION=5 ROUNDS=3 A_PYTHONPATH=... bench/ab_gateway.sh   # THREADS, CONNECTIONS, GW_WORKERS, ACCESS_LOG
+#
+# Each round: A authenticated, B authenticated, A public route, B public route (wrk, 10 s each by default).
+# Prints each run with the gateway's CPU time per request (all its processes), the means, and B / A for
+# both: on a shared machine req/s moves with everyone else's load, CPU per request much less. Installs wrk, nginx, redis-server and curl when missing.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+: "${A_PYTHONPATH:?set A_PYTHONPATH to the checkout to compare with}"
+B_PYTHONPATH="${B_PYTHONPATH:-$REPO}"
+ROUNDS="${ROUNDS:-3}"
+
+need_apt wrk wrk
+need_apt nginx nginx
+need_apt redis-server redis-server
+need_apt curl curl
+
+start_redis
+start_nginx
+start_devidp
+export PYTHONPATH="$A_PYTHONPATH"
+GW_NAME=a
+start_gateway
+A_URL="$GW_URL" A_PID="${PIDS[-1]}"
+A_COOKIE="$(gateway_cookie)"
+export PYTHONPATH="$B_PYTHONPATH"
+GW_NAME=b
+start_gateway
+B_URL="$GW_URL" B_PID="${PIDS[-1]}"
+B_COOKIE="$(gateway_cookie)"
+for side in A B; do
+  url="${side}_URL" cookie="${side}_COOKIE"
+  expect_status "$side authenticated" 200 -H "Cookie: ${!cookie}" "${!url}/"
+done
+
+echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds in alternation; gateways: ${GW_WORKERS:-2} workers, Redis sessions, access log ${ACCESS_LOG:-true}"
+echo "A: $A_PYTHONPATH   B: $B_PYTHONPATH"
+machine_line
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-34s %10s %9s %9s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" errors "CPU us/req"
+declare -A RPS_SUM=() CPU_SUM=()
+measure() { # measure SIDE KIND LABEL URL [wrk args...]
+  local side="$1" kind="$2" label="$3" url="$4" pid before cpu
+  shift 4
+  pid="${side}_PID"
+  before=$(cpu_ticks "${!pid}")
+  run_wrk "$side-$kind" "$url" "$@"
+  cpu=$(cpu_us_per_request $(($(cpu_ticks "${!pid}") - before)) "$R_REQS")
+  printf '%-34s %10s %9s %9s %8s %10s\n' "$label" "$R_RPS" "$R_P50" "$R_P99" "$R_ERR" "$cpu"
+  RPS_SUM[$side-$kind]=$((${RPS_SUM[$side-$kind]:-0} + R_RPS))
+  CPU_SUM[$side-$kind]=$((${CPU_SUM[$side-$kind]:-0} + cpu))
+}
+for round in $(seq "$ROUNDS"); do
+  measure A auth "A authenticated, round $round" "$A_URL/" -H "Cookie: $A_COOKIE"
+  measure B auth "B authenticated, round $round" "$B_URL/" -H "Cookie: $B_COOKIE"
+  measure A pub "A public route, round $round" "$A_URL/pub/"
+  measure B pub "B public route, round $round" "$B_URL/pub/"
+done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+for kind in auth pub; do
+  a_rps=${RPS_SUM[A-$kind]} b_rps=${RPS_SUM[B-$kind]} a_cpu=${CPU_SUM[A-$kind]} b_cpu=${CPU_SUM[B-$kind]}
+  printf '%-14s req/s A %6d, B %6d, B / A %s;   CPU us/req A %5d, B %5d, B / A %s\n' \
+    "$([[ $kind == auth ]] && echo authenticated || echo "public route")" \
+    $((a_rps / ROUNDS)) $((b_rps / ROUNDS)) "$(ratio "$b_rps" "$a_rps")" \
+    $((a_cpu / ROUNDS)) $((b_cpu / ROUNDS)) "$(ratio "$b_cpu" "$a_cpu")"
+done

@@ -58,7 +58,6 @@ class _StrictJSONPyJWT(jwt.PyJWT):
 
 
 _STRICT_JWT = _StrictJSONPyJWT()
-STRICT_JWT = _STRICT_JWT  # the same strict decoder, for access tokens (``access_tokens.py``)
 
 
 class UnknownSigningKey(InvalidToken):
@@ -128,23 +127,32 @@ def read_header(token: str) -> dict[str, Any]:
     return header
 
 
-def check_signature_and_audience(token: str, key: jwt.PyJWK, expect: Expectations) -> dict[str, Any]:
-    """Signature with the tenant's key, and ``aud`` = our client ID."""
+def verify_signature(
+    token: str, key: jwt.PyJWK, audience: str | list[str], wrong_audience: str
+) -> dict[str, Any]:
+    """Signature with the tenant's key (RS256 only, strict JSON) and ``aud`` among ``audience``; the time
+    rules are checked one by one after this (``check_lifetime``). ``wrong_audience`` says which rule an
+    unexpected ``aud`` broke (ID token or access token)."""
     try:
         claims: dict[str, Any] = _STRICT_JWT.decode(
             token,
             key.key,
             algorithms=list(ALLOWED_ALGORITHMS),
-            audience=expect.client_id,
+            audience=audience,
             options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["aud"]},
         )
     except jwt.InvalidSignatureError:
         raise InvalidToken("signature does not verify with the tenant's keys") from None
     except jwt.InvalidAudienceError:
-        raise InvalidToken("aud is not this company's client ID") from None
+        raise InvalidToken(wrong_audience) from None
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"token rejected: {exc}") from None
     return claims
+
+
+def check_signature_and_audience(token: str, key: jwt.PyJWK, expect: Expectations) -> dict[str, Any]:
+    """Signature with the tenant's key, and ``aud`` = our client ID."""
+    return verify_signature(token, key, expect.client_id, "aud is not this company's client ID")
 
 
 def check_authorized_party(claims: Mapping[str, Any], client_id: str) -> None:

@@ -92,14 +92,7 @@ async def admit(
     if session is not None and not anonymous_ok:
         decision = decide(gw, request, route, session, path)
         if not decision.allowed:
-            audit(
-                "access_denied",
-                who=session.user_key,
-                company=session.login_code,
-                why=decision.reason,
-                rule=decision.rule,
-                route=route.label,
-            )
+            _audit_denied(session, decision, route)
             return Admission(Outcome.FORBIDDEN, session, reason=decision.reason)
     return Admission(Outcome.ALLOW, session, anonymous=anonymous_ok or session is None)
 
@@ -118,17 +111,22 @@ async def _admit_bearer(gw: Gateway, request: web.Request, route: Route, token: 
     if decision.allowed:
         decision = decide(gw, request, route, principal, path)
     if not decision.allowed:
-        audit(
-            "access_denied",
-            who=principal.user_key,
-            company=principal.login_code,
-            why=decision.reason,
-            rule=decision.rule,
-            route=route.label,
-            client=caller.client_id,
-        )
+        _audit_denied(principal, decision, route, client=caller.client_id)
         return Admission(Outcome.INSUFFICIENT_SCOPE, principal, reason=decision.reason, bearer=True)
     return Admission(Outcome.ALLOW, principal, bearer=True)
+
+
+def _audit_denied(who: Session, decision: Decision, route: Route, **fields: str) -> None:
+    """The ``access_denied`` audit event: who, which company, the deciding rule and its reason."""
+    audit(
+        "access_denied",
+        who=who.user_key,
+        company=who.login_code,
+        why=decision.reason,
+        rule=decision.rule,
+        route=route.label,
+        **fields,
+    )
 
 
 def decide(gw: Gateway, request: web.Request, route: Route, session: Session, path: str) -> Decision:

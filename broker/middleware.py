@@ -14,8 +14,8 @@ answers, anything else is logged with its traceback server-side and answered wit
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -37,7 +37,6 @@ from broker.http.responses import (
 from broker.ops.events import access_log, current_request_id, current_trace_id, log_access
 from broker.ops.metrics import METRICS
 from broker.ops.tracing import Tracing, trace_id_of
-from broker.proxy.forwarded import is_trusted
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,9 @@ def identify(request: web.Request) -> web.Response | None:
     here, first, before anything else reads the Host (such a refusal is neither counted nor logged).
     """
     incoming = request.headers.get("X-Request-Id", "")
-    request_id = incoming if _INCOMING_REQUEST_ID.match(incoming) else secrets.token_hex(12)
+    # Not a secret (a client may name its own, above): 96 bits from the process's PRNG (re-seeded in each
+    # forked worker by the random module), not a system call per request as ``secrets`` would make.
+    request_id = incoming if _INCOMING_REQUEST_ID.match(incoming) else random.randbytes(12).hex()
     request[REQUEST_ID_KEY] = request_id
     current_request_id.set(request_id)
     if request.version < HttpVersion10:
@@ -158,8 +159,8 @@ class RequestSpans:
         # A client's traceparent is continued only from a trusted proxy (``server.trusted_proxies``), as
         # X-Forwarded-For is: anyone else could pick our trace ids or force every request to be sampled.
         gateway = gateway_of(request)
-        trusted = gateway.boundary.trusted
-        parent = self._propagate.extract(request.headers) if is_trusted(request.remote, trusted) else None
+        trusted = gateway.boundary.trusts(request.remote)
+        parent = self._propagate.extract(request.headers) if trusted else None
         method = request.method if request.method in _SPAN_METHODS else "HTTP"
         outcome = Outcome()
         server = self._trace.SpanKind.SERVER

@@ -34,7 +34,6 @@ from broker.http import paths
 from broker.http.responses import ROUTE_LABEL_KEY, error_response, wants_html
 from broker.ops.events import audit
 from broker.proxy.boundary import is_websocket_upgrade
-from broker.proxy.forwarded import is_trusted
 from broker.proxy.original import OriginalRequest, original_request
 
 log = logging.getLogger(__name__)
@@ -47,7 +46,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 async def verify(request: web.Request) -> web.StreamResponse:
     """Decide for the original request an ingress describes; the body of the check is never read."""
     gw = gateway_of(request)
-    if not is_trusted(request.remote, gw.boundary.trusted):
+    if not gw.boundary.trusts(request.remote):
         # Only an ingress may describe "the original request": believing anyone else would let a client
         # pose as another host or path. Logged as an audit event: it is a probe or a misconfiguration.
         audit("forward_auth_refused", why="caller is not in server.trusted_proxies", peer=request.remote)

@@ -29,7 +29,7 @@ from broker.errors import RequestBodyTooLarge
 from broker.http.responses import error_response, request_id_of
 from broker.ops.metrics import METRICS
 from broker.proxy.boundary import UpstreamBoundary
-from broker.proxy.forwarded import FORWARDED_HEADERS, is_trusted
+from broker.proxy.forwarded import FORWARDED_HEADERS
 from broker.proxy.routing import Route
 from broker.proxy.upstream import Upstream
 from broker.proxy.upstream_url import replacement_for, upstream_url
@@ -208,7 +208,7 @@ def outgoing_headers(
     """The headers of the upstream request: the client's filtered, forwarding headers, identity."""
     # What a client claims about earlier hops is read only when it is a trusted proxy (most deployments
     # trust none: then nothing is gathered).
-    from_trusted_proxy = bool(boundary.trusted) and is_trusted(request.remote, boundary.trusted)
+    from_trusted_proxy = boundary.trusts(request.remote)
     claimed = (
         {name: request.headers.getall(name, []) for name in FORWARDED_HEADERS} if from_trusted_proxy else None
     )

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Where a gateway worker spends its time under wrk load: py-spy samples one worker while wrk hits the
-# public route, then the authenticated route, and bench/profile_summary.py prints the top functions.
+# public route, the authenticated route, /.auth/verify alone (hot session) and a hot bearer client on an
+# api: route, and bench/profile_summary.py prints the top functions of each.
 #
 #   bench/profile_hot_path.sh              # 10 s per target, 1 worker
 #   DURATION=5 TOP=25 bench/profile_hot_path.sh   # also GW_WORKERS, THREADS, CONNECTIONS, KEEP_WORK=1
+#   TARGETS="verify bearer" bench/profile_hot_path.sh   # some of: public authenticated verify bearer
 #
 # Same pieces as run_gateway_bench.sh (Redis, nginx, dev IdP, a real login). py-spy is installed into the
 # venv when missing; it needs ptrace (root, or kernel.yama.ptrace_scope=0). Loopback only; every process
@@ -18,11 +20,15 @@ need_apt redis-server redis-server
 need_apt curl curl
 [[ -x "$VENV/bin/py-spy" ]] || "$VENV/bin/pip" install --quiet py-spy
 
+with_bearer_client
+EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
 start_redis
 start_nginx
 start_devidp
+EXTRA_ROUTES="$(bearer_route)"
 start_gateway
 COOKIE="$(gateway_cookie)"
+TOKEN="$(bearer_token)"
 GATEWAY_PID="${PIDS[-1]}"
 # With workers > 1 the first worker (a child of `broker run`) is sampled; with 1 the process itself serves.
 WORKER_PID="$(pgrep -P "$GATEWAY_PID" | head -1 || true)"
@@ -45,5 +51,12 @@ profile() { # profile LABEL URL [wrk args...]
 
 echo "py-spy, ${DURATION}s per target, wrk -t$THREADS -c$CONNECTIONS; gateway: $GW_WORKERS worker(s), Redis sessions"
 machine_line
-profile public "$GW_URL/pub/"
-profile authenticated "$GW_URL/" -H "Cookie: $COOKIE"
+for target in ${TARGETS:-public authenticated verify bearer}; do
+  case "$target" in
+    public) profile public "$GW_URL/pub/" ;;
+    authenticated) profile authenticated "$GW_URL/" -H "Cookie: $COOKIE" ;;
+    verify) profile verify "$GW_URL/.auth/verify" -H "Cookie: $COOKIE" -H "X-Original-URL: http://localhost/" ;;
+    bearer) profile bearer "$GW_URL/api/" -H "Authorization: Bearer $TOKEN" ;;
+    *) log "unknown target $target (public, authenticated, verify, bearer)"; exit 2 ;;
+  esac
+done

@@ -6,12 +6,19 @@
 #   DURATION=5 ROUNDS=3 bench/compare_mod_auth_openidc.sh   # THREADS, CONNECTIONS, SHOW_WRK=1, KEEP_WORK=1
 #   ACCESS_LOG=false bench/compare_mod_auth_openidc.sh      # neither side writes an access log
 #   VERIFY_CACHE_SECONDS=5                                  # TTL of the nginx verify cache target
+#   SOAK_SECONDS=600 bench/compare_mod_auth_openidc.sh      # target 5's soak as the issue states it (default 60)
+#   KEEPS=0                                                 # skip target 5 (logins/s, Redis, RSS, lookups)
 #
 # In alternation, ROUNDS times: mod_auth_openidc authenticated, the gateway authenticated (proxy mode), the
 # gateway's public route (the backend answers both gateway routes with the same page: checked). Then once
 # each: Apache as a plain proxy, nginx auth_request + the gateway's /.auth/verify (forward-auth), the same
 # with the documented nginx cache of verify answers (docs/forward-auth.md), /.auth/verify alone with a hot
-# session, and a hot bearer client on an api: route. Last, every target of the issue with its ratio.
+# session, and a hot bearer client on an api: route. Then target 5, what must keep holding: complete logins
+# per second through the dev IdP (bench/login_rate.py, alone), Redis memory per session
+# (bench/session_size.py), the gateway's RSS before and after a soak (wrk on the authenticated route with
+# login churn beside it, SOAK_SECONDS) followed by a $BIG download and a chunked $BIG upload through it, and
+# route and policy lookup at 10 vs 1,000 routes (bench/startup_and_routes.py, bench/policy_rules.py).
+# Last, every target of the issue with its ratio.
 #
 # The gateway trusts 127.0.0.1 (server.trusted_proxies: the forward-auth nginx asks verify from there); wrk
 # sends no forwarding headers, so proxy mode is measured as for a direct client.
@@ -37,12 +44,36 @@ if [[ ! -e /usr/lib/apache2/modules/mod_auth_openidc.so ]]; then
 fi
 
 with_bearer_client
-EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
+EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]
+$LOGIN_RATE_UNLIMITED"
+BIG="${BIG:-1G}"
+SOAK_SECONDS="${SOAK_SECONDS:-60}"
+# Target 5's streams: nginx serves a sparse $BIG file at /big/, uploads go to the demo backend (which
+# counts the bytes it got); both routes take any body size.
+EXTRA_NGINX="location /big/ { root $WORK/nginx; }"
+DEMO_PORT=$(port_to_try) # never a client socket's; another server's would make the demo fail (no retry)
 start_redis
 start_nginx
 start_devidp
-EXTRA_ROUTES="$(bearer_route)"
+EXTRA_ROUTES="$(bearer_route)
+  - host: localhost
+    path: /big/
+    upstream: http://127.0.0.1:$NGINX_PORT
+    auth: enforce
+    max_body: 0
+    read_timeout: 600
+  - host: localhost
+    path: /upload/
+    upstream: http://127.0.0.1:$DEMO_PORT
+    auth: enforce
+    max_body: 0
+    read_timeout: 600"
 start_gateway
+GATEWAY_PID="${PIDS[-1]}"
+"$PY" -m demo.whoami --listen "127.0.0.1:$DEMO_PORT" --jwks-url "$GW_URL/.auth/jwks.json" \
+  --issuer "$GW_URL" >"$WORK/demo-backend.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$DEMO_PORT/_demo/status/200"
 
 # --- Apache + mod_auth_openidc -------------------------------------------------------------------------
 AP_PORT=$(port_to_try) # never a client socket's; another server's would make Apache fail (no retry here)
@@ -211,6 +242,46 @@ run_wrk bearer "$GW_URL/api/" -H "Authorization: Bearer $TOKEN"
 print_row "bearer hot client (api: route)"
 BEARER_RPS=$R_RPS BEARER_P99=$R_P99
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- Target 5: what must keep holding -------------------------------------------------------------------
+gateway_rss_kb() { # the largest VmRSS (kB) among the gateway's processes (parent and workers), one per line
+  local pid
+  for pid in "$GATEWAY_PID" $(pgrep -P "$GATEWAY_PID"); do
+    awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status" 2>/dev/null
+  done
+}
+# The per-process RSS growth (%) between two snapshots (same process order), the largest.
+rss_growth() { paste <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{ g = ($2 - $1) / $1 * 100; if (g > w) w = g } END { printf "%.1f", w + 0 }'; }
+if [[ ${KEEPS:-1} != 0 ]]; then
+  echo
+  echo "target 5: logins/s (login_rate.py, 32 browsers, ${LOGIN_SECONDS:-10} s), Redis per session, RSS over a ${SOAK_SECONDS} s soak with login churn then $BIG down and up, lookups"
+  "$PY" "$REPO/bench/login_rate.py" --gateway "$GW_URL" --code contoso --user "$BENCH_USER" \
+    --seconds "${LOGIN_SECONDS:-10}" --every 0 --pid "gateway=$GATEWAY_PID" >"$WORK/login_rate.txt" 2>&1
+  LOGINS=$(awk '/^complete logins/ { print $4 }' "$WORK/login_rate.txt")
+  grep -E '^(complete logins|login latency|errors)' "$WORK/login_rate.txt" | sed 's/^/  /'
+  RSS_START="$(gateway_rss_kb)"
+  mkdir -p "$WORK/nginx/big" && truncate -s "$BIG" "$WORK/nginx/big/file" && chmod -R a+rX "$WORK/nginx/big"
+  DURATION="$SOAK_SECONDS" run_wrk soak "$GW_URL/" -H "Cookie: $GW_COOKIE" &
+  SOAK_WRK=$!
+  "$PY" "$REPO/bench/login_rate.py" --gateway "$GW_URL" --code contoso --user "$BENCH_USER" \
+    --concurrency 8 --seconds "$SOAK_SECONDS" --every 0 >"$WORK/soak_logins.txt" 2>&1
+  wait "$SOAK_WRK"
+  SOAK_LOGINS=$(awk '/^complete logins/ { print $3 }' "$WORK/soak_logins.txt")
+  echo "  soak: $(tail -1 "$WORK/results" | cut -d'|' -f2) req/s on the authenticated route and $SOAK_LOGINS logins beside it"
+  down=$(curl -s -o /dev/null -w '%{http_code} %{size_download}' -H "Cookie: $GW_COOKIE" "$GW_URL/big/file")
+  up=$(head -c "$(numfmt --from=iec "$BIG")" /dev/zero | curl -s -H "Cookie: $GW_COOKIE" -H 'Transfer-Encoding: chunked' \
+    --data-binary @- "$GW_URL/upload/?format=json" | grep -o '"body_bytes": *[0-9]*' | grep -o '[0-9]*$' || echo 0)
+  echo "  $BIG down: HTTP ${down% *}, ${down#* } bytes; $BIG up (chunked): $up bytes reached the backend"
+  RSS_END="$(gateway_rss_kb)"
+  echo "  gateway RSS (kB, parent and workers): before $(echo $RSS_START) -> after $(echo $RSS_END)"
+  RSS_GROWTH="$(rss_growth "$RSS_START" "$RSS_END")"
+  "$PY" "$REPO/bench/session_size.py" >"$WORK/session_size.txt" 2>&1
+  SESSION_BYTES=$(awk '/used_memory per session/ { print $(NF - 1) }' "$WORK/session_size.txt")
+  "$PY" "$REPO/bench/startup_and_routes.py" --skip-startup >"$WORK/routes.txt" 2>&1
+  ROUTE_RATIO=$(awk '/ routes:/ { ns[$1] = $3 } END { printf "%.2f", ns["1000"] / ns["10"] }' "$WORK/routes.txt")
+  "$PY" "$REPO/bench/policy_rules.py" >"$WORK/policy.txt" 2>&1
+  POLICY_RATIO=$(awk '/^ *(10|1,000) / && !done[$1]++ { ns[$1] = $2 } END { printf "%.2f", ns["1,000"] / ns["10"] }' "$WORK/policy.txt")
+fi
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 GW_RPS=$((GW_SUM / ROUNDS))
 PUB_RPS=$((PUB_SUM / ROUNDS))
@@ -239,3 +310,10 @@ target "3. forward-auth + nginx verify cache / mod_auth_openidc" "$(ratio "$FAC_
 echo "3. /.auth/verify alone, hot session                        $VERIFY_RPS req/s, p99 $VERIFY_P99 ms"
 target "4. bearer hot client / mod_auth_openidc" "$(ratio "$BEARER_RPS" "$MOD_RPS")" ">=" 3
 echo "   (forward-auth p99 $FA_P99 ms, with cache $FAC_P99 ms, bearer $BEARER_P99 ms; mod_auth_openidc $MOD_P99 ms)"
+if [[ ${KEEPS:-1} != 0 ]]; then
+  target "5. complete logins/s through the dev IdP" "$LOGINS" ">=" 200
+  target "5. Redis memory per session, bytes" "$SESSION_BYTES" "<=" 4096
+  target "5. RSS growth, ${SOAK_SECONDS}s soak + churn + $BIG down/up, %" "$RSS_GROWTH" "<=" 10
+  target "5. route lookup, 1,000 / 10 routes" "$ROUTE_RATIO" "<=" 1.25
+  target "5. policy decision, 1,000 / 10 routes" "$POLICY_RATIO" "<=" 1.25
+fi

@@ -15,6 +15,7 @@ need_apt nginx nginx
 need_apt redis-server redis-server
 need_apt curl curl
 
+EXTRA_SERVER="$LOGIN_RATE_UNLIMITED"
 start_redis
 REDIS_PID="${PIDS[-1]}"
 start_nginx

@@ -12,7 +12,7 @@ from pathlib import Path
 import aiohttp
 
 from broker.http.pages import views
-from broker.http.pages.render import _TEMPLATES
+from broker.http.pages.render import template, template_names
 from tests.http.test_escaping import parse
 from tests.support.stack import running_stack
 
@@ -69,7 +69,7 @@ def test_a_message_that_is_not_in_the_catalogue_is_shown_as_given_never_formatte
 
 def test_prose_never_breaks_mid_word() -> None:
     """``word-break: break-all`` split Entra's message ("fr om"); long tokens wrap only where they must."""
-    layout = Path(_TEMPLATES["layout.html"].filename or "").read_text()
+    layout = Path(template("layout.html").filename or "").read_text()
     assert "break-all" not in layout and "overflow-wrap:anywhere" in layout
     response = views.login_error(
         views.Explanation("Sign-in failed", "Microsoft could not sign you in.", "See the logs."),
@@ -83,3 +83,11 @@ def test_prose_never_breaks_mid_word() -> None:
     assert response.text is not None
     # Entra's prose is a paragraph of text, not a <code> token that may break anywhere.
     assert '<p class="muted raw" lang="en">AADSTS50105: Your administrator' in response.text
+
+
+def test_every_page_template_compiles() -> None:
+    """Templates compile on first use (not at start-up): a broken one must fail here, not on a request."""
+    names = template_names()
+    assert "layout.html" in names and len(names) > 5
+    for name in names:
+        assert template(name).render is not None

@@ -35,10 +35,21 @@ _ENVIRONMENT = jinja2.Environment(
 # The forms and links of the pages name the gateway's own paths from the one module that spells them.
 _ENVIRONMENT.globals["paths"] = paths
 
-# Every template compiled once, at import, so a broken template stops start-up rather than a request.
-_TEMPLATES: Mapping[str, jinja2.Template] = MappingProxyType(
-    {name: _ENVIRONMENT.get_template(name) for name in _ENVIRONMENT.list_templates(extensions=["html"])}
-)
+
+def template(name: str) -> jinja2.Template:
+    """A page's template, compiled on its first use and kept by the environment (``auto_reload`` off).
+
+    Not at import: compiling every template took ~80 ms of each start-up (and of every reload's worker
+    spawn) for pages most processes never show. They are package files that only change with the code, so
+    ``tests/http/test_pages.py`` compiling each of them is where a broken one is caught.
+    """
+    return _ENVIRONMENT.get_template(name)
+
+
+def template_names() -> list[str]:
+    """Every page template of the package."""
+    return _ENVIRONMENT.list_templates(extensions=["html"])
+
 
 # No image may load unless a company's page names its logo: then that one source (branding.logo_source).
 BASE_CSP = (
@@ -88,16 +99,17 @@ def strong(value: str) -> Markup:
 
 
 def page(
-    template: str,
+    name: str,
     context: Mapping[str, object],
     status: int = 200,
     request_id: str = "",
     branding: Branding | None = None,
 ) -> web.Response:
-    """A complete HTML response: ``template`` (which extends ``layout.html``) filled with ``context``."""
+    """A complete HTML response: the template ``name`` (which extends ``layout.html``) filled with
+    ``context``."""
     language = page_language()
     brand = branding if branding is not None else Branding()
-    text = _TEMPLATES[template].render(
+    text = template(name).render(
         context,
         request_id=request_id,
         language=language,

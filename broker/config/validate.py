@@ -191,11 +191,14 @@ def _check_claims_kept(
     base: KeyPath, route: schema.RouteConfig, parts: Sections
 ) -> Iterator[tuple[KeyPath, str]]:
     """A claim no company reaching the route keeps is always missing: a typo, or a forgotten keep_claims."""
+    read = list(claims_read(route))
+    if not read:
+        return  # most routes: nothing to look up in each company
     codes = route.allow.login_codes or list(parts.tenants)
     reaching = [parts.tenants[c] for c in codes if c in parts.tenants]
     if len(reaching) != len(codes):
         return  # a company failed to validate: its keep_claims are unknown
-    for at, claim in claims_read(route):
+    for at, claim in read:
         if not any(_kept_by(t, claim) for t in reaching):
             yield (
                 (*base, *at),

@@ -144,7 +144,6 @@ class SessionManager:
         session = replace(session, created_at=now, last_seen=now, refreshed_at=now)
         # A new id: no process can have a copy to drop, and no record to compare with.
         blob = key.seal(pack_session(session), FIRST_GENERATION)
-        await self.store.put(SESSION_PREFIX + key.storage_id(), blob, self._ttl(session, now))
         indexes = self._indexes(session)
         meta = json.dumps(
             {
@@ -155,11 +154,14 @@ class SessionManager:
             }
         ).encode()
         session_id = key.storage_id()
-        await self.store.put(META_PREFIX + session_id, meta, self.lifetime)
-        for index in indexes:
-            # The member's value stays empty: the meta record holds what listing shows (one copy, not
-            # one per index: a few hundred bytes less per session in Redis).
-            await self.store.index_add(index, session_id, b"", self.lifetime)
+        # One round trip for the record, the meta record and the indexes. The members' values stay empty:
+        # the meta record holds what listing shows (one copy, not one per index: a few hundred bytes less
+        # per session in Redis).
+        records = [
+            (SESSION_PREFIX + session_id, blob, self._ttl(session, now)),
+            (META_PREFIX + session_id, meta, self.lifetime),
+        ]
+        await self.store.put_indexed(records, indexes, session_id, self.lifetime)
         return format_ticket(key)
 
     async def replace(

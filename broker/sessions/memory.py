@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -80,6 +80,19 @@ class MemoryStore:
             members = {}
         members[member] = value
         self._indexes[index] = (max(expires, self._clock() + ttl_seconds), members)
+
+    async def put_indexed(
+        self,
+        records: Sequence[tuple[str, bytes, float]],
+        indexes: Sequence[str],
+        member: str,
+        index_ttl: float,
+    ) -> None:
+        """Each record, then the member in each index (no round trips to save in memory)."""
+        for key, value, ttl_seconds in records:
+            await self.put(key, value, ttl_seconds)
+        for index in indexes:
+            await self.index_add(index, member, b"", index_ttl)
 
     async def index_get(self, index: str) -> dict[str, bytes]:
         """Members of a live index."""

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -111,6 +111,29 @@ class RedisStore:
                 pipe.hset(name, member, value)
                 pipe.pexpire(name, _ms(ttl_seconds), nx=True)
                 pipe.pexpire(name, _ms(ttl_seconds), gt=True)
+                await pipe.execute()
+
+        await self._boundary.run("write", command)
+
+    async def put_indexed(
+        self,
+        records: Sequence[tuple[str, bytes, float]],
+        indexes: Sequence[str],
+        member: str,
+        index_ttl: float,
+    ) -> None:
+        """One pipeline (not a transaction: on a Cluster the keys live in different slots): SET with PX for
+        each record, then per index HSET and the two PEXPIREs of ``index_add``."""
+
+        async def command() -> None:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key, value, ttl_seconds in records:
+                    pipe.set(self._prefix + key, value, px=_ms(ttl_seconds))
+                for index in indexes:
+                    name = self._prefix + index
+                    pipe.hset(name, member, b"")
+                    pipe.pexpire(name, _ms(index_ttl), nx=True)
+                    pipe.pexpire(name, _ms(index_ttl), gt=True)
                 await pipe.execute()
 
         await self._boundary.run("write", command)

@@ -10,7 +10,7 @@ their own errors into ``SessionStoreUnavailable``. One contract test suite runs 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -36,6 +36,18 @@ class SessionStore(Protocol):
 
     async def index_add(self, index: str, member: str, value: bytes, ttl_seconds: float) -> None:
         """Set ``member`` -> ``value`` in ``index``; the index lives at least ``ttl_seconds`` more."""
+
+    async def put_indexed(
+        self,
+        records: Sequence[tuple[str, bytes, float]],
+        indexes: Sequence[str],
+        member: str,
+        index_ttl: float,
+    ) -> None:
+        """``put`` each ``(key, value, ttl_seconds)`` of ``records`` and ``index_add`` ``member`` (empty
+        value) to each of ``indexes``, in one round trip where the store can: a new session's writes (record,
+        meta record, its indexes) were five round trips of every login. Not atomic: a failure may leave
+        some written (a new session's, unreachable without the ticket that was never handed out)."""
 
     async def index_get(self, index: str) -> dict[str, bytes]:
         """Every member of ``index`` with its value (empty when the index does not exist)."""

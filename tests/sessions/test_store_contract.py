@@ -181,6 +181,24 @@ async def test_index_members_values_and_removal(store: SessionStore, peer: Sessi
     assert await store.index_get("other") == {"s9": b"nine"}
 
 
+async def test_put_indexed_writes_every_record_and_index(store: SessionStore, peer: SessionStore) -> None:
+    """A new session's writes in one call: each record with its own TTL, the member in each index (the
+    index TTL extended, never shortened), all visible to another replica."""
+    started = time.monotonic()
+    await store.index_add("batch-idx-b", "older", b"kept", 5)
+    records = [("batch:rec", bytes(range(256)), 0.4), ("batch:meta", b"meta", 5)]
+    await store.put_indexed(records, ["batch-idx-a", "batch-idx-b"], "member-1", 0.2)
+    assert await peer.get("batch:rec") == bytes(range(256))
+    assert await peer.get("batch:meta") == b"meta"
+    assert await peer.index_get("batch-idx-a") == {"member-1": b""}
+    assert await peer.index_get("batch-idx-b") == {"older": b"kept", "member-1": b""}
+    await _sleep_until(started + 0.6)
+    assert await peer.get("batch:rec") is None  # its own, shorter TTL
+    assert await peer.get("batch:meta") == b"meta"
+    assert await peer.index_get("batch-idx-a") == {}
+    assert await peer.index_get("batch-idx-b") == {"older": b"kept", "member-1": b""}
+
+
 async def test_index_ttl_extended_by_longer_never_shortened_then_gone(store: SessionStore) -> None:
     started = time.monotonic()
     await store.index_add("idx", "a", b"1", 0.3)

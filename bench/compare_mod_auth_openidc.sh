@@ -50,30 +50,15 @@ BIG="${BIG:-1G}"
 SOAK_SECONDS="${SOAK_SECONDS:-60}"
 # Target 5's streams: nginx serves a sparse $BIG file at /big/, uploads go to the demo backend (which
 # counts the bytes it got); both routes take any body size.
-EXTRA_NGINX="location /big/ { root $WORK/nginx; }"
-DEMO_PORT=$(port_to_try) # never a client socket's; another server's would make the demo fail (no retry)
+with_stream_routes
 start_redis
 start_nginx
 start_devidp
 EXTRA_ROUTES="$(bearer_route)
-  - host: localhost
-    path: /big/
-    upstream: http://127.0.0.1:$NGINX_PORT
-    auth: enforce
-    max_body: 0
-    read_timeout: 600
-  - host: localhost
-    path: /upload/
-    upstream: http://127.0.0.1:$DEMO_PORT
-    auth: enforce
-    max_body: 0
-    read_timeout: 600"
+$(stream_routes)"
 start_gateway
 GATEWAY_PID="${PIDS[-1]}"
-"$PY" -m demo.whoami --listen "127.0.0.1:$DEMO_PORT" --jwks-url "$GW_URL/.auth/jwks.json" \
-  --issuer "$GW_URL" >"$WORK/demo-backend.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$DEMO_PORT/_demo/status/200"
+start_upload_backend
 
 # --- Apache + mod_auth_openidc -------------------------------------------------------------------------
 AP_PORT=$(port_to_try) # never a client socket's; another server's would make Apache fail (no retry here)

@@ -424,3 +424,34 @@ cpu_ticks() {
 cpu_us_per_request() {
   awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
 }
+
+# --- Streaming pieces (bench/rss_soak.sh, bench/compare_mod_auth_openidc.sh) ------------------------------
+# Before start_nginx: nginx serves files under $WORK/nginx/big/ at /big/, and DEMO_PORT is chosen for the
+# demo backend that takes uploads. After start_nginx, stream_routes gives the gateway's /big/ and /upload/
+# routes (EXTRA_ROUTES; any body size, long reads); after start_gateway, start_upload_backend starts it.
+with_stream_routes() {
+  EXTRA_NGINX="location /big/ { root $WORK/nginx; }"
+  DEMO_PORT=$(port_to_try) # never a client socket's; another server's would make the demo fail (no retry)
+}
+
+stream_routes() {
+  printf '%s\n' "  - host: localhost
+    path: /big/
+    upstream: http://127.0.0.1:$NGINX_PORT
+    auth: enforce
+    max_body: 0
+    read_timeout: 600
+  - host: localhost
+    path: /upload/
+    upstream: http://127.0.0.1:$DEMO_PORT
+    auth: enforce
+    max_body: 0
+    read_timeout: 600"
+}
+
+start_upload_backend() { # the demo backend (python -m demo.whoami): its JSON answer counts the body bytes
+  "$PY" -m demo.whoami --listen "127.0.0.1:$DEMO_PORT" --jwks-url "$GW_URL/.auth/jwks.json" \
+    --issuer "$GW_URL" >"$WORK/demo-backend.log" 2>&1 &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$DEMO_PORT/_demo/status/200"
+}

@@ -31,31 +31,14 @@ need_apt redis-server redis-server
 need_apt curl curl
 
 # /big/<file> -> $WORK/nginx/big/<file>; the gateway routes /big/ and /upload/ allow any body size.
-EXTRA_NGINX="location /big/ { root $WORK/nginx; }"
-DEMO_PORT=$(port_to_try) # never a client socket's; another server's would make the demo fail (no retry)
-EXTRA_ROUTES="  - host: localhost
-    path: /big/
-    upstream: http://127.0.0.1:PORT_NGINX
-    auth: enforce
-    max_body: 0
-    read_timeout: 600
-  - host: localhost
-    path: /upload/
-    upstream: http://127.0.0.1:$DEMO_PORT
-    auth: enforce
-    max_body: 0
-    read_timeout: 600"
-
+with_stream_routes
 start_redis
 start_nginx
-EXTRA_ROUTES="${EXTRA_ROUTES//PORT_NGINX/$NGINX_PORT}"
+EXTRA_ROUTES="$(stream_routes)"
 start_devidp
 start_gateway
 GATEWAY_PID="${PIDS[-1]}"
-"$PY" -m demo.whoami --listen "127.0.0.1:$DEMO_PORT" --jwks-url "$GW_URL/.auth/jwks.json" \
-  --issuer "$GW_URL" >"$WORK/demo-backend.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$DEMO_PORT/_demo/status/200"
+start_upload_backend
 
 COOKIE="$(gateway_cookie)"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "$GW_URL/")

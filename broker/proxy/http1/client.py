@@ -99,7 +99,7 @@ class Exchange:
             head = request_head(
                 self._method,
                 self._url.raw_path_qs,
-                self._host,
+                None if "Host" in self._headers else self._host,
                 self._headers.items(),
                 chunked=self._chunked,
                 length=length,

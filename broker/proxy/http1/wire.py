@@ -26,11 +26,17 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def request_head(
-    method: str, target: str, host: str, headers: Iterable[tuple[str, str]], *, chunked: bool, length: bool
+    method: str,
+    target: str,
+    host: str | None,
+    headers: Iterable[tuple[str, str]],
+    *,
+    chunked: bool,
+    length: bool,
 ) -> bytes:
     """The request line and header block of an HTTP/1.1 request.
 
-    ``host`` is sent as ``Host`` unless ``headers`` carry one (``preserve_host``), as aiohttp did: first.
+    ``host`` is sent as ``Host``, first, as aiohttp did; None when ``headers`` carry it (``preserve_host``).
     ``chunked``: the body goes with ``Transfer-Encoding: chunked`` (it has no declared length).
     ``length``: the headers carry ``Content-Length`` already; a bodyless request of a method that may have
     content gets ``Content-Length: 0`` (as aiohttp sent it: some servers answer 411 without one).
@@ -44,12 +50,12 @@ def request_head(
     if names and not _TOKENS.fullmatch(":".join(names)):
         bad = next(name for name in names if not _METHOD.fullmatch(name))
         raise UnsendableHeader(f"header name {bad!r} is not a token")
-    joined = "\t".join(values)
-    if "\r" in joined or "\n" in joined or "\0" in joined or "\r" in host or "\n" in host or "\0" in host:
+    joined = "\t".join(values) if host is None else "\t".join([host, *values])
+    if "\r" in joined or "\n" in joined or "\0" in joined:
         bad = next((n for n, v in pairs if "\r" in v or "\n" in v or "\0" in v), "Host")
         raise UnsendableHeader(f"header {bad!r} has a CR, LF or NUL in its value")
     lines = [f"{method} {target} HTTP/1.1\r\n"]
-    if not any(name.lower() == "host" for name in names):
+    if host is not None:
         lines.append(f"Host: {host}\r\n")
     lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
     if chunked:

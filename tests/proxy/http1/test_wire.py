@@ -15,8 +15,8 @@ def test_a_get_carries_host_first_and_only_the_given_headers() -> None:
     assert head == b"GET /a%2Fb?q=1 HTTP/1.1\r\nHost: app:8080\r\nAccept: */*\r\nX-A: 1\r\n\r\n"
 
 
-def test_a_preserved_host_replaces_the_upstreams() -> None:
-    head = request_head("GET", "/", "app", [("Host", "gateway.example")], chunked=False, length=False)
+def test_a_preserved_host_is_sent_instead_of_the_upstreams() -> None:
+    head = request_head("GET", "/", None, [("Host", "gateway.example")], chunked=False, length=False)
     assert head == b"GET / HTTP/1.1\r\nHost: gateway.example\r\n\r\n"
 
 

@@ -31,7 +31,7 @@ from multidict import CIMultiDict
 from broker.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnreachable
 
 HEAD_LIMIT = 64 * 1024  # bytes of an answer's head (status line, headers), and of its trailers
-HEAD_LINES = 256  # header lines of one answer (trailers included)
+HEAD_LINES = 256  # header lines of one answer
 HIGH_WATER = 256 * 1024  # unread body bytes before the upstream's transport stops reading
 
 
@@ -114,7 +114,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._until_close = False
         self._reason: list[bytes] = []
         self._raw: list[tuple[bytes, bytes]] = []
-        self._lines = 0
         self._head_size = 0
         self._unframed = 0  # bytes received since the last body byte: heads and trailers
         self._chunks: list[bytes] = []
@@ -301,27 +300,31 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason.append(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._lines += 1
-        self._head_size += len(name) + len(value)
-        if self._lines > HEAD_LINES or self._head_size > HEAD_LIMIT:
-            raise UpstreamProtocolError(
-                f"the upstream's head passed {HEAD_LINES} lines or {HEAD_LIMIT} bytes (trailers included)"
-            )
+        # Counted here, judged once the head is complete: within one read the list is bounded by the
+        # read, and across reads ``data_received`` bounds the bytes. Trailers are not kept.
         if self.answer is None:
             self._raw.append((name, value))
+            self._head_size += len(name) + len(value)
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         if parser is None or self.complete:
             self.doubtful = True
             return
+        if len(self._raw) > HEAD_LINES or self._head_size > HEAD_LIMIT:
+            raise UpstreamProtocolError(
+                f"the upstream's head passed {HEAD_LINES} lines or {HEAD_LIMIT} bytes"
+            )
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
-            self._reason, self._raw = [], []  # an interim answer (100, 103): skipped, not relayed
+            # An interim answer (100, 103): skipped, not relayed (its bytes still count toward the bound).
+            self._reason, self._raw = [], []
             return
         headers: CIMultiDict[str] = CIMultiDict(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-            for name, value in self._raw
+            [
+                (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+                for name, value in self._raw
+            ]
         )
         self._raw = []
         version = parser.get_http_version()

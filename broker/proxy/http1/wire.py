@@ -3,8 +3,8 @@
 Every name and value is checked before anything is written: a header name that is not an RFC 9110 token,
 or a value with CR, LF or NUL, would let a value (an identity claim, say) end the header block early and
 add headers or a second request of its own (request splitting). Such a request is refused whole and
-never sent (``UnsendableHeader``); the checks run over all names and all values joined, a few C-level
-scans per request instead of one per header.
+never sent (``UnsendableHeader``); the checks run over the names joined and the header block as written,
+a few C-level scans per request instead of one per header.
 """
 
 from __future__ import annotations
@@ -43,21 +43,25 @@ def request_head(
     Raises ``UnsendableHeader`` (naming the header, never the value) for anything that could split it.
     """
     pairs = list(headers)
-    names = [name for name, _ in pairs]
-    values = [value for _, value in pairs]
     if not _METHOD.fullmatch(method) or _TARGET_BAD.search(target) or not target:
         raise UnsendableHeader("the request line cannot be sent")
-    if names and not _TOKENS.fullmatch(":".join(names)):
-        bad = next(name for name in names if not _METHOD.fullmatch(name))
+    names = ":".join([name for name, _ in pairs])
+    if pairs and not _TOKENS.fullmatch(names):
+        bad = next(name for name, _ in pairs if not _METHOD.fullmatch(name))
         raise UnsendableHeader(f"header name {bad!r} is not a token")
-    joined = "\t".join(values) if host is None else "\t".join([host, *values])
-    if "\r" in joined or "\n" in joined or "\0" in joined:
-        bad = next((n for n, v in pairs if "\r" in v or "\n" in v or "\0" in v), "Host")
+    # Every "name: value" joined by CRLF: any CR or LF beyond those separators (or a NUL) is in a value.
+    block = "\r\n".join(map(": ".join, pairs))
+    if pairs and (block.count("\r") >= len(pairs) or block.count("\n") >= len(pairs) or "\0" in block):
+        bad = next(n for n, v in pairs if "\r" in v or "\n" in v or "\0" in v)
         raise UnsendableHeader(f"header {bad!r} has a CR, LF or NUL in its value")
+    if host is not None and ("\r" in host or "\n" in host or "\0" in host):
+        raise UnsendableHeader("header 'Host' has a CR, LF or NUL in its value")
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     if host is not None:
         lines.append(f"Host: {host}\r\n")
-    lines.extend(f"{name}: {value}\r\n" for name, value in pairs)
+    if pairs:
+        lines.append(block)
+        lines.append("\r\n")
     if chunked:
         lines.append("Transfer-Encoding: chunked\r\n")
     elif not length and method not in BODYLESS_METHODS:

@@ -82,15 +82,15 @@ TOO_SLOW = Failure(
 BAD_ANSWER = Failure(
     502,
     "The application sent an invalid answer",
-    "The application behind this address answered in a way the gateway cannot pass on. Please try again, "
-    "or tell your administrator if it keeps happening.",
+    "The application behind this address answered in a way the gateway cannot pass on. Please try "
+    "again, or tell your administrator if it keeps happening.",
     "upstream_invalid",
 )
 UNSENDABLE = Failure(
     500,
     "This request cannot be forwarded",
-    "One of the headers this request would carry to the application cannot be sent safely, so the gateway "
-    "did not send it. Please tell your administrator.",
+    "One of the headers this request would carry to the application cannot be sent safely, so the "
+    "gateway did not send it. Please tell your administrator.",
     "unsendable_header",
 )
 BAD_PATH = Failure(

@@ -17,7 +17,13 @@ so handlers only ever deal with our types and every error a user can see maps to
     │   ├── GroupsOverageRefused          too many groups for the token and ``groups_overage: deny``
     │   ├── NoRoleAssigned                ``roles.require_role`` and the user has none
     │   └── UserChanged                   a refreshed ID token names another user than the session's
-    └── RequestBodyTooLarge         a chunked request body outgrew the route's ``max_body`` -> 413
+    ├── RequestBodyTooLarge         a chunked request body outgrew the route's ``max_body`` -> 413
+    └── UpstreamError               the upstream HTTP/1.1 client (``proxy/http1``) failed
+        ├── UpstreamUnreachable           refused, reset, DNS, or the connection dropped -> 502
+        ├── UpstreamTlsError              the upstream's certificate or TLS handshake failed -> 502
+        ├── UpstreamTimeout               connect (with the wait for a pooled connection) or a read -> 504
+        ├── UpstreamProtocolError         an answer llhttp cannot parse, or a head over its bounds -> 502
+        └── UnsendableHeader              a request header that could split the request: never sent -> 500
 """
 
 from __future__ import annotations
@@ -126,3 +132,32 @@ class UserChanged(SignInRefused):
 
 class RequestBodyTooLarge(BrokerError):
     """A chunked request body grew past the route's ``max_body`` while it was being forwarded."""
+
+
+class UpstreamError(BrokerError):
+    """The upstream HTTP/1.1 client failed (``proxy/forward.failure_for`` says what the user sees)."""
+
+
+class UpstreamUnreachable(UpstreamError):
+    """The upstream could not be reached (refused, reset, DNS), or dropped the connection before its answer
+    ended. ``connecting``: it failed while connecting (its text names host, port and the OS error)."""
+
+    def __init__(self, message: str, *, connecting: bool = False) -> None:
+        self.connecting = connecting
+        super().__init__(message)
+
+
+class UpstreamTlsError(UpstreamError):
+    """The TLS handshake with the upstream failed: its certificate is not trusted, or it refused ours."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """Connecting (including the wait for a free pooled connection) or one read took too long."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream's answer cannot be parsed, or its head passes the bounds the gateway keeps."""
+
+
+class UnsendableHeader(UpstreamError):
+    """A request header whose name is no token, or whose value holds CR, LF or NUL: nothing is sent."""

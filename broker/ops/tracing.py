@@ -4,9 +4,10 @@ Off by default, and then free: no provider, no middleware, no client hooks; ``sp
 ``nullcontext`` after a single ContextVar read, so the stages that name a span create no span object.
 On, the request middleware (``broker.middleware.RequestSpans``) opens the server span and makes this
 app's tracer current for the request's task; the stages below it (session load, refresh, token redemption,
-JWKS fetch) open child spans through ``span()``, and the upstream clients' aiohttp trace hooks (the
-opentelemetry aiohttp-client instrumentation, per client session, not patched globally) make the upstream
-call's span and send W3C ``traceparent`` upstream.
+JWKS fetch) open child spans through ``span()``; the upstream HTTP client opens the upstream call's span
+and sends W3C ``traceparent`` upstream through ``client_span`` (the OpenTelemetry API), and the WebSocket
+clients through aiohttp trace hooks (the opentelemetry aiohttp-client instrumentation, per client session,
+not patched globally).
 
 The provider is the app's own, never the process-global one: tests run several gateways in one process,
 and nothing here is module state but the two ContextVars (per task, like the request id).
@@ -15,24 +16,35 @@ and nothing here is module state but the two ContextVars (per task, like the req
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 
 import aiohttp
 import yarl
 from aiohttp import web
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-
-__all__ = ["TRACING", "SpanExporter", "Tracing", "annotate", "current_tracer", "span", "trace_id_of"]
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from broker import __version__
+
+__all__ = [
+    "TRACING",
+    "SpanExporter",
+    "Tracing",
+    "annotate",
+    "client_span",
+    "current_tracer",
+    "end_client_span",
+    "span",
+    "trace_id_of",
+]
 
 # The tracer of the app serving this task's request (None: tracing off, or not in a request).
 current_tracer: ContextVar[Tracer | None] = ContextVar("current_tracer", default=None)
@@ -53,14 +65,47 @@ def annotate(attributes: Mapping[str, str]) -> None:
     """Set attributes on the current request's innermost span (nothing when tracing is off)."""
     if current_tracer.get() is None:
         return
-    from opentelemetry import trace  # only ever imported when tracing is on
-
     trace.get_current_span().set_attributes(attributes)
 
 
 def _without_query(url: yarl.URL) -> str:
     """The upstream URL a span records: no query (it can carry codes or tokens, as in the access log)."""
     return str(url.with_query(None).with_fragment(None))
+
+
+def client_span(method: str, url: yarl.URL, headers: MutableMapping[str, str]) -> Span | None:
+    """The upstream call's span (kind CLIENT, a child of the request's span), its W3C ``traceparent`` set
+    in ``headers``; None, and nothing set, when tracing is off (or the request is not sampled: then the
+    propagator still passes the unsampled context on, as the aiohttp hooks did)."""
+    tracer = current_tracer.get()
+    if tracer is None:
+        return None
+    client = tracer.start_span(
+        method,
+        kind=SpanKind.CLIENT,
+        attributes={
+            "http.request.method": method,
+            "url.full": _without_query(url),
+            "server.address": url.host or "",
+            "server.port": url.port or 0,
+        },
+    )
+    propagate.inject(headers, context=trace.set_span_in_context(client))
+    return client
+
+
+def end_client_span(client: Span | None, status: int | None, error: BaseException | None) -> None:
+    """End the upstream call's span with the answer's status, or the error that ended the call."""
+    if client is None:
+        return
+    if status is not None:
+        client.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            client.set_status(Status(StatusCode.ERROR))
+    if error is not None:
+        client.set_attribute("error.type", type(error).__qualname__)
+        client.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    client.end()
 
 
 class Tracing:

@@ -1,5 +1,5 @@
 """Forward one HTTP request upstream and stream the answer back (the I/O; decisions live in
-``proxy_headers``, ``forwarded`` and ``upstream_url``).
+``boundary``, ``forwarded`` and ``upstream_url``; the HTTP/1.1 client is ``proxy/http1``).
 
 - Bodies stream both ways as they arrive, with backpressure; nothing is buffered whole, so the gateway's
   memory does not grow with the size of an upload or a download. (Answers that declare at most
@@ -25,11 +25,20 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from broker.errors import RequestBodyTooLarge
+from broker.errors import (
+    RequestBodyTooLarge,
+    UnsendableHeader,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamTimeout,
+    UpstreamTlsError,
+    UpstreamUnreachable,
+)
 from broker.http.responses import error_response, request_id_of
 from broker.ops.metrics import METRICS
 from broker.proxy.boundary import UpstreamBoundary
 from broker.proxy.forwarded import FORWARDED_HEADERS
+from broker.proxy.http1.connection import Answer
 from broker.proxy.routing import Route
 from broker.proxy.upstream import Upstream
 from broker.proxy.upstream_url import replacement_for, upstream_url
@@ -70,6 +79,20 @@ TOO_SLOW = Failure(
     "The application behind this address did not answer in time. Please try again.",
     "upstream_timeout",
 )
+BAD_ANSWER = Failure(
+    502,
+    "The application sent an invalid answer",
+    "The application behind this address answered in a way the gateway cannot pass on. Please try "
+    "again, or tell your administrator if it keeps happening.",
+    "upstream_invalid",
+)
+UNSENDABLE = Failure(
+    500,
+    "This request cannot be forwarded",
+    "One of the headers this request would carry to the application cannot be sent safely, so the "
+    "gateway did not send it. Please tell your administrator.",
+    "unsendable_header",
+)
 BAD_PATH = Failure(
     400,
     "This address cannot be forwarded",
@@ -85,11 +108,16 @@ def count_upstream_error(request: web.Request, route: Route, kind: str) -> None:
 
 
 def failure_for(exc: BaseException) -> Failure:
-    """Translate an aiohttp client error (where it enters) into the answer the user gets."""
-    if isinstance(exc, TimeoutError):
+    """The answer the user gets for an upstream client's error: the HTTP/1.1 client's own (``UpstreamError``),
+    or aiohttp's (WebSocket handshakes)."""
+    if isinstance(exc, (TimeoutError, UpstreamTimeout)):
         return TOO_SLOW
-    if isinstance(exc, aiohttp.ClientSSLError):
+    if isinstance(exc, (aiohttp.ClientSSLError, UpstreamTlsError)):
         return UNTRUSTED
+    if isinstance(exc, UpstreamProtocolError):
+        return BAD_ANSWER
+    if isinstance(exc, UnsendableHeader):
+        return UNSENDABLE
     return UNREACHABLE
 
 
@@ -107,10 +135,18 @@ def failure_response(
             "error": type(exc).__name__,
             # Only connector errors: their text names host, port and the OS or TLS error; others may quote
             # the URL, and a query string can carry codes or tokens.
-            "detail": str(exc) if isinstance(exc, aiohttp.ClientConnectorError) else "",
+            "detail": str(exc) if _names_the_connection(exc) else "",
         },
     )
     return error_response(request, failure.status, failure.title, failure.message, failure.code)
+
+
+def _names_the_connection(exc: BaseException) -> bool:
+    """A connect error, whose text is host, port and the OS or TLS error (or which header could not be
+    sent, never its value)."""
+    if isinstance(exc, UpstreamUnreachable):
+        return exc.connecting
+    return isinstance(exc, (aiohttp.ClientConnectorError, UpstreamTlsError, UnsendableHeader))
 
 
 def expects_continue(request: web.Request) -> bool:
@@ -170,18 +206,19 @@ class LimitedBody:
     def __init__(self, content: aiohttp.StreamReader, limit: int) -> None:
         self._content = content
         self._limit = limit
-        self._answer: aiohttp.ClientResponse | None = None
+        self._answer: Answer | None = None
         self.received = 0
         self.exceeded = False
 
-    def attach(self, answer: aiohttp.ClientResponse) -> None:
-        """Tie the upstream's answer to the body: aiohttp fails a request whose body fails only until the
-        answer has started, so from then on passing the limit must end the answer too. Raises
-        ``RequestBodyTooLarge`` if the limit was passed already."""
+    def attach(self, answer: Answer) -> None:
+        """Tie the upstream's answer to the body: once the answer has started, passing the limit must end
+        the answer too (the client's connection is then closed). Raises ``RequestBodyTooLarge`` if the
+        limit was passed already."""
         self._answer = answer
         if self.exceeded:
-            answer.close()
-            raise RequestBodyTooLarge(f"request body passed {self._limit} bytes")
+            error = RequestBodyTooLarge(f"request body passed {self._limit} bytes")
+            answer.fail(error)
+            raise error
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Yield the body chunk by chunk; raise before yielding the chunk that passes the limit."""
@@ -191,8 +228,7 @@ class LimitedBody:
                 self.exceeded = True
                 error = RequestBodyTooLarge(f"request body passed {self._limit} bytes")
                 if self._answer is not None:
-                    self._answer.content.set_exception(error)
-                    self._answer.close()
+                    self._answer.fail(error)
                 raise error
             yield chunk
 
@@ -224,7 +260,7 @@ def outgoing_headers(
 
 
 def answer_headers(
-    request: web.Request, route: Route, boundary: UpstreamBoundary, answer: aiohttp.ClientResponse
+    request: web.Request, route: Route, boundary: UpstreamBoundary, answer: Answer
 ) -> CIMultiDict[str]:
     """The upstream's response headers to relay; an attempt to set a broker cookie is dropped and logged."""
     headers, refused = boundary.response_headers(answer.headers)
@@ -284,13 +320,14 @@ async def forward(
         await send_continue(request)
     response: web.StreamResponse | None = None
     try:
-        async with upstream.http.request(
+        async with upstream.client.request(
+            upstream.destination,
             request.method,
             url,
-            headers=headers,
-            data=body.chunks() if body is not None else None,
-            allow_redirects=False,
-            timeout=upstream.timeout,
+            upstream.host,
+            headers,
+            body.chunks() if body is not None else None,
+            upstream.timeouts,
         ) as answer:
             if body is not None:
                 body.attach(answer)
@@ -303,7 +340,7 @@ async def forward(
             response.headers.extend(answer_headers(request, route, boundary, answer))
             await _stream_down(request, route, answer, response)
             return response
-    except (aiohttp.ClientError, TimeoutError, RequestBodyTooLarge) as exc:
+    except (UpstreamError, RequestBodyTooLarge) as exc:
         too_large = body is not None and body.exceeded
         if response is not None and response.prepared:
             what = "request body too large" if too_large else "upstream failed mid-response"
@@ -317,7 +354,7 @@ async def forward(
         return failure_response(request, route, failure_for(exc), exc)
 
 
-def _small_answer(request: web.Request, answer: aiohttp.ClientResponse) -> bool:
+def _small_answer(request: web.Request, answer: Answer) -> bool:
     """A body of known, small length (not HEAD's, nor of a status that has none): read it whole."""
     length = answer.content_length
     return (
@@ -330,13 +367,14 @@ def _small_answer(request: web.Request, answer: aiohttp.ClientResponse) -> bool:
 
 
 async def _stream_down(
-    request: web.Request, route: Route, answer: aiohttp.ClientResponse, response: web.StreamResponse
+    request: web.Request, route: Route, answer: Answer, response: web.StreamResponse
 ) -> None:
-    """Relay the upstream's answer as it arrives. Upstream errors propagate; a client that went away
-    ends the relay quietly (leaving the ``async with`` then drops the upstream connection)."""
+    """Relay the upstream's answer as it arrives (the upstream's reading pauses while the client's side is
+    not drained). Upstream errors propagate; a client that went away ends the relay quietly (leaving the
+    ``async with`` then drops the upstream connection)."""
     if not await _downstream(request, route, response.prepare(request)):
         return
-    async for chunk in answer.content.iter_any():
+    while (chunk := await answer.next_chunk()) is not None:
         if not await _downstream(request, route, response.write(chunk)):
             return
     await _downstream(request, route, response.write_eof())

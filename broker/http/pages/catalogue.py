@@ -179,6 +179,18 @@ _FRENCH: Mapping[str, str] = MappingProxyType(
         "The application behind this address did not answer in time. Please try again.": (
             "L'application derrière cette adresse n'a pas répondu à temps. Réessayez."
         ),
+        "The application sent an invalid answer": "L'application a envoyé une réponse invalide",
+        "The application behind this address answered in a way the gateway cannot pass on. Please try "
+        "again, or tell your administrator if it keeps happening.": (
+            "L'application derrière cette adresse a répondu d'une façon que la passerelle ne peut pas "
+            "transmettre. Réessayez, ou prévenez votre administrateur si cela se reproduit."
+        ),
+        "This request cannot be forwarded": "Cette requête ne peut pas être transmise",
+        "One of the headers this request would carry to the application cannot be sent safely, so the "
+        "gateway did not send it. Please tell your administrator.": (
+            "Un des en-têtes que cette requête porterait vers l'application ne peut pas être envoyé sans "
+            "risque ; la passerelle n'a donc pas envoyé la requête. Prévenez votre administrateur."
+        ),
         "This address cannot be forwarded": "Cette adresse ne peut pas être transmise",
         "The path contains an encoded '/' where the application's prefix is, so it cannot be mapped.": (
             "Le chemin contient un « / » encodé à l'endroit du préfixe de l'application : il ne "

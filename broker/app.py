@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -36,7 +36,7 @@ from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.ops.metrics import METRICS, Metrics
 from broker.ops.tasks import cancel_and_wait
-from broker.ops.tracing import TRACING, SpanExporter, Tracing
+from broker.ops.tracing import TRACING, Tracing
 from broker.proxy import forward
 from broker.proxy.boundary import UpstreamBoundary
 from broker.proxy.routing import RouteTable
@@ -52,6 +52,9 @@ from broker.sessions.redis_url import TlsFiles
 from broker.sessions.sealing import ServerKeys
 from broker.sessions.store import SessionStore
 from broker.sessions.store_health import StoreHealth
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter  # the SDK loads only once tracing is on
 
 IDP_USER_AGENT = "entra-broker"
 T = TypeVar("T")

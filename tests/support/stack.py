@@ -20,12 +20,12 @@ from urllib.parse import urljoin
 import aiohttp
 import yaml
 from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from broker.app import create_app
 from broker.config.load import load_config_text
 from broker.config.validate import decode_secret_key
 from broker.identity.assertion import generate_es256_pem
-from broker.ops.tracing import SpanExporter
 from broker.sessions.sealing import ServerKeys
 from demo import create_demo_app
 from devidp import DevClient, DevIdpConfig, DevTenant, DevUser, create_devidp_app

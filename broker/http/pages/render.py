@@ -8,9 +8,10 @@ allows that one image and no other).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import cache
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-import jinja2
 from aiohttp import web
 from markupsafe import Markup, escape
 
@@ -19,21 +20,34 @@ from broker.http.pages.branding import Branding
 from broker.http.pages.catalogue import CATALOGUE
 from broker.http.pages.language import page_language
 
-# Autoescape on for every template: values from requests, Entra and the config (company names, notes,
-# error descriptions, return URLs) reach the pages, and none may become markup. StrictUndefined makes a
-# misspelt or missing value an error instead of an empty string. Templates are files in the package that
-# never change at run time: no reloading, so no file checks per request.
-_ENVIRONMENT = jinja2.Environment(
-    loader=jinja2.PackageLoader("broker.http.pages", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-    auto_reload=False,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-)
-# The forms and links of the pages name the gateway's own paths from the one module that spells them.
-_ENVIRONMENT.globals["paths"] = paths
+if TYPE_CHECKING:
+    import jinja2
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    """The pages' one Jinja2 environment, made (and Jinja2 imported) when the first page is rendered: ~40 ms
+    of every start-up otherwise, in processes that may never show a page.
+
+    Autoescape on for every template: values from requests, Entra and the config (company names, notes,
+    error descriptions, return URLs) reach the pages, and none may become markup. StrictUndefined makes a
+    misspelt or missing value an error instead of an empty string. Templates are files in the package that
+    never change at run time: no reloading, so no file checks per request.
+    """
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("broker.http.pages", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        auto_reload=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    # The forms and links of the pages name the gateway's own paths from the one module that spells them.
+    environment.globals["paths"] = paths
+    return environment
 
 
 def template(name: str) -> jinja2.Template:
@@ -43,12 +57,12 @@ def template(name: str) -> jinja2.Template:
     spawn) for pages most processes never show. They are package files that only change with the code, so
     ``tests/http/test_pages.py`` compiling each of them is where a broken one is caught.
     """
-    return _ENVIRONMENT.get_template(name)
+    return _environment().get_template(name)
 
 
 def template_names() -> list[str]:
     """Every page template of the package."""
-    return _ENVIRONMENT.list_templates(extensions=["html"])
+    return _environment().list_templates(extensions=["html"])
 
 
 # No image may load unless a company's page names its logo: then that one source (branding.logo_source).

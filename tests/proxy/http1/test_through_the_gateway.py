@@ -17,6 +17,11 @@ Start = Callable[[Script], Awaitable[ScriptedUpstream]]
 JSON = {"Accept": "application/json"}
 
 
+def raw_route(port: int) -> dict[str, object]:
+    """A public route /raw/ to the scripted upstream on ``port``."""
+    return {"host": "127.0.0.1", "path": "/raw/", "upstream": f"http://127.0.0.1:{port}", "auth": "public"}
+
+
 @pytest.mark.parametrize(
     ("sent", "code"),
     [
@@ -41,13 +46,7 @@ async def test_an_answer_that_cannot_be_relayed_is_a_502(
         await peer.send(sent)
 
     upstream = await scripted(bad)
-    route = {
-        "host": "127.0.0.1",
-        "path": "/raw/",
-        "upstream": f"http://127.0.0.1:{upstream.port}",
-        "auth": "public",
-    }
-    async with running_stack("memory", tmp_path, {}, routes_extra=[route]) as stack:
+    async with running_stack("memory", tmp_path, {}, routes_extra=[raw_route(upstream.port)]) as stack:
         async with aiohttp.ClientSession() as client:
             async with client.get(f"{stack.gateway_url}/raw/x", headers=JSON) as resp:
                 assert resp.status == 502
@@ -65,13 +64,7 @@ async def test_head_and_1xx_through_the_gateway(scripted: Start, tmp_path: Path)
                 await peer.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + answer(b"final"))
 
     upstream = await scripted(serve)
-    route = {
-        "host": "127.0.0.1",
-        "path": "/raw/",
-        "upstream": f"http://127.0.0.1:{upstream.port}",
-        "auth": "public",
-    }
-    async with running_stack("memory", tmp_path, {}, routes_extra=[route]) as stack:
+    async with running_stack("memory", tmp_path, {}, routes_extra=[raw_route(upstream.port)]) as stack:
         async with aiohttp.ClientSession() as client:
             async with client.head(f"{stack.gateway_url}/raw/x") as resp:
                 assert resp.status == 200 and resp.headers["Content-Length"] == "1000"

@@ -59,6 +59,14 @@ def describe_exit(status: int) -> tuple[str, str]:
     return f"exit_{code}", f"exited with status {code}"
 
 
+def _died_of_the_stop(worker: Worker, status: int) -> bool:
+    """A worker still starting when the stop came has no handler for SIGTERM/SIGINT yet (its event loop
+    installs them) and dies of the signal the parent forwarded: it had served nothing, so that is a clean
+    stop, not a failure (``broker run`` stopped right after it started would otherwise exit 1)."""
+    stop_signals = (signal.SIGTERM, signal.SIGINT)
+    return not worker.serving and os.WIFSIGNALED(status) and os.WTERMSIG(status) in stop_signals
+
+
 class Supervisor:
     """Runs ``count`` copies of a worker body until SIGTERM/SIGINT, replacing the ones that die."""
 
@@ -199,7 +207,7 @@ class Supervisor:
             reason, text = describe_exit(status)
             self._on_worker_exit(pid, reason)
             if self._stopping_since is not None:
-                self._stop_failures += status != 0
+                self._stop_failures += status != 0 and not _died_of_the_stop(worker, status)
                 log.info("worker stopped", extra={"pid": pid, "reason": reason})
                 continue
             lived = time.monotonic() - worker.started

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -148,6 +149,37 @@ def write_config(tmp_path: Path, backend: str, gw_port: int, metrics_port: int, 
     return path
 
 
+class Output:
+    """A process's stdout, read line by line on a thread as it is written, so a test can wait for a line
+    (a worker's "config reloaded") instead of sleeping a fixed time that a loaded machine may overrun."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self._thread.start()
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.lines.append(line.decode(errors="replace"))
+
+    def count(self, text: str) -> int:
+        return sum(text in line for line in list(self.lines))
+
+    async def wait_for(self, text: str, times: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count(text) < times:
+            assert time.monotonic() < deadline, f"{text} seen {self.count(text)} times: {self.text()[-2000:]}"
+            await asyncio.sleep(0.05)
+
+    def text(self) -> str:
+        """Everything read so far (all of it once the process has exited and ``finish`` returned)."""
+        return "".join(self.lines)
+
+    def finish(self) -> None:
+        self._thread.join(10)
+
+
 async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
     tmp_path: Path, slow_backend: str, redis_url: str
 ) -> None:
@@ -163,6 +195,7 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         base = f"http://127.0.0.1:{gw_port}"
+        output = Output(proc)
         try:
             await wait_until_serving(base, proc)
             async with aiohttp.ClientSession() as http:
@@ -177,7 +210,7 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
                 assert "broker_http_requests_total{code=" in metrics
 
                 proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
-                await asyncio.sleep(0.5)
+                await output.wait_for('"config reloaded"', 2)
 
                 in_flight = asyncio.create_task(http.get(f"{base}/_demo/slow?seconds=2"))
                 await asyncio.sleep(0.5)
@@ -186,9 +219,10 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
                 assert response.status == 200  # the request in flight when SIGTERM arrived completed
                 await response.read()
             assert await asyncio.to_thread(proc.wait, 20) == 0
-            output = proc.stdout.read().decode() if proc.stdout else ""
-            assert output.count('"shutting down') == 2 and output.count('"stopped"') == 2, output[-2000:]
-            assert output.count('"config reloaded"') == 2, output[-2000:]
+            output.finish()
+            text = output.text()
+            assert text.count('"shutting down') == 2 and text.count('"stopped"') == 2, text[-2000:]
+            assert text.count('"config reloaded"') == 2, text[-2000:]
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with aiohttp.ClientSession() as http, http.get(f"{base}/.auth/healthz"):
                     pass

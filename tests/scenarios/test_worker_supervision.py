@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -187,3 +190,32 @@ async def test_a_replacement_worker_serves_the_reloaded_config(
             assert await broker.terminate() == 0
         finally:
             broker.kill()
+
+
+STARTING_FOREVER = """
+import sys, time
+from broker.server.supervisor import Supervisor
+
+# Workers that never finish starting: no heartbeat, and SIGTERM still at its default (it kills them).
+supervisor = Supervisor(lambda beats: time.sleep(60) or 0, 2, worker_timeout=60, shutdown_timeout=10)
+print("supervising", flush=True)
+sys.exit(supervisor.run())
+"""
+
+
+def test_sigterm_while_the_workers_are_still_starting_is_a_clean_stop() -> None:
+    """``broker run`` stopped before its workers serve (a deploy rolled back at once, a test that stops
+    early): the workers die of the SIGTERM the parent forwards, having served nothing, and the exit is 0;
+    a failure would page someone for a stop they asked for."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STARTING_FOREVER], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"supervising\n"
+        time.sleep(0.5)  # the workers are forked and "starting"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0, proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -184,15 +184,18 @@ async def test_index_members_values_and_removal(store: SessionStore, peer: Sessi
 async def test_put_indexed_writes_every_record_and_index(store: SessionStore, peer: SessionStore) -> None:
     """A new session's writes in one call: each record with its own TTL, the member in each index (the
     index TTL extended, never shortened), all visible to another replica."""
+    # Both clients connected first (a Cluster client finds its nodes on first use, which may take a while
+    # on a loaded machine): the TTLs below are timed from the write.
+    assert await peer.get("batch:never-written") is None
+    await store.index_add("batch-idx-b", "older", b"kept", 30)
     started = time.monotonic()
-    await store.index_add("batch-idx-b", "older", b"kept", 5)
-    records = [("batch:rec", bytes(range(256)), 0.4), ("batch:meta", b"meta", 5)]
-    await store.put_indexed(records, ["batch-idx-a", "batch-idx-b"], "member-1", 0.2)
+    records = [("batch:rec", bytes(range(256)), 1.0), ("batch:meta", b"meta", 30)]
+    await store.put_indexed(records, ["batch-idx-a", "batch-idx-b"], "member-1", 1.0)
     assert await peer.get("batch:rec") == bytes(range(256))
     assert await peer.get("batch:meta") == b"meta"
     assert await peer.index_get("batch-idx-a") == {"member-1": b""}
     assert await peer.index_get("batch-idx-b") == {"older": b"kept", "member-1": b""}
-    await _sleep_until(started + 0.6)
+    await _sleep_until(started + 1.5)
     assert await peer.get("batch:rec") is None  # its own, shorter TTL
     assert await peer.get("batch:meta") == b"meta"
     assert await peer.index_get("batch-idx-a") == {}

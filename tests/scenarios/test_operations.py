@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,8 +20,9 @@ from broker.identity.assertion import generate_es256_pem
 from broker.ops.metrics import METRICS, metrics_app
 from broker.reload import RELOADER
 from demo import create_demo_app
+from tests.support.broker_run import BrokerRun
 from tests.support.ports import HeldPort
-from tests.support.servers import serve, start_redis, start_redis_on_some_port, wait_until_serving
+from tests.support.servers import serve, start_redis, start_redis_on_some_port
 from tests.support.stack import ADELE, CONTOSO_CLIENT, CONTOSO_TID, Stack, new_session_key, running_stack
 
 
@@ -149,37 +148,6 @@ def write_config(tmp_path: Path, backend: str, gw_port: int, metrics_port: int, 
     return path
 
 
-class Output:
-    """A process's stdout, read line by line on a thread as it is written, so a test can wait for a line
-    (a worker's "config reloaded") instead of sleeping a fixed time that a loaded machine may overrun."""
-
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
-        self._thread.start()
-
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.lines.append(line.decode(errors="replace"))
-
-    def count(self, text: str) -> int:
-        return sum(text in line for line in list(self.lines))
-
-    async def wait_for(self, text: str, times: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while self.count(text) < times:
-            assert time.monotonic() < deadline, f"{text} seen {self.count(text)} times: {self.text()[-2000:]}"
-            await asyncio.sleep(0.05)
-
-    def text(self) -> str:
-        """Everything read so far (all of it once the process has exited and ``finish`` returned)."""
-        return "".join(self.lines)
-
-    def finish(self) -> None:
-        self._thread.join(10)
-
-
 async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
     tmp_path: Path, slow_backend: str, redis_url: str
 ) -> None:
@@ -188,16 +156,11 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
     with HeldPort() as gw_held, HeldPort() as metrics_held:
         gw_port, metrics_port = gw_held.number, metrics_held.number
         config = write_config(tmp_path, slow_backend, gw_port, metrics_port, redis_url)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "broker", "run", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        broker = BrokerRun(config, tmp_path / "broker.log")
+        broker.start()
         base = f"http://127.0.0.1:{gw_port}"
-        output = Output(proc)
         try:
-            await wait_until_serving(base, proc)
+            await broker.serving(base)
             async with aiohttp.ClientSession() as http:
                 for _ in range(20):  # fresh connections: SO_REUSEPORT hands them to either worker
                     async with (
@@ -209,27 +172,25 @@ async def test_broker_run_workers_metrics_sighup_and_graceful_shutdown(
                     metrics = await resp.text()
                 assert "broker_http_requests_total{code=" in metrics
 
-                proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
-                await output.wait_for('"config reloaded"', 2)
+                assert broker.proc is not None
+                broker.proc.send_signal(signal.SIGHUP)  # reload (the parent forwards it to both workers)
+                await broker.wait_for_record("config reloaded", 2)
 
                 in_flight = asyncio.create_task(http.get(f"{base}/_demo/slow?seconds=2"))
                 await asyncio.sleep(0.5)
-                proc.send_signal(signal.SIGTERM)
+                broker.proc.send_signal(signal.SIGTERM)
                 response = await in_flight
                 assert response.status == 200  # the request in flight when SIGTERM arrived completed
                 await response.read()
-            assert await asyncio.to_thread(proc.wait, 20) == 0
-            output.finish()
-            text = output.text()
-            assert text.count('"shutting down') == 2 and text.count('"stopped"') == 2, text[-2000:]
-            assert text.count('"config reloaded"') == 2, text[-2000:]
+            assert await broker.wait(20) == 0
+            output = broker.log.read_text()
+            assert output.count('"shutting down') == 2 and output.count('"stopped"') == 2, output[-2000:]
+            assert output.count('"config reloaded"') == 2, output[-2000:]
             with pytest.raises(aiohttp.ClientConnectionError):
                 async with aiohttp.ClientSession() as http, http.get(f"{base}/.auth/healthz"):
                     pass
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+            broker.kill()
 
 
 def test_workers_tune_the_garbage_collector() -> None:

@@ -264,11 +264,12 @@ class UpstreamBoundary:
         object.__setattr__(self, "_trusts", trusts)
 
     def _trusts_peer(self, peer: str | None) -> bool:
-        return bool(self.trusted) and is_trusted(peer, self.trusted)
+        return is_trusted(peer, self.trusted)
 
     def trusts(self, peer: str | None) -> bool:
-        """Whether the TCP peer is one of ``server.trusted_proxies`` (False when none is configured)."""
-        return self._trusts(peer)
+        """Whether the TCP peer is one of ``server.trusted_proxies``. With none configured (most
+        deployments) no address is looked up or remembered."""
+        return bool(self.trusted) and self._trusts(peer)
 
     def _forwarding_of(self, peer: str | None, host: str) -> Mapping[str, str]:
         return MappingProxyType(forwarded_headers(Hop(peer, host, self.scheme), {}, self.trusted))

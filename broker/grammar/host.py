@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 # RFC 1035 labels, relaxed as RFC 3986 reg-names are in practice: letters, digits, '-' and '_' (internal
 # hostnames use it). Other reg-name characters ("!$&'()*+,;=", percent-encoding) are refused on purpose:
@@ -22,6 +23,9 @@ from dataclasses import dataclass
 _REG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 MAX_HOST_HEADER = 300  # 253 for a DNS name, plus brackets and a port, with room to spare
+# A gateway sees a handful of Host spellings, each on every request (read twice: the check, the route):
+# the answers are remembered. Bounded, so a client inventing Hosts only evicts (issue 19: 3.3 -> 0.2 us).
+HOSTS_REMEMBERED = 1024
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,10 @@ def _ipv6_literal(inner: str) -> str | None:
         return None
 
 
+@lru_cache(maxsize=HOSTS_REMEMBERED)
 def parse_host(value: str) -> HostPort | None:
-    """The Host header as host and port, or None when it is not a valid ``host[:port]``."""
+    """The Host header as host and port, or None when it is not a valid ``host[:port]`` (remembered: the
+    answer is immutable and depends on ``value`` alone)."""
     if not value or len(value) > MAX_HOST_HEADER or not value.isascii():
         return None
     if value.startswith("["):

@@ -26,6 +26,9 @@ from broker.proxy.forwarded import KNOWN_PROTOS, validated_host
 MAX_ORIGINAL_TARGET = 8192
 # An HTTP method is a token (RFC 9110 section 9.1); real ones are short upper-case words.
 _METHOD = re.compile(r"[A-Z][A-Z-]{0,31}")
+# A target holds printable ASCII only: no space, control character, DEL or anything beyond ASCII. One C-level
+# scan (a generator over the characters cost ~1 us per 100 characters on every check: issue 19).
+_TARGET_BAD = re.compile(r"[^\x21-\x7e]")
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def _checked(method: str, scheme: str, host: str, target: str) -> OriginalReques
         or not target.startswith("/")
         or target.startswith("//")
         or len(target) > MAX_ORIGINAL_TARGET
-        or any(ord(ch) <= 0x20 or ord(ch) >= 0x7F for ch in target)
+        or _TARGET_BAD.search(target) is not None
     ):
         return None
     return OriginalRequest(method, scheme, valid_host, target)

@@ -14,10 +14,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from broker.config.load import load_config
 from broker.config.schema import BrokerConfig
@@ -31,7 +32,7 @@ from broker.identity.claim_mapping import HeaderMaps
 from broker.identity.headers import IdentityHeaders
 from broker.identity.policy_compiler import RoutePolicies
 from broker.identity.refresh import SessionRefresher
-from broker.middleware import request_middleware
+from broker.middleware import by_method, request_middleware, staged
 from broker.oidc.credentials import ClientCredential, load_credential
 from broker.oidc.discovery import DiscoveryCache
 from broker.ops.metrics import METRICS, Metrics
@@ -240,7 +241,8 @@ def create_app(
         service_name=config.tracing.service_name,
         exporter=span_exporter,
     )
-    app = web.Application(middlewares=[request_middleware(tracing)], client_max_size=1024**2)
+    # No app middleware: every route's handler is wrapped in the request stages (``middleware.staged``).
+    app = web.Application(client_max_size=1024**2)
     metrics = Metrics()
     app[METRICS] = metrics
     app[TRACING] = tracing
@@ -286,31 +288,39 @@ def create_app(
         tracing.shutdown()
 
     app.cleanup_ctx.append(dependencies)
-    add_routes(app)
+    add_routes(app, request_middleware(tracing))
     return app
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, stages: Middleware) -> None:
     """Register the broker's own paths, then the proxy catch-all (which also serves login aliases, so
-    they change with a reload)."""
-    r = app.router
-    r.add_get(paths.LOGIN, login.chooser_page)
-    r.add_post(paths.LOGIN, login.choose)
-    r.add_get(paths.company_login("{code}"), login.company_page)
-    r.add_get(paths.company_login_start("{code}"), login.start)
-    r.add_route("GET", paths.CALLBACK, callback.callback)
-    r.add_route("POST", paths.CALLBACK, callback.callback)
-    r.add_get(paths.LOGOUT, logout.confirm)
-    r.add_post(paths.LOGOUT, logout.logout)
-    r.add_get(paths.LOGGED_OUT, logout.done)
-    r.add_get(paths.FRONTCHANNEL_LOGOUT, logout.frontchannel)
-    r.add_get(paths.company_frontchannel_logout("{code}"), logout.frontchannel)
-    r.add_get(paths.JWKS, service.jwks)
-    r.add_get(paths.WELL_KNOWN_JWKS, service.jwks)
-    r.add_get(paths.ME, service.me)
-    r.add_get(paths.HEALTHZ, service.healthz)
-    r.add_get(paths.READYZ, service.readyz)
-    r.add_route("*", paths.VERIFY, verify.verify)
-    r.add_route("*", paths.VERIFY + "/{tail:.*}", verify.verify)
-    r.add_route("*", paths.AUTH_PREFIX + "{tail:.*}", service.reserved_not_found)
-    r.add_route("*", "/{tail:.*}", protected.handle, expect_handler=forward.defer_continue)
+    they change with a reload). Every path takes every method and every handler runs inside ``stages``
+    (``middleware.staged``): a method a path does not serve gets its 405 there, so no answer bypasses the
+    request id, the metrics and the access log."""
+
+    def route(path: str, handlers: Mapping[str, Handler], **kwargs: Any) -> None:
+        app.router.add_route("*", path, staged(stages, by_method(handlers)), **kwargs)
+
+    route(paths.LOGIN, {"GET": login.chooser_page, "POST": login.choose})
+    route(paths.company_login("{code}"), {"GET": login.company_page})
+    route(paths.company_login_start("{code}"), {"GET": login.start})
+    route(paths.CALLBACK, {"GET": callback.callback, "POST": callback.callback})
+    route(paths.LOGOUT, {"GET": logout.confirm, "POST": logout.logout})
+    route(paths.LOGGED_OUT, {"GET": logout.done})
+    route(paths.FRONTCHANNEL_LOGOUT, {"GET": logout.frontchannel})
+    route(paths.company_frontchannel_logout("{code}"), {"GET": logout.frontchannel})
+    route(paths.JWKS, {"GET": service.jwks})
+    route(paths.WELL_KNOWN_JWKS, {"GET": service.jwks})
+    route(paths.ME, {"GET": service.me})
+    route(paths.HEALTHZ, {"GET": service.healthz})
+    route(paths.READYZ, {"GET": service.readyz})
+    app.router.add_route("*", paths.VERIFY, staged(stages, verify.verify))
+    # ``(?s:.*)``: a tail whose decoded form holds a line break still matches (with a plain ``.*`` it matched
+    # no route, and aiohttp's router answered outside the stages).
+    app.router.add_route("*", paths.VERIFY + "/{tail:(?s:.*)}", staged(stages, verify.verify))
+    app.router.add_route(
+        "*", paths.AUTH_PREFIX + "{tail:(?s:.*)}", staged(stages, service.reserved_not_found)
+    )
+    app.router.add_route(
+        "*", "/{tail:(?s:.*)}", staged(stages, protected.handle), expect_handler=forward.defer_continue
+    )

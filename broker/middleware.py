@@ -7,6 +7,12 @@ every request (issue 19), and these stages always run together in this order:
 
     page language -> request id and Host -> [span] -> accounting (metrics, access line) -> error translation
 
+Not even an aiohttp middleware: any app middleware makes aiohttp add one more layer of its own around every
+request (it re-points ``match_info.current_app``, which a single app never needs). ``app.add_routes`` wraps
+each route's handler in these stages instead (``staged``), and registers every path for every method, so no
+answer comes from aiohttp's router: a method a path does not take gets its 405 from ``by_method``, inside the
+stages, counted and logged like any other (issue 19: ~12 us of a hello-world request, ~6 % of a proxied one).
+
 No exception ever reaches the user as a stack trace: known broker errors map to explained 4xx/5xx
 answers, anything else is logged with its traceback server-side and answered with a plain 500.
 """
@@ -17,7 +23,7 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -188,8 +194,9 @@ class RequestSpans:
 
 
 def request_middleware(tracing: Tracing | None = None) -> Middleware:
-    """The one middleware of the app: every stage of the module docstring, in that order (the span only
-    when ``tracing`` has a tracer: off, not even a check beyond one ``is None``)."""
+    """Every stage of the module docstring, in that order, as one aiohttp-style middleware ``(request,
+    handler)`` (the span only when ``tracing`` has a tracer: off, not even a check beyond one ``is None``).
+    ``staged`` applies it to a handler."""
     spans = RequestSpans(tracing) if tracing is not None and tracing.tracer is not None else None
 
     @web.middleware
@@ -224,3 +231,29 @@ def request_middleware(tracing: Tracing | None = None) -> Middleware:
             forget_page_language(language)
 
     return middleware
+
+
+def staged(stages: Middleware, handler: Handler) -> Handler:
+    """``handler`` with the request stages around it (what an app middleware would do, one layer cheaper)."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        return await stages(request, handler)
+
+    return handle
+
+
+def by_method(handlers: Mapping[str, Handler]) -> Handler:
+    """One handler for a path that several methods share; any other method is answered 405 with ``Allow``
+    (as aiohttp's router would), from inside the request stages. A ``GET`` handler also answers ``HEAD``."""
+    table = dict(handlers)
+    if "GET" in table:
+        table.setdefault("HEAD", table["GET"])
+    allowed = frozenset(table)
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        handler = table.get(request.method)
+        if handler is None:
+            raise web.HTTPMethodNotAllowed(request.method, allowed)
+        return await handler(request)
+
+    return dispatch

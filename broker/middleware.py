@@ -11,7 +11,8 @@ Not even an aiohttp middleware: any app middleware makes aiohttp add one more la
 request (it re-points ``match_info.current_app``, which a single app never needs). ``app.add_routes`` wraps
 each route's handler in these stages instead (``staged``), and registers every path for every method, so no
 answer comes from aiohttp's router: a method a path does not take gets its 405 from ``by_method``, inside the
-stages, counted and logged like any other (issue 19: ~12 us of a hello-world request, ~6 % of a proxied one).
+stages, counted and logged like any other (issue 19: ~12 us of a hello-world request; with the Host memo,
+0.89-0.92x CPU per proxied request in alternation).
 
 No exception ever reaches the user as a stack trace: known broker errors map to explained 4xx/5xx
 answers, anything else is logged with its traceback server-side and answered with a plain 500.

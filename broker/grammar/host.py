@@ -24,7 +24,8 @@ _REG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 MAX_HOST_HEADER = 300  # 253 for a DNS name, plus brackets and a port, with room to spare
 # A gateway sees a handful of Host spellings, each on every request (read twice: the check, the route):
-# the answers are remembered. Bounded, so a client inventing Hosts only evicts (issue 19: 3.3 -> 0.2 us).
+# the answers are remembered. Bounded, so a client inventing Hosts only evicts (issue 19: 3.3 -> 0.13 us
+# for both reads).
 HOSTS_REMEMBERED = 1024
 
 

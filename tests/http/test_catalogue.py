@@ -17,7 +17,13 @@ from jinja2 import nodes
 
 import broker
 from broker.http.pages import catalogue
-from broker.http.pages.language import MAX_ACCEPT_LANGUAGE, negotiate
+from broker.http.pages.language import (
+    MAX_ACCEPT_LANGUAGE,
+    choose_page_language,
+    forget_page_language,
+    negotiate,
+    page_language,
+)
 
 BROKER = Path(broker.__file__).parent
 TEMPLATES = BROKER / "http" / "pages" / "templates"
@@ -119,3 +125,10 @@ def test_no_catalogue_entry_is_unused() -> None:
 )
 def test_accept_language_picks_the_preferred_shipped_language(header: str, language: str) -> None:
     assert negotiate(header) == language
+    # The request stages' way, which remembers answers by header value: the same language, asked twice.
+    for _ in range(2):
+        token = choose_page_language(header)
+        try:
+            assert page_language() == language
+        finally:
+            forget_page_language(token)

@@ -8,6 +8,7 @@ task, never shared).
 from __future__ import annotations
 
 from contextvars import ContextVar, Token
+from functools import lru_cache
 
 from broker.http.pages.catalogue import DEFAULT_LANGUAGE, LANGUAGES
 
@@ -43,6 +44,11 @@ def negotiate(accept_language: str) -> str:
     return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
 
 
+# Every request asks, and browsers send few distinct values: the answer depends on the (bounded) value alone,
+# so it is remembered. A client that invents values only evicts: at most 1,024 keys of 512 characters.
+_remembered = lru_cache(maxsize=1024)(negotiate)
+
+
 def page_language() -> str:
     """The language of the page being rendered for the current request."""
     return _PAGE_LANGUAGE.get()
@@ -51,7 +57,7 @@ def page_language() -> str:
 def choose_page_language(accept_language: str) -> Token[str]:
     """Choose the request's page language before any handler or error page renders (the request
     middleware calls this first); hand the token back to ``forget_page_language`` when the request ends."""
-    return _PAGE_LANGUAGE.set(negotiate(accept_language))
+    return _PAGE_LANGUAGE.set(_remembered(accept_language[:MAX_ACCEPT_LANGUAGE]))
 
 
 def forget_page_language(token: Token[str]) -> None:

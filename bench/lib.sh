@@ -385,6 +385,12 @@ http {
       proxy_set_header X-Original-Method \$request_method;
       $cache_location
     }
+    # The same nginx with no auth_request: what the ingress alone costs (a ceiling for forward-auth).
+    location /plain/ {
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://app/;
+    }
     location / {
       auth_request /_broker_verify;
       auth_request_set \$broker_assertion \$upstream_http_x_broker_assertion;

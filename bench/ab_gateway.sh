@@ -5,6 +5,7 @@
 #   A_PYTHONPATH=/tmp/old bench/ab_gateway.sh        # A: that checkout's broker/ (git archive <commit> |
 #                                                    # tar -x -C /tmp/old), B: this checkout (or B_PYTHONPATH)
 #   DURATION=5 ROUNDS=3 A_PYTHONPATH=... bench/ab_gateway.sh   # THREADS, CONNECTIONS, GW_WORKERS, ACCESS_LOG
+#   KINDS="auth pub verify" A_PYTHONPATH=... bench/ab_gateway.sh  # which targets (default: auth pub)
 #
 # Each round: A authenticated, B authenticated, A public route, B public route (wrk, 10 s each by default).
 # Prints each run with the gateway's CPU time per request (all its processes), the means, and B / A for
@@ -14,12 +15,18 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 : "${A_PYTHONPATH:?set A_PYTHONPATH to the checkout to compare with}"
 B_PYTHONPATH="${B_PYTHONPATH:-$REPO}"
 ROUNDS="${ROUNDS:-3}"
+KINDS="${KINDS:-auth pub}" # any of: auth pub verify (/.auth/verify alone, hot session, as an ingress asks)
+for kind in $KINDS; do
+  [[ $kind =~ ^(auth|pub|verify)$ ]] || { echo "unknown kind $kind (auth, pub, verify)" >&2; exit 2; }
+done
 
 need_apt wrk wrk
 need_apt nginx nginx
 need_apt redis-server redis-server
 need_apt curl curl
 
+# Verify answers only a trusted ingress: the bench's loopback wrk stands for it.
+EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
 start_redis
 start_nginx
 start_devidp
@@ -36,6 +43,7 @@ B_COOKIE="$(gateway_cookie)"
 for side in A B; do
   url="${side}_URL" cookie="${side}_COOKIE"
   expect_status "$side authenticated" 200 -H "Cookie: ${!cookie}" "${!url}/"
+  expect_status "$side verify" 200 -H "Cookie: ${!cookie}" -H "X-Original-URL: http://localhost/" "${!url}/.auth/verify"
 done
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds in alternation; gateways: ${GW_WORKERS:-2} workers, Redis sessions, access log ${ACCESS_LOG:-true}"
@@ -55,17 +63,25 @@ measure() { # measure SIDE KIND LABEL URL [wrk args...]
   RPS_SUM[$side-$kind]=$((${RPS_SUM[$side-$kind]:-0} + R_RPS))
   CPU_SUM[$side-$kind]=$((${CPU_SUM[$side-$kind]:-0} + cpu))
 }
+declare -A KIND_LABEL=([auth]=authenticated [pub]="public route" [verify]="verify alone")
 for round in $(seq "$ROUNDS"); do
-  measure A auth "A authenticated, round $round" "$A_URL/" -H "Cookie: $A_COOKIE"
-  measure B auth "B authenticated, round $round" "$B_URL/" -H "Cookie: $B_COOKIE"
-  measure A pub "A public route, round $round" "$A_URL/pub/"
-  measure B pub "B public route, round $round" "$B_URL/pub/"
+  for kind in $KINDS; do
+    for side in A B; do
+      url="${side}_URL" cookie="${side}_COOKIE"
+      case "$kind" in
+        auth) measure "$side" auth "$side authenticated, round $round" "${!url}/" -H "Cookie: ${!cookie}" ;;
+        pub) measure "$side" pub "$side public route, round $round" "${!url}/pub/" ;;
+        verify) measure "$side" verify "$side verify alone, round $round" "${!url}/.auth/verify" \
+          -H "Cookie: ${!cookie}" -H "X-Original-URL: http://localhost/" ;;
+      esac
+    done
+  done
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
-for kind in auth pub; do
+for kind in $KINDS; do
   a_rps=${RPS_SUM[A-$kind]} b_rps=${RPS_SUM[B-$kind]} a_cpu=${CPU_SUM[A-$kind]} b_cpu=${CPU_SUM[B-$kind]}
   printf '%-14s req/s A %6d, B %6d, B / A %s;   CPU us/req A %5d, B %5d, B / A %s\n' \
-    "$([[ $kind == auth ]] && echo authenticated || echo "public route")" \
+    "${KIND_LABEL[$kind]}" \
     $((a_rps / ROUNDS)) $((b_rps / ROUNDS)) "$(ratio "$b_rps" "$a_rps")" \
     $((a_cpu / ROUNDS)) $((b_cpu / ROUNDS)) "$(ratio "$b_cpu" "$a_cpu")"
 done

@@ -8,7 +8,9 @@ Each server answers every request with the same 72-byte page, on uvloop, in a pr
 an ephemeral loopback port it reports itself; nothing is probed and re-bound):
 
 - ``application``: an aiohttp ``web.Application`` with one catch-all route and one middleware, as the
-  gateway is built;
+  gateway was built until ``dd51d23``;
+- ``application-bare``: the same without the middleware, as the gateway is built now (its request stages
+  wrap each handler instead);
 - ``low-level``: aiohttp's ``web.Server`` (no router, no middleware);
 - ``httptools+aiohttp-objects``: a protocol of its own on httptools that still builds aiohttp's
   ``BaseRequest`` and writes aiohttp's ``Response`` (what a server of our own under the same handlers would
@@ -29,7 +31,7 @@ import subprocess
 import sys
 
 BODY = b"x" * 72
-KINDS = ("application", "low-level", "httptools+aiohttp-objects", "httptools")
+KINDS = ("application", "application-bare", "low-level", "httptools+aiohttp-objects", "httptools")
 
 
 def serve(kind: str) -> None:
@@ -110,8 +112,8 @@ def serve(kind: str) -> None:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        if kind == "application":
-            app = web.Application(middlewares=[middleware])
+        if kind.startswith("application"):
+            app = web.Application(middlewares=[middleware] if kind == "application" else [])
             app.router.add_route("*", "/{tail:.*}", page)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

@@ -1,16 +1,20 @@
-"""Issue 19's measured alternative: the same ``/.auth/verify`` handler and request stages, served by aiohttp
-(as the gateway is) and by a protocol on httptools that hands them a small stand-in for aiohttp's request and
-writes their answer's bytes itself: what a server of our own under unchanged handlers would save on a verify.
+"""Issue 19's measured alternative: the gateway's own handlers and request stages, unchanged, served by
+aiohttp (as the gateway is) and by a protocol on httptools that hands them a small stand-in for aiohttp's
+request and writes their answer's bytes itself: what a server of our own under unchanged handlers would save.
 
-    .venv/bin/python bench/verify_on_httptools.py --config broker.yaml     # prints both ports, then serves
+    .venv/bin/python bench/handlers_on_httptools.py --config broker.yaml     # prints both ports, then serves
 
-Run by ``bench/verify_on_httptools.sh``, which starts Redis, the dev IdP and a gateway with this config, logs
-in for a session cookie and times both ports in alternation. Both servers live in this one process around one
-gateway (one config, one Redis connection pool, one session cache), so the process's CPU time over a wrk run
-belongs to the server that run hit.
+Two handlers are served on the httptools port: ``/.auth/verify`` (forward-auth) and, for every other path, the
+proxy (``handlers/protected.py``: route, session, policy, the upstream request, the answer read whole).
 
-A prototype for a measurement, never the product: it reads only what a hot verify reads, answers one request
-at a time per connection (no pipelining), and has none of the gateway's bounds on slow or abusive clients.
+Run by ``bench/handlers_on_httptools.sh``, which starts Redis, nginx, the dev IdP and a gateway with this
+config, logs in for a session cookie and times both ports in alternation. Both servers live in this one
+process around one gateway (one config, one Redis connection pool, one session cache, one upstream pool), so
+the process's CPU time over a wrk run belongs to the server that run hit.
+
+A prototype for a measurement, never the product: it reads only what a hot, bodiless GET reads, answers one
+request at a time per connection (no pipelining), and has none of the gateway's bounds on slow or abusive
+clients.
 """
 
 from __future__ import annotations
@@ -31,19 +35,33 @@ from yarl import URL
 
 from broker.app import create_app
 from broker.config.load import load_config
+from broker.handlers.protected import handle as protected
 from broker.handlers.verify import verify
+from broker.http import paths
 from broker.middleware import request_middleware, staged
 from broker.server.serve import serve_guarded
 
+# Written by ``_answer`` itself, whatever the handler's answer carries.
+_WRITTEN_HERE = frozenset({"content-length", "date", "server", "transfer-encoding", "connection"})
+
 
 class StandIn:
-    """What the request stages and the verify handler read of aiohttp's request, and nothing more."""
+    """What the request stages and the two handlers read of aiohttp's request for a bodiless GET."""
 
     version = HttpVersion11
     prepared = False
+    body_exists = False  # only bodiless requests are measured
+    content = None
+    content_length = None
 
     def __init__(
-        self, app: web.Application, method: str, target: str, headers: CIMultiDictProxy[str], peer: str
+        self,
+        app: web.Application,
+        method: str,
+        target: str,
+        headers: CIMultiDictProxy[str],
+        peer: str,
+        transport: asyncio.Transport,
     ):
         self.app = app
         self.method = method
@@ -52,6 +70,7 @@ class StandIn:
         self.headers = headers
         self.remote = peer
         self.host = headers.get("Host", "")
+        self.transport = transport
         self._state: dict[Any, Any] = {}
 
     @property
@@ -74,12 +93,12 @@ class StandIn:
         return iter(self._state)
 
 
-class VerifyProtocol(asyncio.Protocol):
-    """One connection: parse with httptools, answer through the stages and the verify handler, in order."""
+class HandlersProtocol(asyncio.Protocol):
+    """One connection: parsed by httptools, answered by the stages and a handler, one request at a time."""
 
-    def __init__(self, app: web.Application, handler: Any, date: list[bytes]) -> None:
+    def __init__(self, app: web.Application, handlers: tuple[Any, Any], date: list[bytes]) -> None:
         self._app = app
-        self._handler = handler
+        self._verify, self._proxy = handlers
         self._date = date
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
@@ -112,21 +131,19 @@ class VerifyProtocol(asyncio.Protocol):
         assert self._transport is not None
         self._transport.pause_reading()
         method = self._parser.get_method().decode("ascii")
-        request = StandIn(
-            self._app,
-            method,
-            self._url.decode("latin-1"),
-            CIMultiDictProxy(CIMultiDict(self._headers)),
-            self._peer,
-        )
-        asyncio.get_running_loop().create_task(self._answer(request))
+        target = self._url.decode("latin-1")
+        headers = CIMultiDictProxy(CIMultiDict(self._headers))
+        request = StandIn(self._app, method, target, headers, self._peer, self._transport)
+        handler = self._verify if target.startswith(paths.VERIFY) else self._proxy
+        asyncio.get_running_loop().create_task(self._answer(handler, request))
 
-    async def _answer(self, request: StandIn) -> None:
-        response = await self._handler(request)
+    async def _answer(self, handler: Any, request: StandIn) -> None:
+        response = await handler(request)
         body = response.body if isinstance(response.body, bytes) else b""
         lines = [f"HTTP/1.1 {response.status} {response.reason}\r\n".encode("latin-1")]
         for name, value in response.headers.items():
-            lines.append(f"{name}: {value}\r\n".encode("latin-1"))
+            if name.lower() not in _WRITTEN_HERE:
+                lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         lines.append(b"Content-Length: %d\r\nDate: %s\r\nServer: bench\r\n\r\n" % (len(body), self._date[0]))
         lines.append(body)
         assert self._transport is not None
@@ -140,8 +157,9 @@ async def serve(config_path: Path) -> None:
     app = create_app(config, config_path.parent)
     runner, site = await serve_guarded(app, config, "127.0.0.1", 0)
     aiohttp_port = site.port
-    # The same stages around the same handler as ``app.add_routes`` puts on the verify path.
-    handler = staged(request_middleware(None), verify)
+    # The same stages around the same handlers as ``app.add_routes`` puts on verify and on the catch-all.
+    stages = request_middleware(None)
+    handlers = (staged(stages, verify), staged(stages, protected))
     date = [email.utils.formatdate(usegmt=True).encode("ascii")]
 
     async def tick() -> None:
@@ -151,7 +169,7 @@ async def serve(config_path: Path) -> None:
 
     ticker = asyncio.create_task(tick())
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: VerifyProtocol(app, handler, date), "127.0.0.1", 0)
+    server = await loop.create_server(lambda: HandlersProtocol(app, handlers, date), "127.0.0.1", 0)
     httptools_port = server.sockets[0].getsockname()[1]
     print(aiohttp_port, httptools_port, flush=True)
     try:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Issue 19's measured alternative: the gateway's handlers and request stages, unchanged, served by aiohttp (as
 # the gateway is) and by a protocol on httptools (bench/handlers_on_httptools.py), one process, one gateway, in
-# alternation; req/s and the process's CPU per request for each: /.auth/verify alone with a hot session, and
-# the authenticated route proxied to nginx.
+# alternation; req/s and the process's CPU per request for each: /.auth/verify alone with a hot session, the
+# authenticated route proxied to nginx, and a hot bearer client on an api: route.
 #
 #   bench/handlers_on_httptools.sh                   # 5 s per run, 3 rounds; also DURATION, ROUNDS, ACCESS_LOG
-#   KINDS=verify bench/handlers_on_httptools.sh      # some of: verify auth
+#   KINDS=verify bench/handlers_on_httptools.sh      # some of: verify auth bearer
 #
 # Same pieces as run_gateway_bench.sh (Redis, nginx, dev IdP, a real login through a `broker run` gateway whose
 # config the measured process loads too: same Redis and keys, so the session is valid in both). Loopback only;
@@ -15,19 +15,22 @@ GW_WORKERS=1
 DURATION="${DURATION:-5}"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ROUNDS="${ROUNDS:-3}"
-KINDS="${KINDS:-verify auth}"
+KINDS="${KINDS:-verify auth bearer}"
 
 need_apt wrk wrk
 need_apt nginx nginx
 need_apt redis-server redis-server
 need_apt curl curl
 
+with_bearer_client
 EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
 start_redis
 start_nginx
 start_devidp
+EXTRA_ROUTES="$(bearer_route)"
 start_gateway
 COOKIE="$(gateway_cookie)"
+TOKEN="$(bearer_token)"
 
 "$PY" "$REPO/bench/handlers_on_httptools.py" --config "$GW_CONFIG" >"$WORK/ports.txt" 2>"$WORK/measured.log" &
 MEASURED_PID=$!
@@ -39,6 +42,7 @@ for name in AIOHTTP HTTPTOOLS; do
   expect_status "verify on $name" 200 -H "Cookie: $COOKIE" -H "X-Original-URL: http://localhost/" \
     "http://localhost:${!port}/.auth/verify"
   expect_status "authenticated on $name" 200 -H "Cookie: $COOKIE" "http://localhost:${!port}/"
+  expect_status "bearer on $name" 200 -H "Authorization: Bearer $TOKEN" "http://localhost:${!port}/api/"
 done
 # Both servers must give the proxied route the same body (the measured work is the same).
 SIZES="$(for name in AIOHTTP HTTPTOOLS; do
@@ -59,7 +63,8 @@ for round in $(seq "$ROUNDS"); do
       case "$kind" in
         verify) args=("http://localhost:${!port}/.auth/verify" -H "Cookie: $COOKIE" -H "X-Original-URL: http://localhost/") ;;
         auth) args=("http://localhost:${!port}/" -H "Cookie: $COOKIE") ;;
-        *) log "unknown kind $kind (verify, auth)"; exit 2 ;;
+        bearer) args=("http://localhost:${!port}/api/" -H "Authorization: Bearer $TOKEN") ;;
+        *) log "unknown kind $kind (verify, auth, bearer)"; exit 2 ;;
       esac
       before=$(cpu_ticks "$MEASURED_PID")
       run_wrk "$kind-$name" "${args[@]}"

@@ -22,15 +22,7 @@ need_apt nginx nginx
 need_apt redis-server redis-server
 need_apt curl curl
 
-with_bearer_client
-EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
-start_redis
-start_nginx
-start_devidp
-EXTRA_ROUTES="$(bearer_route)"
-start_gateway
-COOKIE="$(gateway_cookie)"
-TOKEN="$(bearer_token)"
+start_verify_and_bearer_gateway
 
 "$PY" "$REPO/bench/handlers_on_httptools.py" --config "$GW_CONFIG" >"$WORK/ports.txt" 2>"$WORK/measured.log" &
 MEASURED_PID=$!

@@ -321,6 +321,21 @@ bearer_token() { # an app-only access token for the daemon client, from the dev 
     "$PY" -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
 }
 
+# Redis, nginx, the dev IdP and a gateway that answers /.auth/verify from loopback (server.trusted_proxies)
+# and has the bearer client's api: route at /api/; sets COOKIE (a signed-in session) and TOKEN (an app-only
+# access token from the client_credentials grant).
+start_verify_and_bearer_gateway() {
+  with_bearer_client
+  EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
+  start_redis
+  start_nginx
+  start_devidp
+  EXTRA_ROUTES="$(bearer_route)"
+  start_gateway
+  COOKIE="$(gateway_cookie)"
+  TOKEN="$(bearer_token)"
+}
+
 # nginx auth_request in front of the backend, asking the gateway's /.auth/verify (the lines of
 # docs/forward-auth.md). FA_CACHE_SECONDS (optional): the opt-in cache of verify answers keyed by the session
 # cookie (docs/forward-auth.md, "Caching verify answers"), with that TTL. FA_BIND (optional): the source

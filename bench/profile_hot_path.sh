@@ -20,15 +20,7 @@ need_apt redis-server redis-server
 need_apt curl curl
 [[ -x "$VENV/bin/py-spy" ]] || "$VENV/bin/pip" install --quiet py-spy
 
-with_bearer_client
-EXTRA_SERVER="  trusted_proxies: [127.0.0.1/32]"
-start_redis
-start_nginx
-start_devidp
-EXTRA_ROUTES="$(bearer_route)"
-start_gateway
-COOKIE="$(gateway_cookie)"
-TOKEN="$(bearer_token)"
+start_verify_and_bearer_gateway
 GATEWAY_PID="${PIDS[-1]}"
 # With workers > 1 the first worker (a child of `broker run`) is sampled; with 1 the process itself serves.
 WORKER_PID="$(pgrep -P "$GATEWAY_PID" | head -1 || true)"

@@ -298,8 +298,11 @@ def add_routes(app: web.Application, stages: Middleware) -> None:
     (``middleware.staged``): a method a path does not serve gets its 405 there, so no answer bypasses the
     request id, the metrics and the access log."""
 
-    def route(path: str, handlers: Mapping[str, Handler], **kwargs: Any) -> None:
-        app.router.add_route("*", path, staged(stages, by_method(handlers)), **kwargs)
+    def every_method(path: str, handler: Handler, **kwargs: Any) -> None:
+        app.router.add_route("*", path, staged(stages, handler), **kwargs)
+
+    def route(path: str, handlers: Mapping[str, Handler]) -> None:
+        every_method(path, by_method(handlers))
 
     route(paths.LOGIN, {"GET": login.chooser_page, "POST": login.choose})
     route(paths.company_login("{code}"), {"GET": login.company_page})
@@ -314,13 +317,9 @@ def add_routes(app: web.Application, stages: Middleware) -> None:
     route(paths.ME, {"GET": service.me})
     route(paths.HEALTHZ, {"GET": service.healthz})
     route(paths.READYZ, {"GET": service.readyz})
-    app.router.add_route("*", paths.VERIFY, staged(stages, verify.verify))
+    every_method(paths.VERIFY, verify.verify)
     # ``(?s:.*)``: a tail whose decoded form holds a line break still matches (with a plain ``.*`` it matched
     # no route, and aiohttp's router answered outside the stages).
-    app.router.add_route("*", paths.VERIFY + "/{tail:(?s:.*)}", staged(stages, verify.verify))
-    app.router.add_route(
-        "*", paths.AUTH_PREFIX + "{tail:(?s:.*)}", staged(stages, service.reserved_not_found)
-    )
-    app.router.add_route(
-        "*", "/{tail:(?s:.*)}", staged(stages, protected.handle), expect_handler=forward.defer_continue
-    )
+    every_method(paths.VERIFY + "/{tail:(?s:.*)}", verify.verify)
+    every_method(paths.AUTH_PREFIX + "{tail:(?s:.*)}", service.reserved_not_found)
+    every_method("/{tail:(?s:.*)}", protected.handle, expect_handler=forward.defer_continue)

@@ -54,30 +54,19 @@ echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds in 
 echo "A: $A_PYTHONPATH   B: $B_PYTHONPATH"
 machine_line
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-34s %10s %9s %9s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" errors "CPU us/req"
+print_cpu_header
 declare -A RPS_SUM=() CPU_SUM=()
-measure() { # measure SIDE KIND LABEL URL [wrk args...]
-  local side="$1" kind="$2" label="$3" url="$4" pid before cpu
-  shift 4
-  pid="${side}_PID"
-  before=$(cpu_ticks "${!pid}")
-  run_wrk "$side-$kind" "$url" "$@"
-  cpu=$(cpu_us_per_request $(($(cpu_ticks "${!pid}") - before)) "$R_REQS")
-  printf '%-34s %10s %9s %9s %8s %10s\n' "$label" "$R_RPS" "$R_P50" "$R_P99" "$R_ERR" "$cpu"
-  RPS_SUM[$side-$kind]=$((${RPS_SUM[$side-$kind]:-0} + R_RPS))
-  CPU_SUM[$side-$kind]=$((${CPU_SUM[$side-$kind]:-0} + cpu))
-}
 declare -A KIND_LABEL=([auth]=authenticated [pub]="public route" [verify]="verify alone")
 for round in $(seq "$ROUNDS"); do
   for kind in $KINDS; do
     for side in A B; do
-      url="${side}_URL" cookie="${side}_COOKIE"
+      url="${side}_URL" cookie="${side}_COOKIE" pid="${side}_PID"
       case "$kind" in
-        auth) measure "$side" auth "$side authenticated, round $round" "${!url}/" -H "Cookie: ${!cookie}" ;;
-        pub) measure "$side" pub "$side public route, round $round" "${!url}/pub/" ;;
-        verify) measure "$side" verify "$side verify alone, round $round" "${!url}/.auth/verify" \
-          -H "Cookie: ${!cookie}" -H "X-Original-URL: http://localhost/" ;;
+        auth) args=("${!url}/" -H "Cookie: ${!cookie}") ;;
+        pub) args=("${!url}/pub/") ;;
+        verify) args=("${!url}/.auth/verify" -H "Cookie: ${!cookie}" -H "X-Original-URL: http://localhost/") ;;
       esac
+      measure_cpu "${!pid}" "$side-$kind" "$side ${KIND_LABEL[$kind]}, round $round" "${args[@]}"
     done
   done
 done

@@ -46,7 +46,7 @@ read -r SIZE_A SIZE_H <<<"$SIZES"
 
 echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, $ROUNDS rounds in alternation; one process, access log ${ACCESS_LOG:-true}"
 machine_line
-printf '%-34s %10s %9s %9s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" errors "CPU us/req"
+print_cpu_header
 declare -A RPS_SUM=() CPU_SUM=()
 for round in $(seq "$ROUNDS"); do
   for kind in $KINDS; do
@@ -58,12 +58,7 @@ for round in $(seq "$ROUNDS"); do
         bearer) args=("http://localhost:${!port}/api/" -H "Authorization: Bearer $TOKEN") ;;
         *) log "unknown kind $kind (verify, auth, bearer)"; exit 2 ;;
       esac
-      before=$(cpu_ticks "$MEASURED_PID")
-      run_wrk "$kind-$name" "${args[@]}"
-      cpu=$(cpu_us_per_request $(($(cpu_ticks "$MEASURED_PID") - before)) "$R_REQS")
-      printf '%-34s %10s %9s %9s %8s %10s\n' "$kind on ${name,,}, round $round" "$R_RPS" "$R_P50" "$R_P99" "$R_ERR" "$cpu"
-      RPS_SUM[$kind-$name]=$((${RPS_SUM[$kind-$name]:-0} + R_RPS))
-      CPU_SUM[$kind-$name]=$((${CPU_SUM[$kind-$name]:-0} + cpu))
+      measure_cpu "$MEASURED_PID" "$kind-$name" "$kind on ${name,,}, round $round" "${args[@]}"
     done
   done
 done

@@ -446,6 +446,25 @@ cpu_us_per_request() {
   awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.0f", t / hz * 1e6 / n; else print "n/a" }'
 }
 
+# For the benchmarks that alternate wrk runs and compare CPU per request (ab_gateway.sh,
+# handlers_on_httptools.sh): print_cpu_header prints the columns; measure_cpu PID KEY LABEL URL [wrk args...]
+# runs wrk, prints LABEL's row with the CPU that PID and its children used per request, and adds its req/s
+# and CPU to RPS_SUM[KEY] and CPU_SUM[KEY] (associative arrays the caller declares).
+print_cpu_header() {
+  printf '%-34s %10s %9s %9s %8s %10s\n' target "req/s" "p50 ms" "p99 ms" errors "CPU us/req"
+}
+
+measure_cpu() {
+  local pid="$1" key="$2" label="$3" before cpu
+  shift 3
+  before=$(cpu_ticks "$pid")
+  run_wrk "$key" "$@"
+  cpu=$(cpu_us_per_request $(($(cpu_ticks "$pid") - before)) "$R_REQS")
+  printf '%-34s %10s %9s %9s %8s %10s\n' "$label" "$R_RPS" "$R_P50" "$R_P99" "$R_ERR" "$cpu"
+  RPS_SUM[$key]=$((${RPS_SUM[$key]:-0} + R_RPS))
+  CPU_SUM[$key]=$((${CPU_SUM[$key]:-0} + cpu))
+}
+
 # --- Streaming pieces (bench/rss_soak.sh, bench/compare_mod_auth_openidc.sh) ------------------------------
 # Before start_nginx: nginx serves files under $WORK/nginx/big/ at /big/, and DEMO_PORT is chosen for the
 # demo backend that takes uploads. After start_nginx, stream_routes gives the gateway's /big/ and /upload/

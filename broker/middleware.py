@@ -219,7 +219,9 @@ def request_middleware(tracing: Tracing | None = None) -> Middleware:
                         response = translated(request, exc)
                     status = response.status
                 except web.HTTPException as exc:
+                    # A raised answer (a redirect, by_method's 405) is sent by aiohttp: it carries the id too.
                     status = exc.status
+                    exc.headers["X-Request-Id"] = request[REQUEST_ID_KEY]
                     raise
                 finally:
                     account(request, status, time.perf_counter() - started)

@@ -35,6 +35,7 @@ async def test_a_method_a_broker_path_does_not_take_gets_405_through_the_stages(
             async with browser.request(method, f"{stack.gateway_url}{path}", allow_redirects=False) as resp:
                 assert resp.status == 405, (method, path)
                 assert set(resp.headers["Allow"].split(",")) == allowed
+                assert "X-Request-Id" in resp.headers
             assert (method, path, 405) in access_lines(caplog)
         # The methods a path does take are served as before (HEAD with GET's handler).
         async with browser.head(f"{stack.gateway_url}/.auth/healthz") as resp:
@@ -43,6 +44,11 @@ async def test_a_method_a_broker_path_does_not_take_gets_405_through_the_stages(
             f"{stack.gateway_url}/.auth/me", headers={"Accept": "application/json"}
         ) as resp:
             assert resp.status == 401 and "X-Request-Id" in resp.headers
+        # A raised answer (the sign-in redirect of a page load) carries the request id like a returned one.
+        async with browser.get(
+            f"{stack.gateway_url}/", headers={"Accept": "text/html"}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 302 and "X-Request-Id" in resp.headers
 
 
 @pytest.mark.parametrize("path", ["/a%0Ab", "/.auth/x%0Ay", "/.auth/verify/x%0Ay", "/%0A"])
